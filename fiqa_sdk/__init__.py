@@ -20,6 +20,7 @@ from .errors import (
 )
 from .io import load_image
 from .pipeline import FacePipeline, PipelineResult
+from .quality import Scorer, create_scorer, list_scorers
 from .types import Face
 
 __version__ = "0.1.0"
@@ -33,6 +34,9 @@ __all__ = [
     "Embedder",
     "CallableEmbedder",
     "FacePipeline",
+    "Scorer",
+    "create_scorer",
+    "list_scorers",
     "PipelineResult",
     "create_detector",
     "list_detectors",

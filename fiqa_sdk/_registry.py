@@ -33,7 +33,7 @@ class Registry(Generic[T]):
     def describe(self) -> dict[str, str]:
         return {n: self._docs[n] for n in self.names()}
 
-    def create(self, name: str, **kwargs: Any) -> T:
+    def create(self, name: str, /, **kwargs: Any) -> T:
         if not isinstance(name, str):
             raise TypeError(f"{self.kind} name must be a string, got {type(name).__name__}")
         try:

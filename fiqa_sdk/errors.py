@@ -37,3 +37,7 @@ class WeightsError(FiqaError, RuntimeError):
 
 class AlignmentError(FiqaError, ValueError):
     """Landmarks are degenerate (e.g. all at one point) so no similarity transform exists."""
+
+
+class EvaluationError(FiqaError, ValueError):
+    """Evaluation inputs are invalid (empty, NaN, mismatched shapes, FMR or limit out of range)."""

@@ -1,1 +1,140 @@
-"""Placeholder replaced below."""
+"""Image -> faces -> aligned crops -> embeddings: the face half of the quality pipeline.
+
+:class:`FacePipeline` wires a detector, the ArcFace aligner and an embedder. It holds no model
+code of its own. Every input is processed independently: a bad image yields a result with a
+``reason`` instead of raising, so one broken file never loses a batch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Iterator
+
+import numpy as np
+
+from .align import ARCFACE_SIZE, align_face, template
+from .detect import Detector, create_detector, select_faces
+from .embed import Embedder, create_embedder
+from .errors import AlignmentError, ImageDecodeError, InvalidImageError
+from .io import ImageInput, load_image
+from .types import Face
+
+# backends created by name that take a ``device`` argument
+_DEVICE_AWARE = frozenset({"retinaface", "mtcnn", "scrfd", "arcface"})
+
+
+@dataclass
+class PipelineResult:
+    """What the pipeline made of one input image (one face of it).
+
+    ``reason`` is None on success, else one of ``"decode_error"``, ``"invalid_input"``,
+    ``"no_face"``, ``"alignment_error"``; ``message`` says more.
+    """
+
+    face: Face | None = None
+    aligned: np.ndarray | None = None  # (112, 112, 3) uint8 RGB, ArcFace template
+    embedding: np.ndarray | None = None  # (D,) float32, L2-normalised
+    faces: list[Face] = field(default_factory=list)  # every face the detector found
+    image_shape: tuple[int, int] | None = None
+    reason: str | None = None
+    message: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.reason is None
+
+
+class FacePipeline:
+    """Detector -> 5-point ArcFace alignment -> embedder.
+
+    Parameters
+    ----------
+    detector : str or Detector
+        Registry name (see :func:`fiqa_sdk.list_detectors`) or an instance.
+    embedder : str, Embedder, callable or None
+        Registry name, instance, wrapped callable, or None to skip embedding.
+    face_policy : {"largest", "central", "confidence", "all"}
+        Which face(s) of a multi-face image to keep (see :func:`fiqa_sdk.detect.select_faces`).
+    device : {"cpu", "cuda", "auto"}
+        Passed to backends created by name.
+    """
+
+    def __init__(self, detector: str | Detector = "retinaface", embedder: Any = "arcface",
+                 face_policy: str = "largest", device: str = "cpu") -> None:
+        dev = {"device": device} if device != "cpu" else {}
+        self.detector = create_detector(detector, **(dev if detector in _DEVICE_AWARE else {}))
+        self.embedder = None if embedder is None else create_embedder(
+            embedder, **(dev if isinstance(embedder, str) and embedder in _DEVICE_AWARE else {}))
+        # crops for an embedder trained on the ArcFace template are the scored crops themselves
+        self._reuse_crop = self.embedder is not None and (
+            self.embedder.input_size == ARCFACE_SIZE
+            and np.allclose(self.embedder.template, template(ARCFACE_SIZE)))
+        select_faces([], face_policy)  # validates the policy name early
+        self.face_policy = face_policy
+
+    # -- single stages -------------------------------------------------------------------
+    def faces(self, image: np.ndarray) -> list[Face]:
+        """Faces of a decoded RGB image chosen by the face policy."""
+        return select_faces(self.detector.detect(image), self.face_policy, image.shape)
+
+    def embedder_crop(self, image: np.ndarray, face: Face, aligned: np.ndarray) -> np.ndarray:
+        """The crop the embedder wants: the ArcFace crop itself, or its own template's."""
+        if self._reuse_crop:
+            return aligned
+        return align_face(image, face, self.embedder.input_size, self.embedder.template)
+
+    # -- whole pipeline ------------------------------------------------------------------
+    def process(self, img: ImageInput, color: str = "bgr") -> list[PipelineResult]:
+        """Results for one image: one per selected face, or one failed result with a reason."""
+        return next(iter(self.process_batch([img], color=color)))
+
+    def process_batch(self, images: Iterable[ImageInput], color: str = "bgr",
+                      batch_size: int = 32) -> Iterator[list[PipelineResult]]:
+        """Yield, for each input in order, its list of results (see :meth:`process`).
+
+        Embeddings are computed ``batch_size`` images at a time; memory stays bounded for
+        any iterable (generators included).
+        """
+        pending: list[tuple[np.ndarray, list[PipelineResult]]] = []
+        for img in images:
+            pending.append(self._prepare(img, color))
+            if len(pending) >= batch_size:
+                yield from self._finish(pending)
+                pending = []
+        if pending:
+            yield from self._finish(pending)
+
+    def _prepare(self, img: ImageInput, color: str) -> tuple[np.ndarray | None, list[PipelineResult]]:
+        try:
+            rgb = load_image(img, color=color)
+        except ImageDecodeError as exc:
+            return None, [PipelineResult(reason="decode_error", message=str(exc))]
+        except InvalidImageError as exc:
+            return None, [PipelineResult(reason="invalid_input", message=str(exc))]
+        shape = rgb.shape[:2]
+        all_faces = self.detector.detect(rgb)
+        chosen = select_faces(all_faces, self.face_policy, rgb.shape)
+        if not chosen:
+            return rgb, [PipelineResult(faces=all_faces, image_shape=shape, reason="no_face",
+                                        message="no face detected")]
+        results = []
+        for face in chosen:
+            try:
+                crop = align_face(rgb, face)
+            except AlignmentError as exc:
+                results.append(PipelineResult(face=face, faces=all_faces, image_shape=shape,
+                                              reason="alignment_error", message=str(exc)))
+                continue
+            results.append(PipelineResult(face=face, aligned=crop, faces=all_faces, image_shape=shape))
+        return rgb, results
+
+    def _finish(self, pending: list[tuple[np.ndarray | None, list[PipelineResult]]]):
+        if self.embedder is not None:
+            todo = [(rgb, r) for rgb, rs in pending for r in rs if r.ok]
+            if todo:
+                crops = np.stack([self.embedder_crop(rgb, r.face, r.aligned) for rgb, r in todo])
+                emb = self.embedder.embed(crops)
+                for (_, r), e in zip(todo, emb):
+                    r.embedding = e
+        for _, rs in pending:
+            yield rs

