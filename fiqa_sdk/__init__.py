@@ -5,12 +5,13 @@ Public names only; see docs/api.md for the contract.
 
 from __future__ import annotations
 
-from . import align, io
+from . import align, eval, io  # noqa: A004 - fq.eval is the contract's name
 from .align import align_face, align_faces, estimate_transform
 from .detect import Detector, create_detector, list_detectors
 from .embed import CallableEmbedder, Embedder, create_embedder, list_embedders
 from .errors import (
     AlignmentError,
+    EvaluationError,
     FiqaError,
     ImageDecodeError,
     InvalidImageError,
@@ -53,4 +54,6 @@ __all__ = [
     "UnknownBackendError",
     "WeightsError",
     "AlignmentError",
+    "EvaluationError",
+    "eval",
 ]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .edc import (
+from ._edc import (
     EDCCurve,
     EDCResult,
     FMRThreshold,
