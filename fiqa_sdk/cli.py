@@ -2,6 +2,8 @@
 
     fiqa assess [IMG ...]     one JSON line per image (no IMG: the bundled sample face)
     fiqa list                 registered detectors, embedders and scorers
+    fiqa train ddpm ...       train the DifFIQA denoiser (resumable)
+    fiqa bench quality ...    EDC / pAUC of quality scorers on LFW or an identity folder / CSV
     fiqa --version
 
 User mistakes (missing file, bad option, missing optional backend) print one line to stderr
@@ -70,6 +72,73 @@ def _cmd_list(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_bench_quality(args: argparse.Namespace) -> int:
+    import time
+    from pathlib import Path
+
+    from ._deps import require
+    from .errors import EvaluationError
+    from .eval import bench, protocols
+
+    if args.max_nonmated is not None and args.protocol == "lfw-pairs":
+        raise EvaluationError("--max-nonmated applies to all-vs-all protocols (lfw-all, folder, "
+                              "csv), not to lfw-pairs")
+    if args.protocol in ("folder", "csv") and not args.data:
+        raise EvaluationError(f"--protocol {args.protocol} needs --data "
+                              + ("DIR (identity subfolders)" if args.protocol == "folder"
+                                 else "FILE.csv (columns file, identity)"))
+    if args.protocol.startswith("lfw") and args.data:
+        raise EvaluationError("--data is for --protocol folder/csv; use --lfw for LFW")
+    if args.image_root and args.protocol != "csv":
+        raise EvaluationError("--image-root applies to --protocol csv only")
+    if not 0.0 < args.plot_max_discard <= 1.0:
+        raise EvaluationError(f"--plot-max-discard must be in (0, 1], got {args.plot_max_discard}")
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise EvaluationError(f"--out must be a folder, but {out} is a file")
+    if not args.no_plot:
+        require("matplotlib", "plot")  # fail now, not after an hour of scoring
+    progress = sys.stderr.isatty() if args.progress is None else args.progress
+
+    def log(msg: str) -> None:
+        print(f"fiqa bench: {msg}", file=sys.stderr, flush=True)
+
+    t0 = time.perf_counter()
+    if args.protocol == "lfw-pairs":
+        proto = protocols.read_lfw_pairs(args.lfw)
+    elif args.protocol == "lfw-all":
+        proto = protocols.lfw_all_vs_all(args.lfw, args.max_nonmated, args.seed)
+    elif args.protocol == "folder":
+        proto = protocols.folder_protocol(args.data, args.max_nonmated, args.seed)
+    else:
+        proto = protocols.csv_protocol(args.data, args.image_root, args.max_nonmated, args.seed)
+    log(f"protocol {args.protocol}: {len(proto.paths)} images, "
+        f"{len(proto.mated_pairs)} mated pairs")
+    cache = args.cache
+    if cache is None:
+        from .eval.features import default_cache_dir
+
+        cache = default_cache_dir() / ("lfw" if args.protocol.startswith("lfw") else "bench")
+    result = bench.run_quality_bench(
+        proto, scorers=args.scorers, eval_embedder=args.eval_embedder,
+        quality_embedder=args.quality_embedder, detector=args.detector,
+        face_policy=args.face_policy, fmr=args.fmr, limits=args.limits, cache_dir=cache,
+        device=args.device, block_size=args.block_size, progress=progress,
+        protocol_name=args.protocol, log=log,
+    )
+    result.meta["seconds"]["total"] = round(time.perf_counter() - t0, 1)
+    import shlex
+
+    result.meta["command"] = "fiqa " + shlex.join(getattr(args, "argv", None) or sys.argv[1:])
+    js, cs = bench.write_table(result, out)
+    written = [js, cs]
+    if not args.no_plot:
+        written.append(bench.plot_edc(result, out / "edc.png", max_discard=args.plot_max_discard))
+    print(bench.markdown_table(result))
+    log("wrote " + ", ".join(str(p) for p in written))
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="fiqa", description="Face image quality assessment, offline.")
     ap.add_argument("--version", action="version", version=f"fiqa-sdk {__version__}")
@@ -87,12 +156,66 @@ def build_parser() -> argparse.ArgumentParser:
 
     ls = sub.add_parser("list", help="list registered detectors, embedders and scorers")
     ls.set_defaults(func=_cmd_list)
+
+    b = sub.add_parser("bench", help="benchmarks (EDC / pAUC of quality scorers)")
+    bsub = b.add_subparsers(dest="bench_command", metavar="BENCHMARK", required=True)
+    q = bsub.add_parser(
+        "quality", help="ISO/IEC 29794-1 EDC and pAUC of quality scorers on a protocol",
+        description="Run quality scorers on a verification protocol; write OUT/quality.json, "
+                    "OUT/quality.csv and OUT/edc.png. Detections, embeddings and quality scores "
+                    "are cached ($FIQA_CACHE or --cache).")
+    from .eval.bench import BASELINE_SCORERS, DEFAULT_LIMITS
+
+    q.add_argument("--protocol", default="lfw-pairs",
+                   choices=["lfw-pairs", "lfw-all", "folder", "csv"],
+                   help="lfw-pairs: pairs.txt (6,000 pairs); lfw-all: all-vs-all from the LFW "
+                        "identity folders; folder: DIR/<identity>/<image>; csv: columns file, "
+                        "identity (default lfw-pairs)")
+    q.add_argument("--scorers", nargs="+", default=list(BASELINE_SCORERS),
+                   help="quality scorers (default: the baselines %(default)s)")
+    q.add_argument("--eval-embedder", default="arcface",
+                   help="FR model of the comparison scores (default arcface)")
+    q.add_argument("--quality-embedder", default="arcface",
+                   help="FR model inside the scorers that use one (default arcface); equal to "
+                        "--eval-embedder: same-model, else cross-model")
+    q.add_argument("--detector", default="retinaface")
+    q.add_argument("--face-policy", default="central",
+                   choices=["largest", "central", "confidence"],
+                   help="which face is the subject (default central: right for LFW)")
+    q.add_argument("--out", required=True, help="output folder")
+    q.add_argument("--lfw", default=None, help="LFW root with images/ and pairs.txt "
+                   "(default $FIQA_LFW or ../shared/data/lfw)")
+    q.add_argument("--data", default=None, help="--protocol folder: the identity folder; "
+                   "--protocol csv: the CSV file")
+    q.add_argument("--image-root", default=None,
+                   help="--protocol csv: folder the file column is relative to "
+                        "(default: the CSV's)")
+    q.add_argument("--max-nonmated", type=int, default=None, metavar="N",
+                   help="all-vs-all: a seeded uniform sample of N non-mated pairs instead of all")
+    q.add_argument("--seed", type=int, default=0, help="seed of the non-mated sample (default 0)")
+    q.add_argument("--fmr", type=float, default=1e-3, help="FMR of the threshold (default 1e-3)")
+    q.add_argument("--limits", type=float, nargs="+", default=list(DEFAULT_LIMITS),
+                   help="pAUC discard limits (default 0.2 0.3)")
+    q.add_argument("--cache", default=None, help="cache folder (default $FIQA_CACHE/lfw or /bench)")
+    q.add_argument("--device", default="cpu", choices=["cpu", "cuda", "auto"])
+    q.add_argument("--block-size", type=int, default=1024,
+                   help="probe images per matrix product when scoring all non-mated pairs")
+    q.add_argument("--plot-max-discard", type=float, default=0.5,
+                   help="x-axis end of the EDC plot (default 0.5)")
+    q.add_argument("--no-plot", action="store_true", help="skip edc.png")
+    q.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                   help="progress bars on stderr (default: when stderr is a terminal)")
+    q.set_defaults(func=_cmd_bench_quality)
+    from .train.cli import add_train_parser
+
+    add_train_parser(sub)
     return ap
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(argv) if argv is not None else sys.argv[1:]
     if not getattr(args, "command", None):
         parser.print_help(sys.stderr)
         return EXIT_USAGE

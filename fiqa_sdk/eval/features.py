@@ -1,7 +1,13 @@
-"""Landmarks and embeddings for a list of image files, cached on disk.
+"""Landmarks, embeddings and quality scores for a list of image files, cached on disk.
 
-Detection is done once per (detector, image list); embeddings once per (detector, embedder,
-image list). Re-running a benchmark with a new quality scorer reuses both.
+Each result is one file per (model, image list): ``faces-<detector>-<key>.npz``,
+``emb-<detector>-<embedder>-<key>.npy``, ``quality-<detector>-<scorer>-<key>.npy``. Next to it a
+``<same name>.rows.npz`` index records the image paths, the model's key and, per image, the
+inputs the value depends on (the landmarks, box and detector score it was computed from). A new
+image list reuses every row that another cached list of the same model computed for the same
+image from the same inputs, so results are in effect cached per (model, image): LFW pairs.txt's
+7,701 images are a subset of the all-vs-all 13,233 and are not recomputed, and re-running a
+benchmark with a new quality scorer reuses the detections and embeddings.
 """
 
 from __future__ import annotations
@@ -9,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -36,12 +43,89 @@ def _paths_key(paths: Sequence[str | Path]) -> str:
     return _key(*[str(p) for p in paths])
 
 
-def _progress(it, enabled: bool, desc: str, total: int):
+def _progress(it, enabled: bool, desc: str, total: int, unit: str = "img"):
     if not enabled:
         return it
     from tqdm import tqdm
 
-    return tqdm(it, desc=desc, total=total, unit="img", mininterval=2.0)
+    return tqdm(it, desc=desc, total=total, unit=unit, mininterval=2.0)
+
+
+# --------------------------------------------------------------------------------------------
+# Row-level reuse across image lists
+# --------------------------------------------------------------------------------------------
+
+
+def _index_path(cache: Path) -> Path:
+    return cache.with_name(cache.name.rsplit(".", 1)[0] + ".rows.npz")
+
+
+def _write_index(cache: Path, paths: Sequence[str], model_key: str, cond: np.ndarray) -> None:
+    """Record which image each row of ``cache`` is and what it was computed from."""
+    idx = _index_path(cache)
+    tmp = idx.with_name(idx.name + ".tmp.npz")
+    np.savez(tmp, paths=np.asarray(paths, dtype=np.str_), model_key=np.asarray(model_key),
+             cond=np.asarray(cond, dtype=np.float32).reshape(len(paths), -1))
+    os.replace(tmp, idx)
+
+
+def _save(cache: Path, paths: Sequence[str], model_key: str, cond: np.ndarray, **arrays) -> None:
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    if cache.suffix == ".npz":
+        tmp = cache.with_suffix(".tmp.npz")
+        np.savez(tmp, **arrays)
+    else:
+        tmp = cache.with_suffix(".tmp.npy")
+        (value,) = arrays.values()
+        np.save(tmp, value)
+    os.replace(tmp, cache)
+    _write_index(cache, paths, model_key, cond)
+
+
+def _reusable_rows(cache: Path, model_key: str, paths: Sequence[str], cond: np.ndarray):
+    """Rows of other cached image lists of the same model that can be copied into ``cache``.
+
+    Only lists written with the same file-name prefix and the same ``model_key`` count, and a
+    row is taken only when it is the same image path with bitwise equal ``cond`` (the inputs it
+    was computed from). Returns ``[(source file, source rows, destination rows), ...]``.
+    """
+    want = {p: i for i, p in enumerate(paths)}
+    cond = np.asarray(cond, dtype=np.float32).reshape(len(paths), -1)
+    filled = np.zeros(len(paths), dtype=bool)
+    prefix = cache.name[: cache.name.rindex("-") + 1]
+    out = []
+    for idx in sorted(cache.parent.glob(glob_escape(prefix) + "*.rows.npz")):
+        src = idx.with_name(idx.name[: -len(".rows.npz")] + cache.suffix)
+        if src == cache or not src.is_file():
+            continue
+        try:
+            z = np.load(idx)
+            if str(z["model_key"]) != model_key:
+                continue
+            src_paths, src_cond = z["paths"], z["cond"]
+        except (OSError, ValueError, KeyError):
+            continue  # a foreign or damaged file: ignore it
+        if src_cond.shape[1:] != cond.shape[1:]:
+            continue
+        pos = np.array([want.get(str(p), -1) for p in src_paths], dtype=np.int64)
+        rows = np.flatnonzero(pos >= 0)
+        rows = rows[~filled[pos[rows]]]
+        if rows.size:
+            same = (src_cond[rows] == cond[pos[rows]]).all(axis=1)
+            rows = rows[same]
+        if rows.size:
+            out.append((src, rows, pos[rows]))
+            filled[pos[rows]] = True
+        if filled.all():
+            break
+    return out
+
+
+def glob_escape(text: str) -> str:
+    """``text`` with the glob metacharacters ``*?[`` escaped."""
+    import glob
+
+    return glob.escape(text)
 
 
 @dataclass
@@ -72,21 +156,35 @@ class FaceSet:
 
 def detect_all(paths: Sequence[str | Path], detector: Detector, policy: str = "largest",
                cache_dir: str | Path | None = None, progress: bool = False) -> FaceSet:
-    """Detect and select one face per image (cached when ``cache_dir`` is given)."""
+    """Detect and select one face per image (cached when ``cache_dir`` is given; rows of other
+    cached image lists with the same detector and policy are reused)."""
     paths = [str(p) for p in paths]
-    cache = None
-    if cache_dir is not None:
-        key = _key(repr(vars_of(detector)), policy, _paths_key(paths))
-        cache = Path(cache_dir) / f"faces-{detector.name}-{key}.npz"
-        if cache.is_file():
-            z = np.load(cache)
-            return FaceSet(paths, z["found"], z["bbox"], z["landmarks"], z["det_score"], detector.name)
     n = len(paths)
     found = np.zeros(n, bool)
     bbox = np.full((n, 4), np.nan, np.float32)
     lmk = np.full((n, 5, 2), np.nan, np.float32)
     score = np.full(n, np.nan, np.float32)
-    for i, p in enumerate(_progress(paths, progress, f"detect ({detector.name})", n)):
+    todo = np.ones(n, dtype=bool)
+    cache = None
+    model_key = _key(repr(vars_of(detector)), policy)
+    no_cond = np.zeros((n, 0), np.float32)
+    if cache_dir is not None:
+        key = _key(repr(vars_of(detector)), policy, _paths_key(paths))
+        cache = Path(cache_dir) / f"faces-{detector.name}-{key}.npz"
+        if cache.is_file():
+            z = np.load(cache)
+            if not _index_path(cache).is_file():
+                _write_index(cache, paths, model_key, no_cond)
+            return FaceSet(paths, z["found"], z["bbox"], z["landmarks"], z["det_score"], detector.name)
+        if cache.parent.is_dir():
+            for src, rows, dst in _reusable_rows(cache, model_key, paths, no_cond):
+                z = np.load(src)
+                found[dst], bbox[dst] = z["found"][rows], z["bbox"][rows]
+                lmk[dst], score[dst] = z["landmarks"][rows], z["det_score"][rows]
+                todo[dst] = False
+    todo_idx = np.flatnonzero(todo)
+    for i in _progress(todo_idx, progress, f"detect ({detector.name})", len(todo_idx)):
+        p = paths[i]
         try:
             img = load_image(p)
         except FiqaError:
@@ -97,11 +195,23 @@ def detect_all(paths: Sequence[str | Path], detector: Detector, policy: str = "l
             found[i], bbox[i], lmk[i], score[i] = True, f.bbox, f.landmarks, f.det_score
     fs = FaceSet(paths, found, bbox, lmk, score, detector.name)
     if cache is not None:
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache.with_suffix(".tmp.npz")
-        np.savez(tmp, found=found, bbox=bbox, landmarks=lmk, det_score=score)
-        os.replace(tmp, cache)
+        _save(cache, paths, model_key, no_cond, found=found, bbox=bbox, landmarks=lmk,
+              det_score=score)
     return fs
+
+
+def _used_faces(faces: FaceSet, fallback: bool):
+    """(use, landmarks, bbox, det_score) after the fallback for images without a face."""
+    use = faces.found.copy()
+    lmk = faces.landmarks.copy()
+    bbox = faces.bbox.copy()
+    det = faces.det_score.copy()
+    if fallback and not use.all():
+        lmk[~use] = faces.fallback_landmarks()
+        bbox[~use] = np.median(faces.bbox[faces.found], axis=0)
+        det[~use] = 0.0
+        use[:] = True
+    return use, lmk, bbox, det
 
 
 def vars_of(obj: object) -> dict:
@@ -117,24 +227,38 @@ def embed_all(faces: FaceSet, embedder: Embedder, fallback: bool = True,
 
     With ``fallback=True``, images without a detected face are aligned with
     :meth:`FaceSet.fallback_landmarks` (the usual practice on LFW, so every pair gets a score).
+    Cached when ``cache_dir`` is given; rows of other cached image lists embedded by the same
+    model from the same landmarks are reused.
     """
+    n = len(faces.paths)
+    use, lmk, _, _ = _used_faces(faces, fallback)
+    cond = np.where(use[:, None], lmk.reshape(n, 10), np.nan)
+    model_key = _key("emb", repr(vars_of(embedder)))
     cache = None
+    out = None
+    todo = use.copy()
     if cache_dir is not None:
         lmk_key = hashlib.sha1(np.nan_to_num(faces.landmarks).tobytes()).hexdigest()
         key = _key(repr(vars_of(embedder)), fallback, _paths_key(faces.paths), lmk_key)
         cache = Path(cache_dir) / f"emb-{faces.detector}-{embedder.name}-{key}.npy"
         if cache.is_file():
-            return np.load(cache)
-    n = len(faces.paths)
-    lmk = faces.landmarks.copy()
-    use = faces.found.copy()
-    if fallback and not use.all():
-        lmk[~use] = faces.fallback_landmarks()
-        use[:] = True
-    out = None
-    idx = np.flatnonzero(use)
+            out = np.load(cache)
+            if not _index_path(cache).is_file():
+                _write_index(cache, faces.paths, model_key, cond)
+            return out
+        if cache.parent.is_dir():
+            for src, rows, dst in _reusable_rows(cache, model_key, faces.paths, cond):
+                e = np.load(src, mmap_mode="r")[rows]
+                ok = np.isfinite(e).all(axis=1) & use[dst]
+                if out is None:
+                    out = np.full((n, e.shape[1]), np.nan, np.float32)
+                if out.shape[1] != e.shape[1]:
+                    continue
+                out[dst[ok]] = e[ok]
+                todo[dst[ok]] = False
+    idx = np.flatnonzero(todo)
     for start in _progress(range(0, len(idx), batch_size), progress, f"embed ({embedder.name})",
-                           (len(idx) + batch_size - 1) // batch_size):
+                           (len(idx) + batch_size - 1) // batch_size, unit="batch"):
         chunk = idx[start : start + batch_size]
         crops, ok = [], []
         for i in chunk:
@@ -153,8 +277,139 @@ def embed_all(faces: FaceSet, embedder: Embedder, fallback: bool = True,
     if out is None:
         out = np.full((n, max(embedder.dim, 1)), np.nan, np.float32)
     if cache is not None:
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        tmp = cache.with_suffix(".tmp.npy")
-        np.save(tmp, out)
-        os.replace(tmp, cache)
+        _save(cache, faces.paths, model_key, cond, emb=out)
     return out
+
+
+# --------------------------------------------------------------------------------------------
+# Quality scores
+# --------------------------------------------------------------------------------------------
+
+_RUNTIME_ATTRS = {"batch_size", "threads", "device", "verify"}  # do not change the scores
+
+
+def scorer_key(scorer: object) -> str:
+    """Cache key of a scorer: its name, plain parameters (e.g. ``seed``) and, for scorers built
+    on an FR model, the embedder's name and parameters. Runtime knobs (batch size, threads,
+    device) are left out. A scorer whose *code* changes needs a fresh cache (new name or
+    ``FIQA_CACHE``)."""
+    parts: list[object] = [getattr(scorer, "name", type(scorer).__name__), type(scorer).__name__]
+    parts.append(repr({k: v for k, v in vars_of(scorer).items() if k not in _RUNTIME_ATTRS}))
+    for attr, value in sorted(vars(scorer).items()):
+        if isinstance(value, Embedder):
+            parts.append((attr, value.name, repr({k: v for k, v in vars_of(value).items()
+                                                  if k not in _RUNTIME_ATTRS})))
+    return _key(*parts)
+
+
+def face_objects(faces: FaceSet, indices: Sequence[int], fallback: bool = True) -> list:
+    """:class:`~fiqa_sdk.types.Face` objects rebuilt from the cached detections.
+
+    Images without a detected face get (with ``fallback``) the fallback landmarks, the median
+    bounding box of the found faces and ``det_score = 0.0`` (the detector found nothing).
+    Returns ``None`` entries where there is no face and no fallback.
+    """
+    from ..types import Face
+
+    out = []
+    fb = None
+    for i in indices:
+        if faces.found[i]:
+            out.append(Face(faces.bbox[i], faces.landmarks[i], float(faces.det_score[i]),
+                            faces.detector))
+        elif fallback:
+            if fb is None:
+                fb = (np.median(faces.bbox[faces.found], axis=0), faces.fallback_landmarks())
+            out.append(Face(fb[0], fb[1], 0.0, faces.detector))
+        else:
+            out.append(None)
+    return out
+
+
+def score_all(faces: FaceSet, scorers: Sequence, fallback: bool = True,
+              cache_dir: str | Path | None = None, batch_size: int = 64,
+              progress: bool = False, timings: dict | None = None) -> list[np.ndarray]:
+    """Quality scores ``(N,)`` float64 of every image for each scorer (cached when ``cache_dir``).
+
+    Scores are computed on the ArcFace 112x112 crops aligned from the cached landmarks
+    (:func:`fiqa_sdk.align.align_face`); scorers with ``needs_faces`` get :func:`face_objects`.
+    With ``fallback=True`` images without a detected face use the fallback landmarks (as
+    :func:`embed_all`); otherwise, and for images that cannot be decoded, the score is NaN.
+    Each image is decoded and aligned once for all scorers that still need it. The cache key is
+    (scorer name + parameters, detector, image list, detections, fallback); rows of other cached
+    image lists scored by the same scorer from the same face (landmarks, box, detector score)
+    are reused. ``timings``, if given, receives the seconds each scorer spent scoring.
+    """
+    n = len(faces.paths)
+    use, lmk, bbox, det = _used_faces(faces, fallback)
+    cond = np.concatenate([lmk.reshape(n, 10), bbox, det[:, None]], axis=1)
+    cond[~use] = np.nan
+    results: list[np.ndarray | None] = [None] * len(scorers)
+    caches: list[Path | None] = [None] * len(scorers)
+    keys = [_key("quality", scorer_key(sc)) for sc in scorers]
+    todo_rows: dict[int, np.ndarray] = {}
+    spent = [0.0] * len(scorers)
+    if cache_dir is not None:
+        det_key = hashlib.sha1(np.nan_to_num(faces.landmarks).tobytes()
+                               + np.nan_to_num(faces.bbox).tobytes()
+                               + np.nan_to_num(faces.det_score).tobytes()).hexdigest()
+        for s, scorer in enumerate(scorers):
+            key = _key(scorer_key(scorer), fallback, _paths_key(faces.paths), det_key)
+            caches[s] = Path(cache_dir) / f"quality-{faces.detector}-{scorer.name}-{key}.npy"
+            if caches[s].is_file():
+                results[s] = np.load(caches[s])
+                if not _index_path(caches[s]).is_file():
+                    _write_index(caches[s], faces.paths, keys[s], cond)
+    for s in range(len(scorers)):
+        if results[s] is not None:
+            continue
+        q = np.full(n, np.nan)
+        need = use.copy()
+        if caches[s] is not None and caches[s].parent.is_dir():
+            for src, rows, dst in _reusable_rows(caches[s], keys[s], faces.paths, cond):
+                v = np.load(src, mmap_mode="r")[rows]
+                ok = np.isfinite(v) & use[dst]
+                q[dst[ok]] = v[ok]
+                need[dst[ok]] = False
+        results[s] = q
+        todo_rows[s] = need
+    if timings is not None:
+        for scorer in scorers:
+            timings[scorer.name] = 0.0
+    if todo_rows:
+        any_need = np.logical_or.reduce(list(todo_rows.values()))
+        idx = np.flatnonzero(any_need)
+        names = ",".join(scorers[s].name for s in todo_rows)
+        for start in _progress(range(0, len(idx), batch_size), progress, f"quality ({names})",
+                               (len(idx) + batch_size - 1) // batch_size, unit="batch"):
+            chunk = idx[start : start + batch_size]
+            crops, ok = [], []
+            for i in chunk:
+                try:
+                    img = load_image(faces.paths[i])
+                except FiqaError:
+                    continue
+                crops.append(align_face(img, lmk[i]))
+                ok.append(int(i))
+            if not crops:
+                continue
+            batch = np.stack(crops)
+            ok_arr = np.asarray(ok)
+            for s, need in todo_rows.items():
+                sel = need[ok_arr]
+                if not sel.any():
+                    continue
+                rows = ok_arr[sel]
+                t0 = time.perf_counter()
+                if getattr(scorers[s], "needs_faces", False):
+                    results[s][rows] = scorers[s].score(batch[sel],
+                                                        face_objects(faces, rows, fallback))
+                else:
+                    results[s][rows] = scorers[s].score(batch[sel])
+                spent[s] += time.perf_counter() - t0
+        for s in todo_rows:
+            if timings is not None:
+                timings[scorers[s].name] = spent[s]
+            if caches[s] is not None:
+                _save(caches[s], faces.paths, keys[s], cond, q=results[s])
+    return results  # type: ignore[return-value]

@@ -29,6 +29,9 @@ for _name, _cls, _doc in [
 ]:
     SCORERS.register(_name, _doc)(_lazy(".baselines", _cls))
 
+SCORERS.register("diffiqa", "DifFIQA: FR-embedding stability under DDPM noising + restoration "
+                 "(weights= a trained denoiser)")(_lazy(".diffiqa", "DifFIQAScorer"))
+
 
 def create_scorer(name: str | Scorer = "flip-consistency", /, **kwargs: Any) -> Scorer:
     """A scorer by registry name (keyword arguments go to its constructor), or pass one through."""

@@ -1,0 +1,49 @@
+"""Share of all 13,233 LFW images in which each detector finds a face.
+
+    python benchmarks/lfw_detection_rate.py --detectors retinaface mtcnn
+
+Landmarks are cached under $FIQA_CACHE (shared with the other LFW benchmarks).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import fiqa_sdk as fq
+from fiqa_sdk.eval.features import default_cache_dir, detect_all
+from fiqa_sdk.eval.protocols import default_lfw_root
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--lfw", default=None)
+    ap.add_argument("--detectors", nargs="+", default=["retinaface", "mtcnn"])
+    ap.add_argument("--face-policy", default="central")
+    ap.add_argument("--out", default=None)
+    args = ap.parse_args(argv)
+    root = Path(args.lfw) if args.lfw else default_lfw_root()
+    paths = sorted((root / "images").glob("*/*.jpg"))
+    rows = []
+    for name in args.detectors:
+        t0 = time.perf_counter()
+        fs = detect_all(paths, fq.create_detector(name), policy=args.face_policy,
+                        cache_dir=default_cache_dir() / "lfw", progress=sys.stderr.isatty())
+        missed = [Path(p).name for p, f in zip(fs.paths, fs.found) if not f]
+        rows.append({"detector": name, "images": len(paths), "found": int(fs.found.sum()),
+                     "rate": fs.detection_rate, "missed": missed,
+                     "seconds": round(time.perf_counter() - t0, 1)})
+    print("| detector | images | face found | rate |")
+    print("|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['detector']} | {r['images']} | {r['found']} | {100 * r['rate']:.2f} % |")
+    if args.out:
+        Path(args.out).write_text(json.dumps(rows, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

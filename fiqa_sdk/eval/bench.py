@@ -1,0 +1,460 @@
+"""Quality-scorer benchmark: ISO/IEC 29794-1 EDC and pAUC of scorers on a verification protocol.
+
+Steps (each cached under the cache folder, see :mod:`fiqa_sdk.eval.features`):
+
+1. detect and select one face per image (``face_policy``; on LFW the subject is the central
+   face); images without a detected face get the fallback landmarks (median of the found faces)
+   and are counted in the output (``no_face``);
+2. embed every image with the *evaluation* FR model (comparison scores);
+3. score every image with each quality scorer on the ArcFace 112x112 crop aligned from the same
+   landmarks. Scorers built on an FR model (``embedding-norm``, ``flip-consistency``, later
+   DifFIQA) use the *quality* embedder: equal to the evaluation embedder is the papers'
+   "same-model" setting, different is "cross-model"; scorers without an FR model are
+   "model-free";
+4. fix one decision threshold at the target FMR (1e-3) over all non-mated comparison scores,
+   then compute the FNMR-EDC of the mated pairs (pair quality = min of the two images) and its
+   raw and normalized pAUC (see :mod:`fiqa_sdk.eval._edc`).
+
+Non-mated pairs. With an explicit list (LFW pairs.txt, or a seeded sample) the scores are
+computed pair by pair (:func:`pair_scores`). With *all* non-mated pairs of an
+identity protocol (87.3M on LFW) the scores are computed blockwise (``block_size`` probe images
+x all later gallery images, one matrix product per block, same-identity entries masked) and
+never stored: a running selection keeps only the ``k + 1`` highest scores (k = largest count
+with k / K <= FMR), which gives exactly the threshold :func:`~fiqa_sdk.eval.threshold_at_fmr`
+would give on the full score array. Memory is one block (``block_size x N`` float32) plus
+``k + 1`` floats (~200 MB peak and ~3 s for LFW's 87.3M pairs on two CPU cores). Only the
+FNMR-EDC is reported; the FMR-EDC (``fq.eval.fmr_edc``, which needs the pair quality of every
+non-mated pair) is left out.
+
+Images that cannot be decoded are an error; images without a detected face are kept (fallback
+landmarks) and counted.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from ..errors import EvaluationError, FiqaError
+from ._edc import EDCResult, FMRThreshold, _step_curve, combine_pair_qualities, threshold_at_fmr
+from .protocols import IdentityProtocol, PairsProtocol, nonmated_count
+
+#: The baseline scorers run by default (``fiqa bench quality`` without ``--scorers``).
+BASELINE_SCORERS = ("random", "det-score", "inter-eye", "sharpness", "embedding-norm",
+                    "flip-consistency")
+
+DEFAULT_LIMITS = (0.2, 0.3)
+
+
+# --------------------------------------------------------------------------------------------
+# Threshold over all non-mated pairs, blockwise
+# --------------------------------------------------------------------------------------------
+
+
+def _allowed_false_matches(fmr: float, k_total: int) -> int:
+    """Largest k with k / K <= fmr (the same rule as :func:`threshold_at_fmr`)."""
+    k = min(int(np.floor(fmr * k_total)), k_total - 1)
+    if k + 1 <= k_total - 1 and (k + 1) / k_total <= fmr:
+        k += 1
+    while k > 0 and k / k_total > fmr:
+        k -= 1
+    return k
+
+
+def _progress(it, enabled: bool, desc: str, total: int, unit: str = "it"):
+    if not enabled:
+        return it
+    from tqdm import tqdm
+
+    return tqdm(it, desc=desc, total=total, unit=unit, mininterval=2.0)
+
+
+def threshold_all_nonmated(embeddings: np.ndarray, labels: np.ndarray, fmr: float = 1e-3,
+                           block_size: int = 1024, progress: bool = False,
+                           ) -> tuple[FMRThreshold, int]:
+    """Threshold at ``fmr`` over *all* non-mated cosine scores, computed blockwise.
+
+    Args:
+        embeddings: ``(N, D)`` L2-normalised embeddings (float32 is used for the products).
+        labels: ``(N,)`` identity labels; every pair with different labels is non-mated.
+        fmr: target FMR in (0, 1).
+        block_size: probe images per matrix product (memory ~ ``block_size * N * 5`` bytes).
+
+    Returns:
+        ``(FMRThreshold, K)``: identical to ``threshold_at_fmr(all_scores, fmr)`` on the float32
+        scores, and the number K of non-mated pairs.
+    """
+    if not 0.0 < float(fmr) < 1.0:
+        raise EvaluationError(f"fmr must be in the open interval (0, 1), got {fmr!r}")
+    labels = np.asarray(labels)
+    order = np.argsort(labels, kind="stable")
+    emb = np.ascontiguousarray(np.asarray(embeddings, dtype=np.float32)[order])
+    if not np.isfinite(emb).all():
+        raise EvaluationError("embeddings contain NaN or infinite values")
+    _, lab = np.unique(labels[order], return_inverse=True)
+    lab = lab.reshape(-1)
+    n = len(lab)
+    group_end = np.cumsum(np.bincount(lab))[lab]  # first index after each image's identity
+    k_total = nonmated_count(lab)
+    if k_total == 0:
+        raise EvaluationError("no non-mated pairs: all images have the same identity")
+    need = _allowed_false_matches(float(fmr), k_total) + 1
+    top = np.zeros(0, dtype=np.float32)
+    floor = -np.inf  # once `top` holds `need` values, only larger ones can enter it
+    seen = 0
+    starts = range(0, n, block_size)
+    for r0 in _progress(starts, progress, "non-mated scores", len(starts), "block"):
+        r1 = min(n, r0 + block_size)
+        c0 = int(group_end[r0])  # group_end is non-decreasing: the block's first useful column
+        if c0 >= n:
+            continue
+        sims = emb[r0:r1] @ emb[c0:].T
+        valid = np.arange(c0, n)[None, :] >= group_end[r0:r1, None]
+        seen += int(np.count_nonzero(valid))
+        if np.isfinite(floor):
+            valid &= sims > floor
+        vals = sims[valid]
+        del sims, valid
+        if vals.size:
+            top = np.concatenate([top, vals])
+            if top.size >= need:
+                top = np.partition(top, top.size - need)[top.size - need:]
+                floor = float(top.min())
+    if seen != k_total:  # pragma: no cover - a bug guard
+        raise RuntimeError(f"blockwise scoring visited {seen} non-mated pairs, expected {k_total}")
+    kth = np.float64(top.min())  # the (k+1)-th highest of all K scores
+    tau = float(np.nextafter(kth, np.inf))
+    n_false = int(np.count_nonzero(top.astype(np.float64) >= tau))
+    return FMRThreshold(tau, n_false / k_total), k_total
+
+
+def edc_at_threshold(mated_scores: np.ndarray, mated_qualities: np.ndarray,
+                     threshold: FMRThreshold, fmr: float, n_nonmated: int,
+                     pair_quality: str = "min") -> EDCResult:
+    """FNMR-EDC of mated pairs at a threshold already fixed over the non-mated scores."""
+    mated = np.asarray(mated_scores, dtype=np.float64)
+    if mated.ndim != 1 or mated.size == 0 or not np.isfinite(mated).all():
+        raise EvaluationError("mated scores must be a non-empty 1-D array of finite values")
+    q = combine_pair_qualities(mated_qualities, pair_quality, name="mated_qualities")
+    if q.shape != mated.shape:
+        raise EvaluationError(f"mated qualities {q.shape} do not match the scores {mated.shape}")
+    discard, fnmr, cuts = _step_curve(q, mated < threshold.threshold)
+    return EDCResult(
+        discard_fractions=discard, fnmr=fnmr, quality_cuts=cuts, threshold=threshold.threshold,
+        fmr_achieved=threshold.fmr_achieved, fmr_target=float(fmr), fnmr0=float(fnmr[0]),
+        n_mated=int(mated.size), n_nonmated=int(n_nonmated),
+    )
+
+
+def pair_scores(emb: np.ndarray, pairs: np.ndarray, chunk: int = 1 << 16) -> np.ndarray:
+    """Cosine scores (float32 dot products of L2-normalised rows, returned as float64) of the
+    ``(P, 2)`` index pairs, in chunks."""
+    out = np.empty(len(pairs), dtype=np.float32)
+    for s in range(0, len(pairs), chunk):
+        p = pairs[s : s + chunk]
+        out[s : s + len(p)] = np.einsum("ij,ij->i", emb[p[:, 0]], emb[p[:, 1]])
+    return out.astype(np.float64)
+
+
+# --------------------------------------------------------------------------------------------
+# The benchmark
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass
+class ScorerRow:
+    """One scorer's result on one protocol."""
+
+    scorer: str
+    setting: str  # "same-model", "cross-model" or "model-free"
+    quality_model: str | None
+    edc: EDCResult
+    limits: tuple[float, ...]
+    seconds: float
+
+    def as_dict(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"scorer": self.scorer, "setting": self.setting,
+                             "quality_model": self.quality_model}
+        for lim in self.limits:
+            d[f"pauc_norm_{lim:g}"] = _num(self.edc.pauc(lim, normalized=True))
+        for lim in self.limits:
+            d[f"pauc_{lim:g}"] = _num(self.edc.pauc(lim, normalized=False))
+        d.update(fnmr0=_num(self.edc.fnmr0), threshold=_num(self.edc.threshold),
+                 fmr_achieved=_num(self.edc.fmr_achieved), n_mated=self.edc.n_mated,
+                 n_nonmated=self.edc.n_nonmated, quality_seconds=round(self.seconds, 1))
+        return d
+
+
+def _num(x: float) -> float | None:
+    x = float(x)
+    return None if math.isnan(x) else x
+
+
+@dataclass
+class QualityBenchResult:
+    meta: dict[str, Any]
+    rows: list[ScorerRow] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**self.meta, "results": [r.as_dict() for r in self.rows]}
+
+
+def _scorer_model(scorer) -> str | None:
+    from ..embed import Embedder
+
+    for v in vars(scorer).values():
+        if isinstance(v, Embedder):
+            return v.name
+    return None
+
+
+def make_scorers(names: Sequence[str], quality_embedder) -> list:
+    """Create scorers by name; those built on an FR model get ``embedder=quality_embedder``."""
+    from ..quality import create_scorer
+
+    if not names:
+        raise EvaluationError("no scorers given")
+    dup = sorted({n for n in names if list(names).count(n) > 1})
+    if dup:
+        raise EvaluationError(f"scorer(s) listed twice: {', '.join(dup)}")
+    out = []
+    for name in names:
+        try:
+            # Scorers built on an FR model take ``embedder=``; the others take no such argument
+            # (a TypeError), and are created without it.
+            try:
+                out.append(create_scorer(name, embedder=quality_embedder))
+            except TypeError:
+                out.append(create_scorer(name))
+        except FiqaError:
+            raise
+        except (TypeError, ValueError) as exc:
+            raise EvaluationError(f"cannot create scorer {name!r}: {exc}") from None
+    return out
+
+
+def run_quality_bench(
+    protocol: PairsProtocol | IdentityProtocol,
+    scorers: Sequence[str] = BASELINE_SCORERS,
+    eval_embedder: Any = "arcface",
+    quality_embedder: Any = "arcface",
+    detector: Any = "retinaface",
+    face_policy: str = "central",
+    fmr: float = 1e-3,
+    limits: Sequence[float] = DEFAULT_LIMITS,
+    cache_dir: str | Path | None = None,
+    device: str = "cpu",
+    block_size: int = 1024,
+    progress: bool = False,
+    protocol_name: str = "custom",
+    log: Callable[[str], None] | None = None,
+) -> QualityBenchResult:
+    """Run quality scorers on a protocol and return their EDC results (see the module doc)."""
+    import fiqa_sdk as fq
+
+    from .features import default_cache_dir, detect_all, embed_all, score_all
+
+    say = log or (lambda msg: None)
+    fmr = float(fmr)
+    if not 0.0 < fmr < 1.0:
+        raise EvaluationError(f"fmr must be in the open interval (0, 1), got {fmr!r}")
+    limits = tuple(float(x) for x in limits)
+    if not limits or any(not 0.0 < x <= 1.0 for x in limits):
+        raise EvaluationError(f"pAUC limits must be in (0, 1], got {list(limits)}")
+    if int(block_size) < 1:
+        raise EvaluationError(f"block size must be positive, got {block_size}")
+    cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+
+    # Build every model first, so that a bad name fails before any long step.
+    from ..pipeline import _DEVICE_AWARE
+
+    def dev(name: Any) -> dict:
+        return {"device": device} if device != "cpu" and isinstance(name, str) \
+            and name in _DEVICE_AWARE else {}
+
+    det = fq.create_detector(detector, **dev(detector))
+    emb_eval = fq.create_embedder(eval_embedder, **dev(eval_embedder))
+    if isinstance(quality_embedder, str) and quality_embedder == eval_embedder:
+        emb_quality = emb_eval
+    else:
+        emb_quality = fq.create_embedder(quality_embedder, **dev(quality_embedder))
+    scorer_objs = make_scorers(list(scorers), emb_quality)
+
+    paths = [str(p) for p in protocol.paths]
+    mated_pairs = np.asarray(protocol.mated_pairs, dtype=np.int64)
+    nonmated_pairs = protocol.nonmated_pairs
+    if len(mated_pairs) == 0:
+        raise EvaluationError("the protocol has no mated pairs")
+    timings: dict[str, float] = {}
+
+    t0 = time.perf_counter()
+    say(f"detecting faces in {len(paths)} images ({det.name}, policy {face_policy})")
+    faces = detect_all(paths, det, policy=face_policy, cache_dir=cache_dir, progress=progress)
+    timings["detect"] = time.perf_counter() - t0
+    no_face = int((~faces.found).sum())
+    if no_face == len(paths):
+        raise EvaluationError(f"no face detected in any of the {len(paths)} images")
+
+    t0 = time.perf_counter()
+    say(f"embedding with {emb_eval.name}")
+    emb = embed_all(faces, emb_eval, fallback=True, cache_dir=cache_dir, progress=progress)
+    timings["embed"] = time.perf_counter() - t0
+    bad = np.flatnonzero(~np.isfinite(emb).all(axis=1))
+    if bad.size:
+        shown = ", ".join(paths[i] for i in bad[:3])
+        raise EvaluationError(f"{bad.size} image(s) could not be read or embedded: {shown}")
+
+    t0 = time.perf_counter()
+    if nonmated_pairs is None:
+        say("scoring all non-mated pairs blockwise for the threshold")
+        thr, k_total = threshold_all_nonmated(emb, protocol.labels, fmr, block_size, progress)
+    else:
+        nonmated_pairs = np.asarray(nonmated_pairs, dtype=np.int64)
+        if len(nonmated_pairs) == 0:
+            raise EvaluationError("the protocol has no non-mated pairs")
+        thr = threshold_at_fmr(pair_scores(emb, nonmated_pairs), fmr)
+        k_total = len(nonmated_pairs)
+    mated_scores = pair_scores(emb, mated_pairs)
+    timings["comparisons"] = time.perf_counter() - t0
+    fnmr0 = float(np.mean(mated_scores < thr.threshold))
+    say(f"threshold {thr.threshold:.4f} at FMR {thr.fmr_achieved:.2e} over {k_total} non-mated "
+        f"pairs; FNMR_0 {fnmr0:.4f} over {len(mated_pairs)} mated pairs")
+
+    t0 = time.perf_counter()
+    say("quality scores: " + ", ".join(s.name for s in scorer_objs))
+    per_scorer: dict[str, float] = {}
+    qualities = score_all(faces, scorer_objs, fallback=True, cache_dir=cache_dir, progress=progress,
+                          timings=per_scorer)
+    timings["quality"] = time.perf_counter() - t0
+
+    rows = []
+    for scorer, q in zip(scorer_objs, qualities):
+        if not np.isfinite(q).all():
+            raise EvaluationError(f"scorer {scorer.name!r} gave NaN/inf for "
+                                  f"{int((~np.isfinite(q)).sum())} image(s)")
+        res = edc_at_threshold(mated_scores, q[mated_pairs], thr, fmr, k_total)
+        model = _scorer_model(scorer)
+        setting = "model-free" if model is None else (
+            "same-model" if model == emb_eval.name else "cross-model")
+        rows.append(ScorerRow(scorer.name, setting, model, res, limits,
+                              per_scorer.get(scorer.name, 0.0)))
+    meta = {
+        "protocol": protocol_name,
+        "images": len(paths),
+        "no_face": no_face,
+        "no_face_note": "images without a detected face use the fallback landmarks (median of "
+                        "the found faces) and det_score 0",
+        "detector": det.name,
+        "face_policy": face_policy,
+        "eval_embedder": emb_eval.name,
+        "quality_embedder": emb_quality.name,
+        "fmr_target": fmr,
+        "threshold": thr.threshold,
+        "fmr_achieved": thr.fmr_achieved,
+        "fnmr0": fnmr0,
+        "n_mated": int(len(mated_pairs)),
+        "n_nonmated": int(k_total),
+        "nonmated": ("listed pairs" if isinstance(protocol, PairsProtocol) else
+                     "all" if nonmated_pairs is None else
+                     f"seeded uniform sample (seed {protocol.seed})"),
+        "pair_quality": "min",
+        "limits": list(limits),
+        "seconds": {k: round(v, 1) for k, v in timings.items()},
+    }
+    if isinstance(protocol, IdentityProtocol):
+        meta["n_nonmated_total"] = protocol.n_nonmated_total
+        meta["identities"] = len(protocol.identities)
+    return QualityBenchResult(meta, rows)
+
+
+# --------------------------------------------------------------------------------------------
+# Output
+# --------------------------------------------------------------------------------------------
+
+
+def write_table(result: QualityBenchResult, out_dir: str | Path) -> tuple[Path, Path]:
+    """Write ``quality.json`` (metadata + one record per scorer) and ``quality.csv``."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    js = out_dir / "quality.json"
+    js.write_text(json.dumps(result.as_dict(), indent=2) + "\n")
+    rows = [r.as_dict() for r in result.rows]
+    cs = out_dir / "quality.csv"
+    with open(cs, "w", newline="") as fh:
+        cols = ["protocol", "eval_embedder"] + list(rows[0])
+        w = csv.DictWriter(fh, fieldnames=cols)
+        w.writeheader()
+        for r in rows:
+            w.writerow({"protocol": result.meta["protocol"],
+                        "eval_embedder": result.meta["eval_embedder"], **r})
+    return js, cs
+
+
+def plot_edc(result: QualityBenchResult, path: str | Path, max_discard: float = 0.5,
+             title: str | None = None) -> Path:
+    """PNG of the FNMR-EDC of each scorer (step-wise), the pAUC limits marked."""
+    from .._deps import require
+
+    require("matplotlib", "plot")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(9.5, 5), dpi=110)
+    lim0 = result.rows[0].limits[0] if result.rows else 0.2
+    ymax = 0.0
+    for r in result.rows:
+        x, y = r.edc.discard_fractions, r.edc.fnmr
+        keep = np.searchsorted(x, max_discard, side="right") + 1  # one point past the edge
+        x, y = x[:keep], y[:keep]
+        if np.isfinite(y).any():
+            ymax = max(ymax, float(np.nanmax(y)))
+        pa = r.edc.pauc(lim0, normalized=True)
+        ax.step(x, y, where="post", lw=1.4, label=f"{r.scorer} ({pa:.3f})")
+    for lim in (result.rows[0].limits if result.rows else DEFAULT_LIMITS):
+        ax.axvline(lim, color="grey", ls="--", lw=0.8)
+        ax.text(lim, 0.99, f" pAUC limit {lim:g}", transform=ax.get_xaxis_transform(),
+                va="top", ha="left", color="grey", fontsize=8)
+    m = result.meta
+    ax.set_xlim(0, max_discard)
+    ax.set_ylim(0, ymax * 1.12 if ymax > 0 else 1.0)
+    ax.set_xlabel("fraction of mated pairs discarded (lowest pair quality first)")
+    ax.set_ylabel(f"FNMR at FMR {m['fmr_target']:g} (threshold {m['threshold']:.3f})")
+    ax.set_title(title or f"EDC, {m['protocol']}: {m['n_mated']:,} mated / {m['n_nonmated']:,} "
+                 f"non-mated pairs, comparison {m['eval_embedder']}", fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, title=f"scorer (normalized pAUC@{lim0:g})", title_fontsize=8,
+              loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def markdown_table(result: QualityBenchResult) -> str:
+    """The result as a markdown table (one row per scorer)."""
+    lims = result.rows[0].limits if result.rows else DEFAULT_LIMITS
+
+    def f(x, d=3):
+        return "n/a" if x is None else f"{x:.{d}f}"
+
+    head = ["scorer", "setting"] + [f"pAUC@{x:g} norm." for x in lims] + \
+        [f"pAUC@{x:g} raw" for x in lims] + ["FNMR_0", "threshold", "mated", "non-mated"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in result.rows:
+        d = r.as_dict()
+        cells = [r.scorer, r.setting] + [f(d[f"pauc_norm_{x:g}"]) for x in lims] + \
+            [f(d[f"pauc_{x:g}"], 5) for x in lims] + \
+            [f(d["fnmr0"], 4), f(d["threshold"], 4), f"{d['n_mated']:,}", f"{d['n_nonmated']:,}"]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)

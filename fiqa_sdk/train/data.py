@@ -1,0 +1,133 @@
+"""Aligned training faces: detect + align a folder of photos once, cache one uint8 array.
+
+The cache is ``<cache>/<name>/faces.npy`` (``(N, 112, 112, 3)`` uint8 RGB, ArcFace template)
+plus ``index.csv`` (``row,file,identity,det_score``) and ``skipped.csv`` (``file,reason``).
+The cache folder is ``$FIQA_CACHE`` (or ``~/.cache/fiqa-sdk``) unless one is passed; it is never
+inside the repository or the shared data folder.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+DEFAULT_CELEBA = Path(__file__).resolve().parents[3] / "shared" / "data" / "celeba-subset"
+
+
+def cache_root(cache: str | os.PathLike | None = None) -> Path:
+    """The cache folder: ``cache`` if given, else ``$FIQA_CACHE``, else ``~/.cache/fiqa-sdk``."""
+    if cache is not None:
+        return Path(cache).expanduser()
+    env = os.environ.get("FIQA_CACHE")
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "fiqa-sdk"
+
+
+@dataclass
+class AlignedFaces:
+    """A cached set of aligned faces.
+
+    ``faces``: ``(N, 112, 112, 3)`` uint8 RGB (memory-mapped); ``files``, ``identities`` and
+    ``det_scores`` have length N; ``skipped`` counts the source images without a usable face.
+    """
+
+    faces: np.ndarray
+    files: list[str]
+    identities: np.ndarray
+    det_scores: np.ndarray
+    skipped: int
+    path: Path
+
+    def __len__(self) -> int:
+        return len(self.faces)
+
+
+def _read_identities(root: Path) -> list[tuple[str, int]]:
+    with open(root / "identities.csv", newline="") as f:
+        return [(row["file"], int(row["identity"])) for row in csv.DictReader(f)]
+
+
+def load_aligned(path: str | os.PathLike) -> AlignedFaces:
+    """Open a cache folder written by :func:`build_aligned_cache`."""
+    path = Path(path)
+    faces = np.load(path / "faces.npy", mmap_mode="r")
+    files, ids, scores = [], [], []
+    with open(path / "index.csv", newline="") as f:
+        for row in csv.DictReader(f):
+            files.append(row["file"])
+            ids.append(int(row["identity"]))
+            scores.append(float(row["det_score"]))
+    meta = json.loads((path / "meta.json").read_text()) if (path / "meta.json").is_file() else {}
+    if len(files) != len(faces):
+        raise RuntimeError(f"cache {path} is inconsistent: {len(faces)} faces, {len(files)} index rows")
+    return AlignedFaces(faces, files, np.asarray(ids, np.int64), np.asarray(scores, np.float32),
+                        int(meta.get("skipped", 0)), path)
+
+
+def build_aligned_cache(
+    root: str | os.PathLike = DEFAULT_CELEBA,
+    cache: str | os.PathLike | None = None,
+    name: str | None = None,
+    detector: str = "retinaface",
+    face_policy: str = "largest",
+    limit: int | None = None,
+    overwrite: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+) -> AlignedFaces:
+    """Detect and align every image listed in ``root/identities.csv``; cache the crops.
+
+    Uses the project's own :class:`~fiqa_sdk.pipeline.FacePipeline` (detector -> ArcFace
+    5-point alignment, no embedder). Images with no detected face (or a degenerate alignment)
+    are skipped and counted. An existing complete cache is reused unless ``overwrite``.
+    The cache sub-folder is ``name`` (default ``<root folder name>-aligned``).
+    """
+    from ..pipeline import FacePipeline
+
+    root = Path(root)
+    if "lfw" in root.name.lower():
+        raise ValueError(f"{root} looks like LFW, the evaluation set: never train on it")
+    out = cache_root(cache) / (name or f"{root.name}-aligned")
+    if (out / "faces.npy").is_file() and (out / "index.csv").is_file() and not overwrite:
+        return load_aligned(out)
+    out.mkdir(parents=True, exist_ok=True)
+    rows = _read_identities(root)
+    if limit is not None:
+        rows = rows[: int(limit)]
+    pipe = FacePipeline(detector=detector, embedder=None, face_policy=face_policy)
+    crops, index, skipped = [], [], []
+    t0 = time.time()
+    paths = [root / "images" / f for f, _ in rows]
+    for k, (res, (file, ident)) in enumerate(zip(pipe.process_batch(paths), rows)):
+        r = res[0]
+        if r.ok:
+            crops.append(r.aligned)
+            index.append((file, ident, r.face.det_score))
+        else:
+            skipped.append((file, r.reason))
+        if progress is not None:
+            progress(k + 1, len(rows))
+    faces = np.stack(crops) if crops else np.zeros((0, 112, 112, 3), np.uint8)
+    tmp = out / "faces.tmp.npy"
+    np.save(tmp, faces)
+    with open(out / "index.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["row", "file", "identity", "det_score"])
+        for i, (file, ident, score) in enumerate(index):
+            w.writerow([i, file, ident, f"{score:.4f}"])
+    with open(out / "skipped.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["file", "reason"])
+        w.writerows(skipped)
+    (out / "meta.json").write_text(json.dumps({
+        "source": str(root), "detector": detector, "face_policy": face_policy,
+        "images": len(rows), "aligned": len(index), "skipped": len(skipped),
+        "seconds": round(time.time() - t0, 1),
+    }, indent=2))
+    os.replace(tmp, out / "faces.npy")  # last: a complete faces.npy marks a complete cache
+    return load_aligned(out)
