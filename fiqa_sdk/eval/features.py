@@ -220,6 +220,20 @@ def vars_of(obj: object) -> dict:
             if isinstance(v, (int, float, str, bool, tuple)) and not k.startswith("_")}
 
 
+def _aligned_crops(paths: Sequence[str], lmk: np.ndarray, rows: np.ndarray, size: int = 112,
+                   dst: np.ndarray | None = None) -> tuple[list[np.ndarray], list[int]]:
+    """Crops of ``rows`` aligned from cached landmarks; unreadable images are skipped."""
+    crops, ok = [], []
+    for i in rows:
+        try:
+            img = load_image(paths[i])
+        except FiqaError:
+            continue
+        crops.append(align_face(img, lmk[i], size, dst))
+        ok.append(int(i))
+    return crops, ok
+
+
 def embed_all(faces: FaceSet, embedder: Embedder, fallback: bool = True,
               cache_dir: str | Path | None = None, batch_size: int = 64,
               progress: bool = False) -> np.ndarray:
@@ -259,15 +273,8 @@ def embed_all(faces: FaceSet, embedder: Embedder, fallback: bool = True,
     idx = np.flatnonzero(todo)
     for start in _progress(range(0, len(idx), batch_size), progress, f"embed ({embedder.name})",
                            (len(idx) + batch_size - 1) // batch_size, unit="batch"):
-        chunk = idx[start : start + batch_size]
-        crops, ok = [], []
-        for i in chunk:
-            try:
-                img = load_image(faces.paths[i])
-            except FiqaError:
-                continue
-            crops.append(align_face(img, lmk[i], embedder.input_size, embedder.template))
-            ok.append(i)
+        crops, ok = _aligned_crops(faces.paths, lmk, idx[start : start + batch_size],
+                                   embedder.input_size, embedder.template)
         if not crops:
             continue
         e = embedder.embed(np.stack(crops))
@@ -382,15 +389,7 @@ def score_all(faces: FaceSet, scorers: Sequence, fallback: bool = True,
         names = ",".join(scorers[s].name for s in todo_rows)
         for start in _progress(range(0, len(idx), batch_size), progress, f"quality ({names})",
                                (len(idx) + batch_size - 1) // batch_size, unit="batch"):
-            chunk = idx[start : start + batch_size]
-            crops, ok = [], []
-            for i in chunk:
-                try:
-                    img = load_image(faces.paths[i])
-                except FiqaError:
-                    continue
-                crops.append(align_face(img, lmk[i]))
-                ok.append(int(i))
+            crops, ok = _aligned_crops(faces.paths, lmk, idx[start : start + batch_size])
             if not crops:
                 continue
             batch = np.stack(crops)
