@@ -62,3 +62,19 @@ def test_lfw_sample_pairs_verify(pipe, lfw_root):
     acc = np.mean((sims >= 0.25) == mated)
     assert acc >= 0.95, (acc, sims[mated].min(), sims[~mated].max())
     assert np.median(sims[mated]) > 0.5 and np.median(sims[~mated]) < 0.15
+
+
+def test_every_detector_agrees_on_astronaut(astronaut):
+    """All four backends find her face, with the same five landmarks up to a few pixels."""
+    lmks = {}
+    for name in fq.list_detectors():
+        kw = {"upsample": 0} if name == "dlib" else {}  # HOG at upsample 1 also fires on a patch
+        faces = fq.create_detector(name, **kw).detect(astronaut)
+        assert faces, name
+        lmks[name] = faces[0].landmarks
+    ref = np.median(np.stack(list(lmks.values())), axis=0)
+    eye_dist = np.linalg.norm(ref[1] - ref[0])
+    for name, lm in lmks.items():
+        err = np.linalg.norm(lm - ref, axis=1)
+        assert err[:2].max() < 0.12 * eye_dist, (name, err)  # eyes agree closely
+        assert err.max() < 0.25 * eye_dist, (name, err)  # nose/mouth definitions differ a little
