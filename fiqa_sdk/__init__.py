@@ -13,6 +13,7 @@ from .errors import (
     AlignmentError,
     EvaluationError,
     FiqaError,
+    GateError,
     ImageDecodeError,
     InvalidImageError,
     MissingDependencyError,
@@ -22,7 +23,9 @@ from .errors import (
 from .io import load_image
 from .pipeline import FacePipeline, PipelineResult
 from .quality import Scorer, create_scorer, list_scorers
-from .types import Face
+from .types import Face, FilterResult, QualityReport, Template
+from .gate import QualityGate  # noqa: E402 - after the names it uses
+from . import policy  # noqa: E402
 
 __version__ = "0.1.0"
 
@@ -31,6 +34,12 @@ __all__ = [
     "align",
     "io",
     "Face",
+    "QualityGate",
+    "QualityReport",
+    "FilterResult",
+    "Template",
+    "GateError",
+    "policy",
     "Detector",
     "Embedder",
     "CallableEmbedder",

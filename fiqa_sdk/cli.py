@@ -1,6 +1,8 @@
 """The ``fiqa`` command line.
 
     fiqa assess [IMG ...]     one JSON line per image (no IMG: the bundled sample face)
+    fiqa filter DIR --discard 0.2 [--out result.csv] [--json]
+                              keep/reject each image of a folder by face quality
     fiqa list                 registered detectors, embedders and scorers
     fiqa train ddpm ...       train the DifFIQA denoiser (resumable)
     fiqa bench quality ...    EDC / pAUC of quality scorers on LFW or an identity folder / CSV
@@ -58,6 +60,45 @@ def _cmd_assess(args: argparse.Namespace) -> int:
                 print(f"fiqa: {label}: {r.message}", file=sys.stderr)
             print(json.dumps(rec), flush=True)
     return EXIT_SOME_FAILED if failed else EXIT_OK
+
+
+def _cmd_filter(args: argparse.Namespace) -> int:
+    import csv
+    from pathlib import Path
+
+    from .errors import GateError
+    from .gate import QualityGate
+
+    if (args.discard is None) == (args.threshold is None):
+        raise GateError("give exactly one of --discard F and --threshold Q")
+    folder = Path(args.dir)
+    if not folder.is_dir():
+        raise GateError(f"not a directory: {folder}")
+    gate = QualityGate(detector=args.detector, embedder="arcface", scorer=args.scorer,
+                       face_policy=args.face_policy, device=args.device,
+                       batch_size=args.batch_size)
+    progress = sys.stderr.isatty() if args.progress is None else args.progress
+    res = gate.filter(folder, discard=args.discard, threshold=args.threshold, progress=progress)
+    rows = []
+    for path, r in zip(res.sources, res.reports):
+        rows.append({"path": path, "score": None if r.score is None else round(r.score, 6),
+                     "kept": bool(r.accepted), "reason": r.reason or ""})
+    if args.out:
+        out = Path(args.out)
+        if out.is_dir():
+            raise GateError(f"--out must be a file, but {out} is a folder")
+        with out.open("w", newline="") as fh:
+            w = csv.DictWriter(fh, fieldnames=["path", "score", "kept", "reason"])
+            w.writeheader()
+            for row in rows:
+                w.writerow({**row, "score": "" if row["score"] is None else row["score"]})
+    if args.json:
+        for row in rows:
+            print(json.dumps({**row, "reason": row["reason"] or None}), flush=True)
+    print(f"fiqa filter: kept {len(res.kept)} of {len(res.reports)} images "
+          f"(quality cut {res.threshold:.6g})" + (f"; wrote {args.out}" if args.out else ""),
+          file=sys.stderr)
+    return EXIT_OK
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
@@ -153,6 +194,27 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--threshold", type=float, default=None, help="accept scores >= this")
     a.add_argument("--device", default="cpu", choices=["cpu", "cuda", "auto"])
     a.set_defaults(func=_cmd_assess)
+
+    f = sub.add_parser("filter", help="keep/reject the images of a folder by face quality",
+                       description="Score the face in every image of DIR and reject the lowest "
+                                   "--discard fraction (or those below --threshold); images "
+                                   "without a scorable face are always rejected.")
+    f.add_argument("dir", metavar="DIR", help="folder of images (not recursive)")
+    f.add_argument("--discard", type=float, default=None, metavar="F",
+                   help="reject the floor(F * n_scored) lowest-quality images")
+    f.add_argument("--threshold", type=float, default=None, metavar="Q",
+                   help="reject images scoring below Q (instead of --discard)")
+    f.add_argument("--out", default=None, help="CSV file (columns path, score, kept, reason)")
+    f.add_argument("--json", action="store_true", help="print one JSON line per image")
+    f.add_argument("--detector", default="retinaface")
+    f.add_argument("--scorer", default=None, help="quality scorer (default: the gate's default)")
+    f.add_argument("--face-policy", default="largest",
+                   choices=["largest", "central", "confidence", "all"])
+    f.add_argument("--device", default="cpu", choices=["cpu", "cuda", "auto"])
+    f.add_argument("--batch-size", type=int, default=32)
+    f.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                   help="progress bar on stderr (default: when stderr is a terminal)")
+    f.set_defaults(func=_cmd_filter)
 
     ls = sub.add_parser("list", help="list registered detectors, embedders and scorers")
     ls.set_defaults(func=_cmd_list)

@@ -41,3 +41,9 @@ class AlignmentError(FiqaError, ValueError):
 
 class EvaluationError(FiqaError, ValueError):
     """Evaluation inputs are invalid (empty, NaN, mismatched shapes, FMR or limit out of range)."""
+
+
+class GateError(FiqaError, ValueError):
+    """A :class:`~fiqa_sdk.QualityGate` was called wrongly (e.g. both or neither of
+    ``discard=`` / ``threshold=``), or cannot do what was asked (no scorable face, an
+    unsaveable configuration)."""

@@ -78,3 +78,78 @@ class Face:
     def __repr__(self) -> str:
         x1, y1, x2, y2 = (round(float(v), 1) for v in self.bbox)
         return f"Face(bbox=({x1}, {y1}, {x2}, {y2}), det_score={self.det_score:.3f}, detector={self.detector!r})"
+
+
+@dataclass
+class QualityReport:
+    """What :meth:`fiqa_sdk.QualityGate.assess` made of one image (one face of it).
+
+    Attributes
+    ----------
+    score : float or None
+        Quality score, higher = better; None when no face could be scored.
+    accepted : bool
+        A face was scored and passes the gate's threshold (True when there is no threshold).
+    reason : str or None
+        None when accepted, else a short machine-readable string: ``"no_face"``,
+        ``"decode_error"``, ``"invalid_input"``, ``"alignment_error"``, ``"below_threshold"``
+        or (in :meth:`~fiqa_sdk.QualityGate.filter` with ``discard=``) ``"discarded"``.
+    face : Face or None
+        The scored face (bbox, landmarks, detector confidence).
+    aligned : ndarray (112, 112, 3) uint8 RGB or None
+        The ArcFace-template crop that was scored. ``filter`` drops it unless
+        ``keep_crops=True``, to keep memory bounded on large batches.
+    embedding : ndarray float32 or None
+        L2-normalised face-recognition embedding; None when the gate has ``embedder=None``
+        or no face was found.
+    message : str or None
+        Human-readable detail of a failure.
+    """
+
+    score: float | None = None
+    accepted: bool = False
+    reason: str | None = None
+    face: Face | None = None
+    aligned: np.ndarray | None = None
+    embedding: np.ndarray | None = None
+    message: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        """True when a face was scored (whatever the threshold decided)."""
+        return self.score is not None
+
+
+@dataclass
+class FilterResult:
+    """Outcome of :meth:`fiqa_sdk.QualityGate.filter`.
+
+    ``kept`` holds input indices in input order; ``rejected`` holds ``(index, reason)`` pairs in
+    input order; ``reports`` one :class:`QualityReport` per input; ``threshold`` the quality cut
+    that was applied (see :func:`fiqa_sdk.policy.discard_lowest` for the discard edge cases).
+    ``sources`` names the inputs (file paths for a directory batch, else a short description).
+    """
+
+    kept: list[int]
+    rejected: list[tuple[int, str]]
+    reports: list[QualityReport]
+    threshold: float
+    sources: list[str] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.reports)
+
+
+@dataclass
+class Template:
+    """A quality-aware fusion of several images of one person.
+
+    ``embedding`` is L2-normalised float32; ``weights`` (float64, summing to 1) are aligned with
+    ``used``, the input indices that contributed; ``scores`` are the quality scores of ``used``.
+    """
+
+    embedding: np.ndarray
+    weights: np.ndarray
+    used: list[int]
+    method: str = "quality_weighted"
+    scores: np.ndarray | None = None

@@ -1,0 +1,170 @@
+"""Quality-gate policy maths as plain functions: discard, threshold, calibration, templates.
+
+No model code and no I/O: every function takes scores / embeddings (numpy or lists) and returns
+new objects, never modifying its arguments. :class:`fiqa_sdk.QualityGate` wires these to the
+face pipeline; they are public so that the same rules can be applied to cached scores.
+
+A score of ``None`` (or NaN) means "could not be scored" (no face, unreadable input).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import numpy as np
+
+from .errors import GateError
+
+#: Slack added before flooring ``f * n`` so that e.g. ``0.29 * 100`` (28.999999999999996 in
+#: binary floating point) counts as 29, as a person would expect.
+_FLOOR_EPS = 1e-9
+
+TEMPLATE_METHODS = ("quality_weighted", "mean", "best", "top_k")
+
+
+def _scored(scores: Sequence[float | None]) -> tuple[list[int], np.ndarray]:
+    idx, vals = [], []
+    for i, s in enumerate(scores):
+        if s is None:
+            continue
+        s = float(s)
+        if math.isnan(s):
+            continue
+        idx.append(i)
+        vals.append(s)
+    return idx, np.asarray(vals, dtype=np.float64)
+
+
+def check_fraction(f: float, name: str = "discard") -> float:
+    """Validate a fraction in [0, 1]."""
+    try:
+        f = float(f)
+    except (TypeError, ValueError):
+        raise GateError(f"{name} must be a number in [0, 1], got {f!r}") from None
+    if not 0.0 <= f <= 1.0 or math.isnan(f):
+        raise GateError(f"{name} must be in [0, 1], got {f}")
+    return f
+
+
+def discard_count(fraction: float, n_scored: int) -> int:
+    """``floor(fraction * n_scored)``: how many scored items ``discard=fraction`` rejects."""
+    fraction = check_fraction(fraction)
+    return int(math.floor(fraction * n_scored + _FLOOR_EPS))
+
+
+def discard_lowest(scores: Sequence[float | None], fraction: float) -> tuple[list[bool], float]:
+    """Keep-mask and applied cut for ``discard=fraction``.
+
+    Rejects the ``floor(fraction * n_scored)`` lowest-scored items plus every unscored item.
+    **Ties are broken by input order**: among equal scores the *earlier* item is discarded
+    first (a stable sort on ``(score, index)``), so results never depend on sort internals.
+
+    Returns ``(keep, threshold)``: ``threshold`` is the score of the lowest kept item. Edge
+    cases: ``+inf`` when no scored item is kept (all discarded, or nothing scored), so that
+    ``score >= threshold`` accepts nothing. Because of ties, ``score >= threshold`` may accept
+    a discarded item whose score equals the lowest kept one; ``keep`` is the decision.
+    """
+    idx, vals = _scored(scores)
+    k = discard_count(fraction, len(idx))
+    order = sorted(range(len(idx)), key=lambda j: (vals[j], idx[j]))
+    keep = [False] * len(scores)
+    kept_vals = []
+    for j in order[k:]:
+        keep[idx[j]] = True
+        kept_vals.append(vals[j])
+    thr = float(min(kept_vals)) if kept_vals else math.inf
+    return keep, thr
+
+
+def apply_threshold(scores: Sequence[float | None], threshold: float) -> list[bool]:
+    """Keep-mask of ``score >= threshold``; unscored items are never kept."""
+    threshold = float(threshold)
+    if math.isnan(threshold):
+        raise GateError("threshold must be a number, got NaN")
+    out = [False] * len(scores)
+    idx, vals = _scored(scores)
+    for i, v in zip(idx, vals):
+        out[i] = bool(v >= threshold)
+    return out
+
+
+def calibrate_threshold(scores: Sequence[float | None], fraction: float) -> float:
+    """The ``fraction``-quantile of the scored reference scores (numpy's linear interpolation).
+
+    Applied as ``score >= threshold`` to traffic distributed like the reference set, it rejects
+    about ``fraction`` of the scored faces. ``fraction=0`` gives the minimum reference score
+    (a reference-like face is always accepted), ``1`` the maximum.
+    """
+    fraction = check_fraction(fraction)
+    _, vals = _scored(scores)
+    if len(vals) == 0:
+        raise GateError("cannot calibrate: no reference image had a scorable face")
+    return float(np.quantile(vals, fraction))
+
+
+def template_weights(scores: Sequence[float], method: str = "quality_weighted", k: int = 3,
+                     temperature: float | None = None) -> tuple[list[int], np.ndarray]:
+    """Which of the (all scored) items a template uses, and their weights (summing to 1).
+
+    - ``"quality_weighted"``: all items, ``softmax(scores / T)``. ``temperature=None`` (the
+      default) sets ``T`` to the standard deviation of the scores, i.e. softmax of the z-scores:
+      scorers have unrelated units (an embedding norm ~ 20, a cosine <= 1), so a fixed ``T``
+      would be near-uniform for one and near-argmax for another. With ``T = std`` an image one
+      standard deviation better than another gets ``e`` times its weight, whatever the scorer.
+      Equal scores (std 0) give uniform weights.
+    - ``"mean"``: all items, uniform weights.
+    - ``"best"``: the single best-scored item (the earlier one on ties).
+    - ``"top_k"``: the ``k`` best-scored items (earlier first on ties), uniform weights.
+    """
+    s = np.asarray([float(v) for v in scores], dtype=np.float64)
+    n = len(s)
+    if n == 0:
+        raise GateError("template needs at least one scored face")
+    if not np.isfinite(s).all():
+        raise GateError("template scores must be finite")
+    if method == "mean":
+        return list(range(n)), np.full(n, 1.0 / n)
+    if method in ("best", "top_k"):
+        kk = 1 if method == "best" else int(k)
+        if kk < 1:
+            raise GateError(f"top_k needs k >= 1, got {k}")
+        order = sorted(range(n), key=lambda i: (-s[i], i))[:kk]
+        used = sorted(order)
+        return used, np.full(len(used), 1.0 / len(used))
+    if method == "quality_weighted":
+        if temperature is None:
+            t = float(s.std())
+            if t <= 0.0:
+                return list(range(n)), np.full(n, 1.0 / n)
+        else:
+            t = float(temperature)
+            if not t > 0.0:
+                raise GateError(f"temperature must be > 0, got {temperature}")
+        z = s / t
+        w = np.exp(z - z.max())
+        return list(range(n)), w / w.sum()
+    raise GateError(f"unknown template method {method!r}; use one of {', '.join(TEMPLATE_METHODS)}")
+
+
+def fuse_embeddings(embeddings: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """L2-normalised float32 weighted sum of (L2-normalised) embeddings ``(N, D)``."""
+    e = np.asarray(embeddings, dtype=np.float64)
+    w = np.asarray(weights, dtype=np.float64).reshape(-1, 1)
+    v = (e * w).sum(axis=0)
+    n = np.linalg.norm(v)
+    if n <= 1e-12:
+        raise GateError("template embeddings cancel out (zero vector)")
+    return (v / n).astype(np.float32)
+
+
+def cosine(a: np.ndarray, b: np.ndarray) -> float:
+    """Cosine similarity of two vectors (normalised here; inputs untouched)."""
+    a = np.asarray(a, dtype=np.float64).ravel()
+    b = np.asarray(b, dtype=np.float64).ravel()
+    if a.shape != b.shape:
+        raise GateError(f"cannot compare embeddings of sizes {a.size} and {b.size}")
+    na, nb = np.linalg.norm(a), np.linalg.norm(b)
+    if na <= 1e-12 or nb <= 1e-12:
+        raise GateError("cannot compare a zero embedding")
+    return float(a @ b / (na * nb))
