@@ -35,23 +35,19 @@ def sample_image():
 def _cmd_assess(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from .pipeline import FacePipeline
-    from .quality import create_scorer
+    from .gate import QualityGate
 
-    pipe = FacePipeline(detector=args.detector, embedder=None, face_policy=args.face_policy,
-                        device=args.device)
-    scorer = create_scorer(args.scorer)
+    kw = {"scorer": args.scorer} if args.scorer else {}
+    gate = QualityGate(detector=args.detector, face_policy=args.face_policy, device=args.device,
+                       threshold=args.threshold, **kw)
     inputs = [(p, p) for p in args.images] or [("sample:astronaut", sample_image())]
     failed = 0
     for label, img in inputs:
         color = "rgb" if isinstance(img, np.ndarray) else "bgr"
-        for r in pipe.process(img, color=color):
-            rec = {"path": label, "score": None, "accepted": False, "reason": r.reason}
-            if r.ok:
-                score = float(scorer.score(r.aligned, [r.face])[0])
-                accepted = args.threshold is None or score >= args.threshold
-                rec.update(score=round(score, 6), accepted=accepted,
-                           reason=None if accepted else "below_threshold")
+        reps = gate.assess(img, color=color, faces="all" if args.face_policy == "all" else None)
+        for r in reps if isinstance(reps, list) else [reps]:
+            rec = {"path": label, "score": None if r.score is None else round(float(r.score), 6),
+                   "accepted": bool(r.accepted), "reason": r.reason}
             if r.face is not None:
                 rec.update(bbox=[round(float(v), 1) for v in r.face.bbox],
                            det_score=round(r.face.det_score, 4))
@@ -188,7 +184,7 @@ def build_parser() -> argparse.ArgumentParser:
     a = sub.add_parser("assess", help="score the face in each image (JSON lines)")
     a.add_argument("images", nargs="*", help="image files (none: the bundled sample face)")
     a.add_argument("--detector", default="retinaface")
-    a.add_argument("--scorer", default="flip-consistency")
+    a.add_argument("--scorer", default=None, help="quality scorer (default: the gate's default)")
     a.add_argument("--face-policy", default="largest",
                    choices=["largest", "central", "confidence", "all"])
     a.add_argument("--threshold", type=float, default=None, help="accept scores >= this")
