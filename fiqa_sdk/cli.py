@@ -117,7 +117,7 @@ def _cmd_bench_quality(args: argparse.Namespace) -> int:
     from .errors import EvaluationError
     from .eval import bench, protocols
 
-    if args.max_nonmated is not None and args.protocol == "lfw-pairs":
+    if args.max_nonmated is not None and args.protocol in ("lfw-pairs", "lfw-xq-pairs"):
         raise EvaluationError("--max-nonmated applies to all-vs-all protocols (lfw-all, folder, "
                               "csv), not to lfw-pairs")
     if args.protocol in ("folder", "csv") and not args.data:
@@ -141,10 +141,20 @@ def _cmd_bench_quality(args: argparse.Namespace) -> int:
         print(f"fiqa bench: {msg}", file=sys.stderr, flush=True)
 
     t0 = time.perf_counter()
-    if args.protocol == "lfw-pairs":
-        proto = protocols.read_lfw_pairs(args.lfw)
-    elif args.protocol == "lfw-all":
-        proto = protocols.lfw_all_vs_all(args.lfw, args.max_nonmated, args.seed)
+    from .eval.features import default_cache_dir
+
+    lfw = args.lfw
+    if args.protocol.startswith("lfw-xq"):
+        from .eval.xq import build_lfw_xq
+
+        # the degraded copy of LFW lives in the cache, never beside the data or in the repo
+        lfw = build_lfw_xq(args.lfw or protocols.default_lfw_root(), default_cache_dir(),
+                           progress=progress)
+        log(f"lfw-xq images in {lfw}")
+    if args.protocol in ("lfw-pairs", "lfw-xq-pairs"):
+        proto = protocols.read_lfw_pairs(lfw)
+    elif args.protocol in ("lfw-all", "lfw-xq"):
+        proto = protocols.lfw_all_vs_all(lfw, args.max_nonmated, args.seed)
     elif args.protocol == "folder":
         proto = protocols.folder_protocol(args.data, args.max_nonmated, args.seed)
     else:
@@ -153,8 +163,6 @@ def _cmd_bench_quality(args: argparse.Namespace) -> int:
         f"{len(proto.mated_pairs)} mated pairs")
     cache = args.cache
     if cache is None:
-        from .eval.features import default_cache_dir
-
         cache = default_cache_dir() / ("lfw" if args.protocol.startswith("lfw") else "bench")
     result = bench.run_quality_bench(
         proto, scorers=args.scorers, eval_embedder=args.eval_embedder,
@@ -225,10 +233,11 @@ def build_parser() -> argparse.ArgumentParser:
     from .eval.bench import BASELINE_SCORERS, DEFAULT_LIMITS
 
     q.add_argument("--protocol", default="lfw-pairs",
-                   choices=["lfw-pairs", "lfw-all", "folder", "csv"],
+                   choices=["lfw-pairs", "lfw-all", "lfw-xq-pairs", "lfw-xq", "folder", "csv"],
                    help="lfw-pairs: pairs.txt (6,000 pairs); lfw-all: all-vs-all from the LFW "
-                        "identity folders; folder: DIR/<identity>/<image>; csv: columns file, "
-                        "identity (default lfw-pairs)")
+                        "identity folders; lfw-xq / lfw-xq-pairs: the same on the "
+                        "cross-quality copy of LFW (built once in the cache, see docs/benchmarks.md); "
+                        "folder: DIR/<identity>/<image>; csv: columns file, identity (default lfw-pairs)")
     q.add_argument("--scorers", nargs="+", default=list(BASELINE_SCORERS),
                    help="quality scorers (default: the baselines %(default)s)")
     q.add_argument("--eval-embedder", default="arcface",

@@ -417,3 +417,23 @@ def test_cli_bench_quality_bad_quality_embedder(tmp_path, capsys):
                "--scorers", "flip-consistency", "--quality-embedder", "dlib", "--no-plot"])
     err = capsys.readouterr().err
     assert rc == 1 and "flip-consistency" in err and "112x112" in err
+
+
+def test_cli_bench_quality_lfw_xq(lfw_mini, tmp_path, capsys):
+    """--protocol lfw-xq builds the degraded copy in the cache (not beside the data) and runs."""
+    from fiqa_sdk.eval.features import default_cache_dir
+    from fiqa_sdk.eval.xq import lfw_xq_root
+
+    out = tmp_path / "xq"
+    rc = main(["bench", "quality", "--protocol", "lfw-xq", "--lfw", str(lfw_mini), "--scorers",
+               "random", "sharpness", "--out", str(out), "--cache", str(tmp_path / "cache"),
+               "--no-plot", "--no-progress"])
+    assert rc == 0, capsys.readouterr().err
+    res = json.loads((out / "quality.json").read_text())
+    assert res["images"] == 12 and res["n_mated"] == 10
+    root = lfw_xq_root(default_cache_dir())
+    assert (root / "params.csv").is_file() and not (lfw_mini / "params.csv").exists()
+    rc = main(["bench", "quality", "--protocol", "lfw-xq-pairs", "--lfw", str(lfw_mini),
+               "--scorers", "random", "--out", str(tmp_path / "xqp"), "--cache",
+               str(tmp_path / "cache"), "--no-plot", "--no-progress"])
+    assert rc == 0, capsys.readouterr().err
