@@ -57,12 +57,9 @@ def resolve_device(device: str) -> str:
         raise GateError(f"device must be 'cpu', 'cuda' or 'auto', got {device!r}")
     if device != "auto":
         return device
-    try:
-        import onnxruntime as ort
+    from ._onnx import providers_for
 
-        return "cuda" if "CUDAExecutionProvider" in ort.get_available_providers() else "cpu"
-    except ImportError:  # pragma: no cover - onnxruntime is a dependency of the defaults
-        return "cpu"
+    return "cuda" if providers_for("auto")[0] == "CUDAExecutionProvider" else "cpu"
 
 
 def list_image_files(directory: str | os.PathLike) -> list[Path]:

@@ -137,15 +137,11 @@ def _build_networks():
 
 
 def _resolve_device(device: str) -> str:
-    import torch
+    from .._torch import torch_device
 
     if device not in _DEVICES:
         raise ValueError(f"device must be one of {_DEVICES}, got {device!r}")
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("device='cuda' but torch has no CUDA device; use device='cpu' or 'auto'")
-    return device
+    return torch_device(device).type
 
 
 def _nms(boxes: np.ndarray, scores: np.ndarray, threshold: float,

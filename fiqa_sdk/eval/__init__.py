@@ -2,24 +2,5 @@
 
 from __future__ import annotations
 
-from ._edc import (
-    EDCCurve,
-    EDCResult,
-    FMRThreshold,
-    combine_pair_qualities,
-    edc,
-    fmr_edc,
-    pauc,
-    threshold_at_fmr,
-)
-
-__all__ = [
-    "EDCCurve",
-    "EDCResult",
-    "FMRThreshold",
-    "combine_pair_qualities",
-    "edc",
-    "fmr_edc",
-    "pauc",
-    "threshold_at_fmr",
-]
+from ._edc import *  # noqa: F401,F403 - the public names are _edc's __all__
+from ._edc import __all__  # noqa: F401

@@ -34,6 +34,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from .._torch import torch_device
 from .._weights import verify_file
 from ..diffusion.schedule import Schedule, stochastic_steps, time_pairs
 from ..diffusion.unet import UNet, UNetConfig
@@ -44,16 +45,6 @@ from .base import Scorer
 
 #: The shipped denoiser (absent until a trained model is shipped with the package).
 DEFAULT_WEIGHTS = Path(__file__).resolve().parents[1] / "weights" / "diffiqa_unet.safetensors"
-
-
-def resolve_device(device: str) -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device not in ("cpu", "cuda") and not str(device).startswith("cuda:"):
-        raise ValueError(f"device must be 'cpu', 'cuda' or 'auto', got {device!r}")
-    if str(device).startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError("device='cuda' but torch has no CUDA device here; use 'cpu' or 'auto'")
-    return torch.device(device)
 
 
 def load_denoiser(weights: str | Path | None = None, verify: bool = True) -> tuple[UNet, dict]:
@@ -152,7 +143,7 @@ class DifFIQAScorer(Scorer):
         self.seed = int(seed)
         self.eta = float(eta)
         self.batch_size = int(batch_size)
-        self.device = resolve_device(device)
+        self.device = torch_device(device)
         self.schedule = Schedule()
         if self.t >= self.schedule.T:
             raise ValueError(f"t must be < {self.schedule.T}, got {self.t}")

@@ -44,6 +44,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .._torch import torch_device
 from ..diffusion.degrade import degrade
 from ..diffusion.schedule import Schedule, degradation_weight
 from ..diffusion.unet import UNet, count_parameters, unet_config
@@ -139,10 +140,7 @@ class DDPMTrainer:
         self.data_info = data_info or {}
         self.log = log or (lambda msg: None)
         self.sched = Schedule(self.cfg.T)
-        dev = self.cfg.device
-        if dev == "auto":
-            dev = "cuda" if torch.cuda.is_available() else "cpu"
-        self.device = torch.device(dev)
+        self.device = torch_device(self.cfg.device)
         torch.manual_seed(self.cfg.seed)  # the initial weights
         self.model = UNet(unet_config(self.cfg.preset, **self.cfg.unet)).to(self.device)
         self.ema = copy.deepcopy(self.model).requires_grad_(False)
