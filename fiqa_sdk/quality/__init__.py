@@ -31,6 +31,15 @@ for _name, _cls, _doc in [
 
 SCORERS.register("diffiqa", "DifFIQA: FR-embedding stability under DDPM noising + restoration "
                  "(weights= a trained denoiser)")(_lazy(".diffiqa", "DifFIQAScorer"))
+for _name, _cls, _doc in [
+    ("ediffiqa", "EDifFIQAScorer", "eDifFIQA: DifFIQA distilled with label optimization into a "
+     "one-pass MobileFaceNet regressor (shipped weights or weights=)"),
+    ("ediffiqa-free", "EDifFIQAFreeScorer", "eDifFIQA head on the frozen ArcFace embedding "
+     "(quality at the cost of an MLP when the gate embeds with the same model)"),
+    ("diffiqa-r", "DifFIQARScorer", "DifFIQA(R): MobileFaceNet + linear head regressed on raw "
+     "DifFIQA labels (the papers' distillation baseline)"),
+]:
+    SCORERS.register(_name, _doc)(_lazy(".ediffiqa", _cls))
 
 
 def create_scorer(name: str | Scorer = "flip-consistency", /, **kwargs: Any) -> Scorer:

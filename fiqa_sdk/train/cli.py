@@ -51,7 +51,8 @@ def _cmd_train_ddpm(args: argparse.Namespace) -> int:
         faces = faces[: args.limit]
     cfg = TrainConfig(preset=args.preset, steps=args.steps, batch_size=args.batch_size,
                       seed=args.seed, checkpoint_every=args.checkpoint_every, lr=args.lr,
-                      mix_T=args.mix_T, bf16=args.bf16, device=args.device)
+                      mix_T=args.mix_T, bf16=args.bf16, device=args.device,
+                      init_from=str(args.init_from) if args.init_from else None)
     out = Path(args.out)
     if (out / "checkpoint.pt").is_file() and not args.resume:
         print(f"fiqa: error: {out / 'checkpoint.pt'} exists; pass --resume to continue it or "
@@ -97,6 +98,9 @@ def add_train_parser(subparsers) -> argparse.ArgumentParser:
     d.add_argument("--max-minutes", type=float, default=None,
                    help="stop cleanly (checkpoint + export) before this many minutes")
     d.add_argument("--resume", action="store_true", help="continue OUT/checkpoint.pt")
+    d.add_argument("--init-from", type=Path, default=None, metavar="CHECKPOINT",
+                   help="start a new run from the model and EMA weights of another run's "
+                        "checkpoint.pt (same preset), e.g. to change --mix-T")
     d.add_argument("--checkpoint-every", type=int, default=500, help="steps (default 500)")
     d.add_argument("--seed", type=int, default=0)
     d.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
@@ -105,4 +109,141 @@ def add_train_parser(subparsers) -> argparse.ArgumentParser:
                    help="where to train (default cpu)")
     d.add_argument("--limit", type=int, default=None, help=argparse.SUPPRESS)  # smoke tests
     d.set_defaults(func=_cmd_train_ddpm)
+
+    lab = tsub.add_parser(
+        "labels", help="DifFIQA pseudo-labels of the training faces (cached, resumable, shardable)",
+        description="Score every aligned training face with a DifFIQA teacher. Labels are cached "
+                    "under CACHE/labels/<teacher+data hash>/ in chunks: stop any time, resume "
+                    "by running the same command, or split the work with --shard i/k.")
+    _teacher_args(lab)
+    lab.add_argument("--shard", default="0/1", help="i/k: this process labels chunks c with c %% k == i")
+    lab.add_argument("--max-minutes", type=float, default=None, help="stop after this many minutes")
+    lab.set_defaults(func=_cmd_train_labels)
+    for method, helptext in (
+            ("ediffiqa", "eDifFIQA: label-optimized distillation into MobileFaceNet + MLP head"),
+            ("ediffiqa-free", "eDifFIQA head on the frozen ArcFace embedding"),
+            ("diffiqa-r", "DifFIQA(R): MobileFaceNet + linear head on the raw labels")):
+        r = tsub.add_parser(method, help=helptext,
+                            description=helptext + ". Computes the teacher's pseudo-labels first "
+                            "if they are not cached (see `fiqa train labels`). Writes "
+                            "OUT/<name>.safetensors + .json (sidecar with config, labels and "
+                            "validation history).")
+        _teacher_args(r)
+        r.add_argument("--out", required=True, help="output folder")
+        r.add_argument("--eps", type=float, default=0.5, help="label optimization strength (default 0.5)")
+        r.add_argument("--theta", type=float, default=0.5,
+                       help="weight of the representation-consistency loss (default 0.5)")
+        r.add_argument("--p", type=float, default=0.2, help="top label fraction for class centres")
+        r.add_argument("--min-count", type=int, default=3,
+                       help="top-p faces an identity needs for a centre (default 3)")
+        r.add_argument("--epochs", type=int, default=8)
+        r.add_argument("--cut", type=int, default=15,
+                       help="fine-tune MobileFaceNet blocks [cut:] (0..20, default 15)")
+        r.add_argument("--name", default=None, help="file name stem of the weights")
+        r.set_defaults(func=_cmd_train_distill, method=method)
     return t
+
+
+def _teacher_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--weights", type=Path, default=None,
+                   help="DifFIQA denoiser .safetensors (default: the shipped one)")
+    p.add_argument("--t", type=int, default=5, help="forward steps (default 5)")
+    p.add_argument("--n", type=int, default=None, help="repeats (default 10; 2 with --fast)")
+    p.add_argument("--fast", action="store_true", help="one-step restoration (see docs/diffiqa.md)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--cache", default=None,
+                   help="cache folder (default $FIQA_CACHE or ~/.cache/fiqa-sdk)")
+    p.add_argument("--data", type=Path, default=None,
+                   help="training set root with images/ and identities.csv (default "
+                        "../shared/data/celeba-subset); never LFW")
+    p.add_argument("--threads", type=int, default=2, help="torch / onnxruntime CPU threads")
+    p.add_argument("--limit", type=int, default=None, help=argparse.SUPPRESS)  # smoke tests
+
+
+def _training_faces(args: argparse.Namespace):
+    from .data import DEFAULT_CELEBA, build_aligned_cache
+
+    root = Path(args.data or DEFAULT_CELEBA)
+    if not (root / "identities.csv").is_file():
+        raise SystemExit(_die(f"{root} has no identities.csv (expected the celeba-subset layout: "
+                              "images/ + identities.csv); pass --data"))
+    data = build_aligned_cache(root, cache=args.cache,
+                               progress=_progress if sys.stderr.isatty() else None)
+    n = args.limit or len(data)
+    return data, n
+
+
+def _die(msg: str) -> int:
+    print(f"fiqa: error: {msg}", file=sys.stderr)
+    return 1
+
+
+def _teacher(args: argparse.Namespace):
+    import torch
+
+    from ..quality.diffiqa import DifFIQAScorer
+
+    torch.set_num_threads(args.threads)
+    return DifFIQAScorer(weights=args.weights, t=args.t, n=args.n, fast=args.fast, seed=args.seed,
+                         threads=args.threads)  # threads: the teacher's ArcFace embedder
+
+
+def _labels(args: argparse.Namespace, data, n: int, shard=(0, 1), max_minutes=None):
+    from .data import cache_root
+    from .labels import pseudo_labels
+
+    scorer = _teacher(args)
+    q, folder = pseudo_labels(data.faces[:n], scorer, cache_root(args.cache) / "labels",
+                              shard=shard, max_minutes=max_minutes, log=_log)
+    return q, folder, scorer
+
+
+def _cmd_train_labels(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    try:
+        i, k = (int(v) for v in args.shard.split("/"))
+        if not 0 <= i < k:
+            raise ValueError
+    except ValueError:
+        print(f"fiqa: error: --shard must be i/k with 0 <= i < k, got {args.shard!r}", file=sys.stderr)
+        return 2
+    data, n = _training_faces(args)
+    q, folder, _ = _labels(args, data, n, shard=(i, k), max_minutes=args.max_minutes)
+    done = int(np.isfinite(q).sum())
+    print(json.dumps({"labels": str(folder), "done": done, "total": n}))
+    return 0
+
+
+def _cmd_train_distill(args: argparse.Namespace) -> int:
+    import numpy as np
+    import torch
+
+    from .._weights import sha256_file
+    from ..embed import create_embedder
+    from ..nets.mobilefacenet import load_mobilefacenet
+    from .distill import DistillConfig, distill
+    from .labels import target_embeddings
+
+    data, n = _training_faces(args)
+    q, folder, teacher = _labels(args, data, n)
+    if not np.isfinite(q).all():
+        return _die(f"{int((~np.isfinite(q)).sum())} of {n} pseudo-labels are missing in {folder}; "
+                    "run `fiqa train labels` with the same teacher options to finish them")
+    emb = create_embedder("arcface", threads=args.threads)
+    _log("target embeddings (ArcFace w600k_mbf, crops and mirrors; cached)")
+    e, ef = target_embeddings(data.faces[:n], emb, cache_dir=data.path)
+    cfg = DistillConfig(method=args.method, eps=args.eps, theta=args.theta, p=args.p,
+                        min_count=args.min_count, epochs=args.epochs, cut=args.cut, seed=args.seed)
+    meta = {
+        "backbone": {"arch": "mobilefacenet", "base": "w600k_mbf.onnx",
+                     "base_sha256": sha256_file(emb.model_path)},
+        "target_model": "arcface:w600k_mbf",
+        "teacher": json.loads((folder / "meta.json").read_text())["teacher"],
+        "data": {"source": str(data.path), "faces": n, "identities": int(len(np.unique(data.identities[:n])))},
+    }
+    torch.set_num_threads(args.threads)
+    summary = distill(np.asarray(data.faces[:n]), data.identities[:n], q, e, ef, load_mobilefacenet(),
+                      args.out, cfg, meta=meta, log=_log, name=args.name)
+    print(json.dumps({k: summary[k] for k in ("weights", "final", "labels", "seconds")}))
+    return 0

@@ -78,6 +78,7 @@ class TrainConfig:
     channels_last: bool = True
     bf16: bool = False  # bfloat16 autocast; off by default: fp32 is the reference
     device: str = "cpu"  # "cpu", "cuda" or "auto"
+    init_from: str | None = None  # warm start: model + EMA weights of another run's checkpoint
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -288,6 +289,21 @@ class DDPMTrainer:
         self._truncate_log(self.step)
         return self.step
 
+    def init_weights_from(self, path: str | os.PathLike) -> int:
+        """Warm start: copy model and EMA weights (not the optimiser, step or RNG) of a checkpoint.
+
+        For continuing a run under a changed objective (e.g. another ``mix_T``), where
+        :meth:`load_checkpoint` refuses. The architecture must match. Returns the source's step.
+        """
+        state = torch.load(Path(path), map_location="cpu", weights_only=True)
+        saved = TrainConfig.from_dict(state["config"])
+        if (saved.preset, saved.unet) != (self.cfg.preset, self.cfg.unet):
+            raise ValueError(f"{path} holds preset {saved.preset!r} {saved.unet}, not "
+                             f"{self.cfg.preset!r} {self.cfg.unet}")
+        self.model.load_state_dict(state["model"])
+        self.ema.load_state_dict(state["ema"])
+        return int(state["step"])
+
     def _truncate_log(self, step: int) -> None:
         for name in ("loss.csv", "val.csv"):
             p = self.out / name
@@ -456,4 +472,7 @@ def train_ddpm(faces: np.ndarray, out_dir: str | os.PathLike, config: TrainConfi
     else:
         for name in ("loss.csv", "val.csv"):
             (trainer.out / name).unlink(missing_ok=True)
+        if trainer.cfg.init_from:
+            src_step = trainer.init_weights_from(trainer.cfg.init_from)
+            trainer.log(f"initialised from {trainer.cfg.init_from} (step {src_step})")
     return trainer.run(max_minutes)

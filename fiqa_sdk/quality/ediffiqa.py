@@ -1,0 +1,288 @@
+"""eDifFIQA and DifFIQA(R): DifFIQA distilled into a one-pass quality regressor.
+
+Babnik, Peer, Struc, "eDifFIQA: Towards Efficient Face Image Quality Assessment based on
+Denoising Diffusion Probabilistic Models", IEEE T-BIOM 2024. A face-recognition backbone
+``M_r`` (here the ArcFace MobileFaceNet ``w600k_mbf``, eDifFIQA's size ``T``) and a regression
+head read an aligned crop and output its quality in one forward pass:
+
+- ``ediffiqa``: the backbone's last layers fine-tuned, MLP head 512 -> 1024 -> GELU -> 1, trained
+  on label-optimized DifFIQA pseudo-labels with the representation-consistency loss (see
+  :mod:`fiqa_sdk.train.distill`);
+- ``ediffiqa-free``: the backbone frozen (it *is* the ArcFace embedder), only the MLP head is
+  trained, on the raw (un-normalised) ArcFace embedding; a gate whose embedder is the same model
+  gets quality from the embedding it already computed (:meth:`RegressorScorer.score_embeddings`);
+- ``diffiqa-r``: the paper's baseline, the same backbone with a linear head on the raw labels.
+
+Scores are the head's output (about [0, 1], the scale of the min-max scaled labels; higher =
+better). Weights: a safetensors file holding the head and the backbone tensors that training
+changed, plus a JSON sidecar (architecture, the base ONNX it starts from and its sha256, the
+file's own sha256, training data, labels and measured results). The rest of the backbone is
+read from the shipped, checksum-verified ``w600k_mbf.onnx``.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from .._torch import torch_device
+from .._weights import verify_file
+from ..errors import WeightsError
+from ..types import Face
+from .base import Scorer
+
+WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
+
+#: Shipped weights of each registered regressor (absent until trained and shipped).
+SHIPPED = {
+    "ediffiqa": WEIGHTS_DIR / "ediffiqa_mbf.safetensors",
+    "ediffiqa-free": WEIGHTS_DIR / "ediffiqa_free_mbf.safetensors",
+    "diffiqa-r": WEIGHTS_DIR / "diffiqa_r_mbf.safetensors",
+}
+
+
+def shipped_weights(method: str) -> Path | None:
+    """The shipped weights file of ``method`` if it is in the package, else None."""
+    p = SHIPPED.get(method)
+    return p if p is not None and p.is_file() else None
+
+
+def make_head(kind: str, dim: int = 512, hidden: int = 1024) -> nn.Module:
+    """``"mlp"``: Linear(dim, hidden) -> GELU -> Linear(hidden, 1) (eDifFIQA); ``"linear"``:
+    Linear(dim, 1) (DifFIQA(R))."""
+    if kind == "mlp":
+        return nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Linear(hidden, 1))
+    if kind == "linear":
+        return nn.Linear(dim, 1)
+    raise ValueError(f"head must be 'mlp' or 'linear', got {kind!r}")
+
+
+class QualityRegressor(nn.Module):
+    """FR backbone + quality head.
+
+    ``forward(x)``: ``x`` ``(N, 3, 112, 112)`` float32 RGB in [-1, 1] -> ``(embedding, quality)``,
+    the backbone's raw ``(N, D)`` embedding and the ``(N,)`` quality predicted from it.
+    """
+
+    def __init__(self, backbone: nn.Module, head: str = "mlp", dim: int = 512, hidden: int = 1024) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.head_kind = head
+        self.head = make_head(head, dim, hidden)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        e = self.backbone(x)
+        return e, self.head(e).squeeze(-1)
+
+    def quality(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward(x)[1]
+
+
+def build_backbone(spec: dict) -> nn.Module:
+    """The backbone described by a sidecar's ``backbone`` entry, with its base weights."""
+    arch = spec.get("arch")
+    if arch == "mobilefacenet":
+        from ..embed.arcface import default_model_path
+        from ..nets.mobilefacenet import load_mobilefacenet
+
+        base = spec.get("base", "w600k_mbf.onnx")
+        if base != "w600k_mbf.onnx":
+            raise WeightsError(f"unknown base model {base!r} for the mobilefacenet backbone")
+        return load_mobilefacenet(default_model_path(), verify=True)
+    raise WeightsError(f"unknown backbone architecture {arch!r}")
+
+
+def save_regressor(model: QualityRegressor, path: str | Path, meta: dict,
+                   base_state: dict[str, torch.Tensor] | None = None) -> Path:
+    """Write the head and every backbone tensor that differs from ``base_state`` (all of them
+    if None) to ``path`` (safetensors) and ``meta`` + the file's sha256 to its ``.json``."""
+    from safetensors.torch import save_file
+
+    from .._weights import sha256_file
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tensors = {f"head.{k}": v.detach().cpu().contiguous() for k, v in model.head.state_dict().items()}
+    changed = []
+    for k, v in model.backbone.state_dict().items():
+        if base_state is None or k not in base_state or not torch.equal(base_state[k].cpu(), v.cpu()):
+            tensors[f"backbone.{k}"] = v.detach().cpu().contiguous()
+            changed.append(k)
+    save_file(tensors, str(path))
+    meta = dict(meta)
+    meta["head"] = {"kind": model.head_kind, **meta.get("head", {})}
+    meta["backbone"] = {**meta.get("backbone", {}), "stored_tensors": len(changed)}
+    meta["sha256"] = sha256_file(path)
+    path.with_suffix(".json").write_text(json.dumps(meta, indent=2) + "\n")
+    return path
+
+
+def load_regressor(weights: str | Path, verify: bool = True) -> tuple[QualityRegressor, dict]:
+    """A :class:`QualityRegressor` from a safetensors file and its JSON sidecar."""
+    from safetensors.torch import load_file
+
+    path = Path(weights).expanduser()
+    if not path.is_file():
+        raise WeightsError(f"regressor weights file not found: {path}")
+    sidecar = path.with_suffix(".json")
+    if not sidecar.is_file():
+        raise WeightsError(f"regressor weights {path} have no sidecar {sidecar.name} "
+                           "(architecture and sha256)")
+    meta = json.loads(sidecar.read_text())
+    if verify:
+        if not meta.get("sha256"):
+            raise WeightsError(f"{sidecar} has no sha256; pass verify=False to load it anyway")
+        verify_file(path, meta["sha256"])
+    head = meta.get("head", {})
+    model = QualityRegressor(build_backbone(meta.get("backbone", {})), head=head.get("kind", "mlp"),
+                             dim=int(head.get("dim", 512)), hidden=int(head.get("hidden", 1024)))
+    state = load_file(str(path))
+    head_state = {k[5:]: v for k, v in state.items() if k.startswith("head.")}
+    bb_state = {k[9:]: v for k, v in state.items() if k.startswith("backbone.")}
+    try:
+        model.head.load_state_dict(head_state, strict=True)
+        missing, unexpected = model.backbone.load_state_dict(bb_state, strict=False)
+    except RuntimeError as exc:
+        raise WeightsError(f"regressor weights {path} do not match the architecture in "
+                           f"{sidecar.name}: {str(exc).splitlines()[0]}") from exc
+    if unexpected:
+        raise WeightsError(f"regressor weights {path} hold tensors the backbone does not have: "
+                           f"{unexpected[:3]}")
+    return model.eval(), meta
+
+
+class RegressorScorer(Scorer):
+    """Quality from a distilled regressor (``ediffiqa``, ``ediffiqa-free``, ``diffiqa-r``).
+
+    Parameters
+    ----------
+    weights : path, QualityRegressor or None
+        A ``.safetensors`` file with its ``.json`` sidecar, a built :class:`QualityRegressor`,
+        or None for the method's shipped weights.
+    device : {"cpu", "cuda", "auto"}
+    batch_size : int
+        Crops per forward pass.
+    threads : int or None
+        torch CPU threads for scoring (None: leave torch's setting).
+    verify : bool
+        Check the weights' sha256 against the sidecar.
+    """
+
+    method = "ediffiqa"
+
+    def __init__(self, weights: str | Path | QualityRegressor | None = None, device: str = "cpu",
+                 batch_size: int = 64, threads: int | None = None, verify: bool = True) -> None:
+        self.name = self.method
+        if isinstance(weights, QualityRegressor):
+            self.model, self.meta = weights, {}
+        else:
+            if weights is None:
+                weights = shipped_weights(self.method)
+                if weights is None:
+                    raise WeightsError(
+                        f"{self.method}'s weights are not shipped in this version "
+                        f"({SHIPPED[self.method].name} is not in fiqa_sdk/weights); train them "
+                        f"with `fiqa train {self.method}` and pass weights='DIR/<file>.safetensors'")
+            self.model, self.meta = load_regressor(weights, verify=verify)
+        self.device = torch_device(device)
+        self.model = self.model.to(self.device).eval().requires_grad_(False)
+        self.batch_size = int(batch_size)
+        self.threads = threads
+
+    @torch.inference_mode()
+    def _score(self, aligned: np.ndarray, faces: Sequence[Face] | None) -> np.ndarray:
+        prev = torch.get_num_threads()
+        if self.threads:
+            torch.set_num_threads(int(self.threads))
+        try:
+            out = np.empty(len(aligned))
+            for i in range(0, len(aligned), self.batch_size):
+                x = torch.from_numpy(np.ascontiguousarray(aligned[i : i + self.batch_size]))
+                x = x.to(self.device).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
+                out[i : i + len(x)] = self.model.quality(x).float().cpu().numpy()
+            return out
+        finally:
+            if self.threads:
+                torch.set_num_threads(prev)
+
+    @torch.inference_mode()
+    def score_embeddings(self, raw: np.ndarray) -> np.ndarray:
+        """Quality from raw (un-normalised) embeddings of this model's own backbone: the head
+        alone. Valid for ``ediffiqa-free``, whose backbone is the unchanged ArcFace model."""
+        raw = np.asarray(raw, np.float32)
+        if raw.ndim != 2:
+            raise ValueError(f"raw embeddings must be (N, D), got {raw.shape}")
+        e = torch.from_numpy(raw).to(self.device)
+        return self.model.head(e).squeeze(-1).float().cpu().numpy().astype(np.float64)
+
+
+class EDifFIQAScorer(RegressorScorer):
+    __doc__ = RegressorScorer.__doc__
+    method = "ediffiqa"
+
+
+class EDifFIQAFreeScorer(RegressorScorer):
+    __doc__ = RegressorScorer.__doc__
+    method = "ediffiqa-free"
+
+
+class DifFIQARScorer(RegressorScorer):
+    __doc__ = RegressorScorer.__doc__
+    method = "diffiqa-r"
+
+
+class _QualityOutputs(nn.Module):
+    """Export wrapper: ``x -> (quality, embedding)``."""
+
+    def __init__(self, model: QualityRegressor) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        e, q = self.model(x)
+        return q, e
+
+
+def export_onnx(model: QualityRegressor | RegressorScorer, path: str | Path, opset: int = 17) -> Path:
+    """Write a regressor as ONNX: input ``input`` ``(N, 3, 112, 112)`` float32 RGB in [-1, 1];
+    outputs ``quality`` ``(N,)`` and ``embedding`` ``(N, D)`` (the backbone's raw embedding).
+
+    Uses torch's TorchScript-based exporter with constant folding off: with folding on, the
+    exported MobileFaceNet's head gave wrong outputs (measured, torch 2.13).
+    """
+    if isinstance(model, RegressorScorer):
+        model = model.model
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    wrapper = _QualityOutputs(model).cpu().eval()
+    x = torch.zeros(2, 3, 112, 112)
+    torch.onnx.export(wrapper, (x,), str(path), input_names=["input"],
+                      output_names=["quality", "embedding"],
+                      dynamic_axes={"input": {0: "n"}, "quality": {0: "n"}, "embedding": {0: "n"}},
+                      opset_version=opset, do_constant_folding=False, dynamo=False)
+    return path
+
+
+class OnnxRegressorScorer(Scorer):
+    """A regressor exported by :func:`export_onnx`, run with onnxruntime (same scores)."""
+
+    def __init__(self, path: str | Path, device: str = "cpu", threads: int | None = None,
+                 batch_size: int = 64, name: str = "ediffiqa-onnx") -> None:
+        from .._onnx import make_session
+
+        self.name = name
+        self.session = make_session(Path(path), device=device, threads=threads)
+        self.batch_size = int(batch_size)
+
+    def _score(self, aligned: np.ndarray, faces: Sequence[Face] | None) -> np.ndarray:
+        out = np.empty(len(aligned))
+        for i in range(0, len(aligned), self.batch_size):
+            blob = (aligned[i : i + self.batch_size].astype(np.float32) - 127.5) / 127.5
+            out[i : i + len(blob)] = self.session.run(
+                ["quality"], {"input": np.ascontiguousarray(blob.transpose(0, 3, 1, 2))})[0]
+        return out

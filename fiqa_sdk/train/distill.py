@@ -1,0 +1,258 @@
+"""Distillation of DifFIQA into one-pass regressors: eDifFIQA, eDifFIQA-free, DifFIQA(R).
+
+eDifFIQA (T-BIOM 2024, section 3.6; details pinned in ../shared/docs/method.md): an FR backbone
+``M_r`` (initialised as the target FR model ``M``) with an MLP head is trained on
+
+    L = theta * (1 - cos(M_r(x), M(x))) + (1 - theta) * |q_hat(x) - q_o(x)|
+
+where ``q_o`` are the label-optimized DifFIQA pseudo-labels (:mod:`fiqa_sdk.train.labels`).
+Adam with lr 1e-3 for the head and 1e-4 for the trainable last layers of the backbone, gradient
+norm clipping at 5, random horizontal flips (the target embedding ``M(x)`` is the one of the
+flipped crop when the crop is flipped), seeded.
+
+- ``method="ediffiqa"``: as above.
+- ``method="diffiqa-r"``: a linear head, the raw (min-max scaled, not optimized) labels, L1 only.
+- ``method="ediffiqa-free"``: the backbone is frozen (it stays exactly ``M``): only the MLP
+  head is trained, on ``M``'s raw embeddings, with the optimized labels (the consistency term
+  is zero by construction).
+
+CPU economy: the frozen front of the backbone is run once per crop (and its mirror) and its
+activations cached in memory; each epoch then runs only the trainable tail and the head. The
+backbone must offer ``split(cut) -> (stem, tail)`` (:class:`fiqa_sdk.nets.MobileFaceNet` does);
+any other torch module is fine-tuned whole (no cache).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..quality.ediffiqa import QualityRegressor, save_regressor
+
+METHODS = ("ediffiqa", "ediffiqa-free", "diffiqa-r")
+
+
+@dataclass
+class DistillConfig:
+    """Hyper-parameters of :func:`distill` (defaults: the paper's / official code's)."""
+
+    method: str = "ediffiqa"
+    eps: float = 0.5  # label optimization strength
+    theta: float = 0.5  # weight of the representation-consistency loss
+    p: float = 0.2  # top fraction of labels used for the class centres
+    min_count: int = 3  # minimum top-p faces for an identity to get a centre
+    cut: int = 15  # backbone blocks [cut:] are fine-tuned, [:cut] frozen (MobileFaceNet: 20 blocks)
+    epochs: int = 8
+    batch_size: int = 64
+    lr_head: float = 1e-3
+    lr_backbone: float = 1e-4
+    grad_clip: float = 5.0
+    hflip: bool = True
+    val_fraction: float = 0.1  # identities held out for validation
+    seed: int = 0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def split_identities(ids: np.ndarray, fraction: float, seed: int) -> np.ndarray:
+    """Boolean mask of validation faces: a seeded ``fraction`` of the identities."""
+    uniq = np.unique(ids)
+    rng = np.random.default_rng([seed, 7])
+    n_val = int(round(fraction * len(uniq)))
+    val_ids = rng.choice(uniq, size=n_val, replace=False) if n_val else np.array([], uniq.dtype)
+    return np.isin(ids, val_ids)
+
+
+def to_tensor(faces: np.ndarray) -> torch.Tensor:
+    """``(N, 112, 112, 3)`` uint8 RGB -> ``(N, 3, 112, 112)`` float32 in [-1, 1]."""
+    return torch.from_numpy(np.ascontiguousarray(faces)).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
+
+
+def _split(backbone: nn.Module, cut: int, method: str) -> tuple[nn.Module, nn.Module]:
+    """(frozen stem, trainable tail); a backbone without ``split`` is fine-tuned whole."""
+    if method == "ediffiqa-free":
+        return backbone, nn.Identity()
+    if hasattr(backbone, "split"):
+        return backbone.split(cut)
+    return nn.Identity(), backbone
+
+
+@torch.inference_mode()
+def _run(module: nn.Module, faces: np.ndarray, flip: bool, batch: int = 64) -> torch.Tensor:
+    outs = []
+    for i in range(0, len(faces), batch):
+        x = to_tensor(faces[i : i + batch])
+        if flip:
+            x = x.flip(-1)
+        outs.append(module(x).float())
+    return torch.cat(outs)
+
+
+def _spearman(a: np.ndarray, b: np.ndarray) -> float:
+    from scipy.stats import spearmanr
+
+    return float(spearmanr(a, b).statistic) if len(a) > 2 else float("nan")
+
+
+def distill(faces: np.ndarray, ids: np.ndarray, labels: np.ndarray, target_emb: np.ndarray,
+            target_emb_flip: np.ndarray | None, backbone: nn.Module, out_dir: str | os.PathLike,
+            config: DistillConfig | None = None, meta: dict | None = None,
+            log: Callable[[str], None] | None = None, name: str | None = None) -> dict:
+    """Train one regressor and export it to ``out_dir/<name>.safetensors`` (+ ``.json``).
+
+    Parameters
+    ----------
+    faces : (N, 112, 112, 3) uint8 RGB aligned training crops.
+    ids : (N,) identity labels (class centres; validation split by identity).
+    labels : (N,) raw DifFIQA scores (min-max scaled here over the training faces).
+    target_emb, target_emb_flip : (N, D) embeddings of the crops / their mirrors by the target
+        FR model ``M`` (L2-normalised or not); the mirror ones may be None when ``hflip`` is off.
+    backbone : the FR backbone ``M_r`` (a torch module, raw ``(N, D)`` output), modified in place.
+    meta : extra sidecar entries (backbone description, data, teacher).
+
+    Returns a summary (per-epoch losses, validation L1 and Spearman, label statistics).
+    """
+    from .labels import centre_cosines, class_centres, minmax, optimize_labels
+
+    cfg = config or DistillConfig()
+    if cfg.method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {cfg.method!r}")
+    log = log or (lambda msg: None)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    n = len(faces)
+    ids = np.asarray(ids)
+    labels = np.asarray(labels, np.float64)
+    if not (len(ids) == len(labels) == len(target_emb) == n):
+        raise ValueError("faces, ids, labels and target_emb must have the same length")
+    if not np.isfinite(labels).all():
+        raise ValueError(f"{int((~np.isfinite(labels)).sum())} labels are missing (NaN): finish "
+                         "the pseudo-labels first")
+    if cfg.hflip and target_emb_flip is None:
+        raise ValueError("hflip needs target_emb_flip (the target model's embeddings of the mirrors)")
+    torch.manual_seed(cfg.seed)
+    rng = np.random.default_rng([cfg.seed, 11])
+
+    # -- labels ------------------------------------------------------------------------
+    q = minmax(labels)
+    val = split_identities(ids, cfg.val_fraction, cfg.seed)
+    tr = ~val
+    stats: dict = {"faces": n, "train": int(tr.sum()), "val": int(val.sum()),
+                   "identities": int(len(np.unique(ids))),
+                   "raw_min": float(labels.min()), "raw_max": float(labels.max())}
+    if cfg.method == "diffiqa-r":
+        q_o = q
+    else:
+        centres = class_centres(target_emb, ids, q, p=cfg.p, min_count=cfg.min_count)
+        cos = centre_cosines(target_emb, ids, centres)
+        q_o = optimize_labels(q, cos, cfg.eps)
+        keep = np.isfinite(q_o)
+        stats.update(centres=len(centres), no_centre_faces=int((~keep).sum()),
+                     centre_cos_median=float(np.nanmedian(cos)))
+        tr &= keep
+        val &= keep
+    stats.update(train_used=int(tr.sum()), val_used=int(val.sum()),
+                 q_o_mean=float(np.nanmean(q_o)), q_mean=float(q.mean()))
+    log(f"{cfg.method}: {stats}")
+
+    # -- model -------------------------------------------------------------------------
+    base_state = {k: v.detach().clone() for k, v in backbone.state_dict().items()}
+    dim = int(target_emb.shape[1])
+    model = QualityRegressor(backbone, head="linear" if cfg.method == "diffiqa-r" else "mlp", dim=dim)
+    backbone.requires_grad_(False)
+    stem, tail = _split(backbone, cfg.cut, cfg.method)
+    if cfg.method != "ediffiqa-free":
+        for p_ in tail.parameters():
+            p_.requires_grad_(True)
+    stem.eval()
+    tail.eval()  # BatchNorm statistics stay those of M (fine-tuning affine parameters only)
+    t0 = time.time()
+    feats = _run(stem, faces, flip=False)
+    feats_f = _run(stem, faces, flip=True) if cfg.hflip else None
+    log(f"cached frozen-stem features {tuple(feats.shape)} in {time.time() - t0:.0f} s")
+    tgt = F.normalize(torch.as_tensor(np.asarray(target_emb), dtype=torch.float32), dim=1)
+    tgt_f = (F.normalize(torch.as_tensor(np.asarray(target_emb_flip), dtype=torch.float32), dim=1)
+             if cfg.hflip else None)
+    qt = torch.as_tensor(np.nan_to_num(q_o), dtype=torch.float32)
+
+    groups = [{"params": list(model.head.parameters()), "lr": cfg.lr_head}]
+    tail_params = [p_ for p_ in tail.parameters() if p_.requires_grad]
+    if tail_params:
+        groups.append({"params": tail_params, "lr": cfg.lr_backbone})
+    opt = torch.optim.Adam(groups)
+    theta = 0.0 if cfg.method in ("diffiqa-r", "ediffiqa-free") else cfg.theta
+    params = [p_ for g in groups for p_ in g["params"]]
+
+    def forward(rows: np.ndarray, flip: np.ndarray):
+        h = feats[rows].clone()
+        if flip.any():
+            h[torch.from_numpy(flip)] = feats_f[rows[flip]]
+        e = tail(h)
+        return e, model.head(e).squeeze(-1)
+
+    def evaluate(rows: np.ndarray) -> dict:
+        with torch.inference_mode():
+            preds, rc = [], []
+            for i in range(0, len(rows), 256):
+                r = rows[i : i + 256]
+                e, qh = forward(r, np.zeros(len(r), bool))
+                preds.append(qh)
+                rc.append(1 - F.cosine_similarity(e, tgt[r], dim=1))
+            qh = torch.cat(preds).numpy()
+            return {"l1": float(np.abs(qh - q_o[rows]).mean()), "rc": float(torch.cat(rc).mean()),
+                    "spearman_q_o": _spearman(qh, q_o[rows]), "spearman_q": _spearman(qh, q[rows])}
+
+    train_rows, val_rows = np.flatnonzero(tr), np.flatnonzero(val)
+    history = []
+    t0 = time.time()
+    for epoch in range(cfg.epochs):
+        order = rng.permutation(train_rows)
+        flips = rng.random(len(order)) < 0.5 if cfg.hflip else np.zeros(len(order), bool)
+        losses = []
+        for i in range(0, len(order), cfg.batch_size):
+            rows, fl = order[i : i + cfg.batch_size], flips[i : i + cfg.batch_size]
+            e, qh = forward(rows, fl)
+            l_q = (qh - qt[rows]).abs().mean()
+            loss = (1 - theta) * l_q
+            if theta > 0:
+                target = tgt[rows].clone()
+                if fl.any():
+                    target[torch.from_numpy(fl)] = tgt_f[rows[fl]]
+                loss = loss + theta * (1 - F.cosine_similarity(e, target, dim=1)).mean()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg.grad_clip:
+                torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+            opt.step()
+            losses.append(float(loss.detach()))
+        row = {"epoch": epoch + 1, "loss": float(np.mean(losses)), "seconds": round(time.time() - t0, 1)}
+        if len(val_rows):
+            row.update({f"val_{k}": v for k, v in evaluate(val_rows).items()})
+        history.append(row)
+        log(json.dumps(row))
+    name = name or {"ediffiqa": "ediffiqa_mbf", "ediffiqa-free": "ediffiqa_free_mbf",
+                    "diffiqa-r": "diffiqa_r_mbf"}[cfg.method]
+    sidecar = dict(meta or {})
+    sidecar.update({"method": cfg.method, "config": cfg.to_dict(), "labels": stats,
+                    "history": history})
+    sidecar.setdefault("backbone", {})["frozen"] = cfg.method == "ediffiqa-free"
+    sidecar.setdefault("head", {}).update({"dim": dim, "hidden": 1024})
+    path = save_regressor(model, out / f"{name}.safetensors", sidecar, base_state=base_state)
+    with open(out / f"{name}.history.json", "w") as f:
+        json.dump(history, f, indent=1)
+    return {"weights": str(path), "history": history, "labels": stats,
+            "seconds": round(time.time() - t0, 1), "final": history[-1] if history else {},
+            "lr_groups": [g["lr"] for g in groups],
+            "trainable_params": int(sum(p_.numel() for p_ in tail_params)) + sum(
+                p_.numel() for p_ in model.head.parameters()),
+        }

@@ -1,0 +1,233 @@
+"""eDifFIQA / DifFIQA(R): label maths, pseudo-label cache, distillation, weights, ONNX export."""
+
+from __future__ import annotations
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+import fiqa_sdk as fq
+from fiqa_sdk.diffusion.unet import UNet
+from fiqa_sdk.errors import WeightsError
+from fiqa_sdk.train.labels import (
+    centre_cosines,
+    class_centres,
+    minmax,
+    optimize_labels,
+    pseudo_labels,
+    read_labels,
+)
+
+MICRO = dict(dim=8, mults=(1, 1, 2, 2), num_res_blocks=1, attn_resolutions=(7,), attn_heads=2,
+             residual=False)
+
+
+@pytest.fixture(autouse=True)
+def _threads():
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)
+
+
+# -- label maths (hand-worked) ------------------------------------------------------------
+def test_optimize_labels_hand_worked():
+    q = np.array([0.9, 0.5, 0.2, 0.7])
+    cos = np.array([1.0, 0.6, 0.0, np.nan])
+    # 0.9 - 0.5 * 0 = 0.9; 0.5 - 0.5 * 0.4 = 0.3; 0.2 - 0.5 * 1 = -0.3 -> 0; no centre -> NaN
+    out = optimize_labels(q, cos, eps=0.5)
+    np.testing.assert_allclose(out[:3], [0.9, 0.3, 0.0])
+    assert np.isnan(out[3])
+    np.testing.assert_allclose(optimize_labels(q[:3], cos[:3], eps=0.0), q[:3])
+    # a face far from its centre (cos -1) with eps 1 loses 2: clamped at 0
+    assert optimize_labels(np.array([1.0]), np.array([-1.0]), eps=1.0)[0] == 0.0
+
+
+def test_class_centres_hand_worked():
+    emb = np.array([[1, 0], [0, 1], [1, 1], [3, 0], [0, 5], [2, 2]], float)
+    ids = np.array([0, 0, 0, 1, 1, 1])
+    q = np.array([0.9, 0.8, 0.1, 0.7, 0.2, 0.6])
+    # top p = 0.5 -> ceil(3) faces: rows 0 (0.9), 1 (0.8), 3 (0.7)
+    c = class_centres(emb, ids, q, p=0.5, min_count=1)
+    np.testing.assert_allclose(c[0], [0.5, 0.5])
+    np.testing.assert_allclose(c[1], [3.0, 0.0])
+    # identity 1 has a single top face: no centre with min_count 2
+    assert set(class_centres(emb, ids, q, p=0.5, min_count=2)) == {0}
+    cos = centre_cosines(emb, ids, class_centres(emb, ids, q, p=0.5, min_count=2))
+    np.testing.assert_allclose(cos[:3], [np.sqrt(0.5), np.sqrt(0.5), 1.0])
+    assert np.isnan(cos[3:]).all()
+    with pytest.raises(ValueError):
+        class_centres(emb, ids[:3], q)
+
+
+def test_minmax():
+    np.testing.assert_allclose(minmax(np.array([2.0, 4.0, 3.0])), [0.0, 1.0, 0.5])
+    np.testing.assert_allclose(minmax(np.array([1.0, 1.0])), [0.5, 0.5])
+
+
+# -- data: real faces -----------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def crops(astronaut) -> np.ndarray:
+    """24 aligned crops of a real face with graded degradations (blur, noise, downscaling)."""
+    from fiqa_sdk.align import align_face, jitter_landmarks
+
+    face = fq.create_detector("retinaface").detect(astronaut)[0]
+    rng = np.random.default_rng(0)
+    out = []
+    for k in range(24):
+        crop = align_face(astronaut, jitter_landmarks(face, 2.0, k) if k else face)
+        s = k % 6  # severity 0..5
+        if s:
+            crop = cv2.GaussianBlur(crop, (0, 0), 0.6 * s)
+            small = cv2.resize(crop, (112 // (s + 1), 112 // (s + 1)), interpolation=cv2.INTER_AREA)
+            crop = cv2.resize(small, (112, 112), interpolation=cv2.INTER_LINEAR)
+            crop = np.clip(crop + rng.normal(0, 3 * s, crop.shape), 0, 255).astype(np.uint8)
+        out.append(crop)
+    return np.stack(out)
+
+
+class CountingScorer(fq.Scorer):
+    name = "counting"
+
+    def __init__(self):
+        self.calls = 0
+        self.t, self.n, self.seed, self.eta, self.fast, self.flip = 5, 1, 0, 1.0, True, True
+        self.embedder, self.meta = type("E", (), {"name": "none"})(), {"sha256": "x"}
+
+    def _score(self, aligned, faces):
+        self.calls += 1
+        return aligned.reshape(len(aligned), -1).mean(1)
+
+
+def test_pseudo_labels_cache_resume_and_shards(crops, tmp_path, monkeypatch):
+    from fiqa_sdk.train import labels as L
+
+    monkeypatch.setattr(L, "CHUNK", 5)
+    s = CountingScorer()
+    q0, folder0 = pseudo_labels(crops, s, tmp_path, shard=(0, 2))
+    assert np.isfinite(q0).sum() == 14 and s.calls == 3  # chunks 0, 2, 4: 5 + 5 + 4 faces
+    q1, folder1 = pseudo_labels(crops, s, tmp_path, shard=(1, 2))
+    assert folder0 == folder1 and s.calls == 5
+    np.testing.assert_allclose(q1, crops.reshape(24, -1).mean(1))
+    calls = s.calls
+    q2, _ = pseudo_labels(crops, s, tmp_path)  # everything cached: no new work
+    assert s.calls == calls
+    np.testing.assert_array_equal(q2, q1)
+    np.testing.assert_array_equal(read_labels(folder0, 24), q1)
+    meta = json.loads((folder0 / "meta.json").read_text())
+    assert meta["teacher"]["n"] == 1 and meta["n_faces"] == 24
+    s.n = 2  # another teacher: another folder
+    _, folder2 = pseudo_labels(crops[:5], s, tmp_path)
+    assert folder2 != folder0
+    with pytest.raises(ValueError):
+        pseudo_labels(crops, s, tmp_path, shard=(2, 2))
+
+
+def test_pseudo_labels_with_a_real_diffiqa_teacher(crops, tmp_path, arcface):
+    torch.manual_seed(0)
+    unet = UNet("tiny", **MICRO)
+    teacher = fq.create_scorer("diffiqa", weights=unet, embedder=arcface, fast=True, n=1)
+    q, folder = pseudo_labels(crops[:6], teacher, tmp_path)
+    assert q.shape == (6,) and np.isfinite(q).all() and (q <= 1).all()
+    np.testing.assert_allclose(q, teacher.score(crops[:6]), atol=1e-6)
+
+
+# -- distillation -----------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def trained(crops, tmp_path_factory, arcface):
+    """A short eDifFIQA run on the degraded crops, labels = -severity (a learnable target)."""
+    from fiqa_sdk.nets.mobilefacenet import load_mobilefacenet
+    from fiqa_sdk.train.distill import DistillConfig, distill
+
+    labels = -(np.arange(24) % 6).astype(float)
+    ids = np.arange(24) // 6  # 4 "identities" of 6 crops
+    e = arcface.embed_raw(crops)
+    ef = arcface.embed_raw(np.ascontiguousarray(crops[:, :, ::-1]))
+    out = tmp_path_factory.mktemp("ediffiqa")
+    cfg = DistillConfig(method="ediffiqa", epochs=12, batch_size=8, val_fraction=0.0, min_count=1,
+                        p=0.5)
+    meta = {"backbone": {"arch": "mobilefacenet", "base": "w600k_mbf.onnx"}}
+    summary = distill(crops, ids, labels, e, ef, load_mobilefacenet(), out, cfg, meta=meta)
+    return summary, crops
+
+
+def test_distillation_lowers_the_loss(trained):
+    summary, _ = trained
+    losses = [h["loss"] for h in summary["history"]]
+    assert losses[-1] < 0.7 * losses[0], losses
+    assert summary["labels"]["centres"] == 4
+
+
+def test_exported_regressor_loads_and_reproduces(trained, tmp_path):
+    summary, crops = trained
+    path = summary["weights"]
+    s = fq.create_scorer("ediffiqa", weights=path)
+    q = s.score(crops)
+    assert q.shape == (24,) and np.isfinite(q).all()
+    # learned the ranking of the training target: severity 0 above severity 5 on average
+    sev = np.arange(24) % 6
+    assert q[sev == 0].mean() > q[sev == 5].mean()
+    # the backbone stays an FR model: consistent with ArcFace on clean crops
+    meta = json.loads(open(path.replace(".safetensors", ".json")).read())
+    assert meta["method"] == "ediffiqa" and meta["backbone"]["stored_tensors"] > 0
+    # scores are deterministic and batch-independent
+    np.testing.assert_allclose(s.score(crops[:3]), q[:3], atol=1e-5)
+
+
+def test_regressor_weights_checksum(trained, tmp_path):
+    import shutil
+
+    summary, _ = trained
+    src = summary["weights"]
+    dst = tmp_path / "w.safetensors"
+    shutil.copy(src, dst)
+    shutil.copy(src.replace(".safetensors", ".json"), tmp_path / "w.json")
+    data = bytearray(dst.read_bytes())
+    data[-1] ^= 0xFF
+    dst.write_bytes(bytes(data))
+    with pytest.raises(WeightsError, match="sha256"):
+        fq.create_scorer("ediffiqa", weights=dst)
+    (tmp_path / "w.json").unlink()
+    with pytest.raises(WeightsError, match="sidecar"):
+        fq.create_scorer("ediffiqa", weights=dst)
+    with pytest.raises(WeightsError, match="not found"):
+        fq.create_scorer("diffiqa-r", weights=tmp_path / "missing.safetensors")
+
+
+def test_onnx_export_parity(trained, tmp_path):
+    from fiqa_sdk.quality.ediffiqa import OnnxRegressorScorer, export_onnx
+
+    summary, crops = trained
+    s = fq.create_scorer("ediffiqa", weights=summary["weights"])
+    path = export_onnx(s, tmp_path / "ediffiqa.onnx")
+    o = OnnxRegressorScorer(path)
+    np.testing.assert_allclose(o.score(crops), s.score(crops), atol=1e-4)
+
+
+def test_free_variant_scores_from_embeddings(crops, tmp_path, arcface):
+    from fiqa_sdk.nets.mobilefacenet import load_mobilefacenet
+    from fiqa_sdk.train.distill import DistillConfig, distill
+
+    labels = -(np.arange(24) % 6).astype(float)
+    e = arcface.embed_raw(crops)
+    ef = arcface.embed_raw(np.ascontiguousarray(crops[:, :, ::-1]))
+    cfg = DistillConfig(method="ediffiqa-free", epochs=3, batch_size=8, val_fraction=0.0,
+                        min_count=1, p=0.5)
+    summary = distill(crops, np.arange(24) // 6, labels, e, ef, load_mobilefacenet(), tmp_path, cfg,
+                      meta={"backbone": {"arch": "mobilefacenet", "base": "w600k_mbf.onnx"}})
+    s = fq.create_scorer("ediffiqa-free", weights=summary["weights"])
+    assert json.loads(open(summary["weights"].replace(".safetensors", ".json")).read())["backbone"][
+        "stored_tensors"] == 0  # the backbone is ArcFace itself: nothing of it is stored
+    # the head on ArcFace's own raw embeddings equals the full forward pass
+    np.testing.assert_allclose(s.score_embeddings(e), s.score(crops), atol=1e-4)
+
+
+def test_regressors_without_shipped_weights_say_so(monkeypatch, tmp_path):
+    from fiqa_sdk.quality import ediffiqa
+
+    monkeypatch.setitem(ediffiqa.SHIPPED, "diffiqa-r", tmp_path / "absent.safetensors")
+    with pytest.raises(WeightsError, match="fiqa train diffiqa-r"):
+        fq.create_scorer("diffiqa-r")
