@@ -6,6 +6,7 @@
     fiqa list                 registered detectors, embedders and scorers
     fiqa train ddpm ...       train the DifFIQA denoiser (resumable)
     fiqa bench quality ...    EDC / pAUC of quality scorers on LFW or an identity folder / CSV
+    fiqa bench templates ...  TAR of template methods (mean, best, quality-weighted, top-k)
     fiqa --version
 
 User mistakes (missing file, bad option, missing optional backend) print one line to stderr
@@ -117,6 +118,12 @@ def _cmd_bench_quality(args: argparse.Namespace) -> int:
     from .errors import EvaluationError
     from .eval import bench, protocols
 
+    weights = {}
+    for item in args.weights:
+        name, sep, path = item.partition("=")
+        if not sep or not name or not path:
+            raise EvaluationError(f"--weights takes SCORER=PATH, got {item!r}")
+        weights[name] = path
     if args.max_nonmated is not None and args.protocol in ("lfw-pairs", "lfw-xq-pairs"):
         raise EvaluationError("--max-nonmated applies to all-vs-all protocols (lfw-all, folder, "
                               "csv), not to lfw-pairs")
@@ -169,7 +176,7 @@ def _cmd_bench_quality(args: argparse.Namespace) -> int:
         quality_embedder=args.quality_embedder, detector=args.detector,
         face_policy=args.face_policy, fmr=args.fmr, limits=args.limits, cache_dir=cache,
         device=args.device, block_size=args.block_size, progress=progress,
-        protocol_name=args.protocol, log=log,
+        protocol_name=args.protocol, log=log, weights=weights,
     )
     result.meta["seconds"]["total"] = round(time.perf_counter() - t0, 1)
     import shlex
@@ -181,6 +188,83 @@ def _cmd_bench_quality(args: argparse.Namespace) -> int:
         written.append(bench.plot_edc(result, out / "edc.png", max_discard=args.plot_max_discard))
     print(bench.markdown_table(result))
     log("wrote " + ", ".join(str(p) for p in written))
+    return EXIT_OK
+
+
+def _cmd_bench_templates(args: argparse.Namespace) -> int:
+    import shlex
+    import time
+    from pathlib import Path
+
+    from .errors import EvaluationError
+    from .eval import templates as tb
+    from .eval.features import default_cache_dir
+    from .gate import default_scorer_name
+
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise EvaluationError(f"--out must be a folder, but {out} is a file")
+    progress = sys.stderr.isatty() if args.progress is None else args.progress
+    identities = args.identities
+    max_templates = args.max_templates
+    if args.quick and identities is None:
+        identities = tb.QUICK_IDENTITIES
+    if max_templates is None:
+        max_templates = tb.QUICK_MAX_TEMPLATES if args.quick else tb.DEFAULT_MAX_TEMPLATES
+    if max_templates == 0:
+        max_templates = None
+
+    def log(msg: str) -> None:
+        print(f"fiqa bench templates: {msg}", file=sys.stderr, flush=True)
+
+    t0 = time.perf_counter()
+    scorer = args.scorer or default_scorer_name()
+    cache_root = Path(args.cache) if args.cache else default_cache_dir()
+    records = []
+    for name in args.datasets:
+        path_map = None
+        if name == "lfw":
+            data, cache = tb.lfw_images(args.lfw), cache_root / "lfw"
+        elif name == "lfw-xq":
+            from .eval.protocols import default_lfw_root
+            from .eval.xq import build_lfw_xq
+
+            lfw_root = Path(args.lfw) if args.lfw else default_lfw_root()
+            data, cache = tb.lfw_images(lfw_root), cache_root / "lfw"
+            data = tb.LabelledImages("lfw-xq", data.paths, data.labels, data.identities)
+
+            def path_map(paths, _src=lfw_root / "images"):
+                rel = [p.relative_to(_src).as_posix() for p in paths]
+                root = build_lfw_xq(_src.parent, default_cache_dir(), relpaths=rel,
+                                    progress=progress)
+                return [root / "images" / r for r in rel]
+        else:
+            data, cache = tb.celeba_images(args.celeba), cache_root / "bench"
+        records.append(tb.run_template_bench(
+            data, k=args.k, methods=args.methods, scorer=scorer, fars=args.far, seed=args.seed,
+            min_templates=args.min_templates, max_templates=max_templates,
+            identities=identities, top_k=args.top_k, detector=args.detector,
+            face_policy=args.face_policy, cache_dir=cache, path_map=path_map,
+            progress=progress, log=log))
+    result = {
+        "benchmark": "templates",
+        "command": "fiqa " + shlex.join(getattr(args, "argv", None) or sys.argv[1:]),
+        "quick": bool(args.quick),
+        "scorer": scorer,
+        "seconds": round(time.perf_counter() - t0, 1),
+        "datasets": records,
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "templates.json").write_text(json.dumps(result, indent=2) + "\n")
+    table = tb.markdown_table(records)
+    (out / "templates.md").write_text(table + "\n")
+    print(table)
+    for d in records:
+        for c in d["quality_weighted_vs_mean"] or []:
+            if not c["at_least_as_good"]:
+                log(f"{d['dataset']}: quality_weighted TAR {c['tar_quality_weighted']:.4f} < "
+                    f"mean {c['tar_mean']:.4f} at FAR {c['far']:g}")
+    log(f"wrote {out / 'templates.json'}, {out / 'templates.md'}")
     return EXIT_OK
 
 
@@ -240,6 +324,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "folder: DIR/<identity>/<image>; csv: columns file, identity (default lfw-pairs)")
     q.add_argument("--scorers", nargs="+", default=list(BASELINE_SCORERS),
                    help="quality scorers (default: the baselines %(default)s)")
+    q.add_argument("--weights", nargs="+", default=[], metavar="SCORER=PATH",
+                   help="weights for scorers with trained models (diffiqa, ediffiqa, "
+                        "ediffiqa-free, diffiqa-r) instead of the shipped ones")
     q.add_argument("--eval-embedder", default="arcface",
                    help="FR model of the comparison scores (default arcface)")
     q.add_argument("--quality-embedder", default="arcface",
@@ -273,6 +360,54 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                    help="progress bars on stderr (default: when stderr is a terminal)")
     q.set_defaults(func=_cmd_bench_quality)
+
+    from .eval.templates import (DATASETS, DEFAULT_FARS, METHODS, QUICK_IDENTITIES,
+                                 QUICK_MAX_TEMPLATES)
+
+    t = bsub.add_parser(
+        "templates", help="verification between templates of k images (mean, best, "
+                          "quality-weighted, top-k)",
+        description="Seeded disjoint templates of k images per identity on LFW / lfw-xq / the "
+                    "celeba-subset; TAR at fixed FARs for each template method; writes "
+                    "OUT/templates.json and OUT/templates.md. Features are cached ($FIQA_CACHE "
+                    "or --cache).")
+    t.add_argument("--datasets", nargs="+", default=["lfw", "celeba"], choices=list(DATASETS),
+                   help="default: lfw celeba (lfw-xq: the cross-quality copy of LFW, same "
+                        "templates as lfw)")
+    t.add_argument("--k", type=int, default=5, help="images per template (default 5)")
+    t.add_argument("--methods", nargs="+", default=list(METHODS),
+                   help="template methods (default %(default)s; also quality_weighted@C: "
+                        "temperature C x the std of the template's scores)")
+    t.add_argument("--scorer", default=None,
+                   help="quality scorer (default: the gate's default scorer)")
+    t.add_argument("--far", type=float, nargs="+", default=list(DEFAULT_FARS),
+                   help="target FARs (default 1e-3 1e-4)")
+    t.add_argument("--seed", type=int, default=0, help="template sampling seed (default 0)")
+    t.add_argument("--min-templates", type=int, default=2,
+                   help="identities need >= this many disjoint templates (default 2)")
+    t.add_argument("--max-templates", type=int, default=None,
+                   help="at most this many templates per identity (default 10, --quick 3; "
+                        "0 = no cap)")
+    t.add_argument("--identities", type=int, default=None,
+                   help="a seeded subset of this many eligible identities per dataset")
+    t.add_argument("--top-k", type=int, default=3, help="k of the top_k method (default 3)")
+    t.add_argument("--quick", action="store_true",
+                   help=f"smoke run: {QUICK_IDENTITIES} identities, at most "
+                        f"{QUICK_MAX_TEMPLATES} templates each (about a minute cold)")
+    t.add_argument("--out", required=True, help="output folder")
+    t.add_argument("--lfw", default=None, help="LFW root (default $FIQA_LFW or ../shared/data/lfw)")
+    t.add_argument("--celeba", default=None,
+                   help="celeba-subset root (default $FIQA_CELEBA or ../shared/data/celeba-subset)")
+    t.add_argument("--cache", default=None, help="cache folder (default $FIQA_CACHE)")
+    t.add_argument("--detector", default="retinaface")
+    t.add_argument("--face-policy", default="central",
+                   choices=["largest", "central", "confidence"])
+    t.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                   help="progress bars on stderr (default: when stderr is a terminal)")
+    t.set_defaults(func=_cmd_bench_templates)
+    from .eval.runtime import add_cli_parser as _add_bench_runtime
+
+    _add_bench_runtime(bsub)  # fiqa bench runtime
     from .train.cli import add_train_parser
 
     add_train_parser(sub)

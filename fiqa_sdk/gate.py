@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import math
 import os
 from pathlib import Path
 from typing import Any, Iterable, Iterator
@@ -22,10 +21,10 @@ from .policy import (
     apply_threshold,
     calibrate_threshold,
     check_fraction,
+    check_threshold,
     cosine,
     discard_lowest,
-    fuse_embeddings,
-    template_weights,
+    fuse_template,
 )
 from .quality import SCORERS, Scorer, create_scorer
 from .types import FilterResult, QualityReport, Template
@@ -47,8 +46,13 @@ _FORMAT = "fiqa-quality-gate"
 
 
 def default_scorer_name() -> str:
-    """:data:`DEFAULT_SCORER` if registered, else :data:`FALLBACK_SCORER`."""
-    return DEFAULT_SCORER if DEFAULT_SCORER in SCORERS else FALLBACK_SCORER
+    """:data:`DEFAULT_SCORER` if registered and its weights ship with the package, else
+    :data:`FALLBACK_SCORER`."""
+    from .quality.ediffiqa import SHIPPED, shipped_weights
+
+    if DEFAULT_SCORER in SCORERS and (DEFAULT_SCORER not in SHIPPED or shipped_weights(DEFAULT_SCORER)):
+        return DEFAULT_SCORER
+    return FALLBACK_SCORER
 
 
 def resolve_device(device: str) -> str:
@@ -158,7 +162,11 @@ class QualityGate:
             self.scorer = scorer
         else:
             raise GateError(f"scorer must be a registry name or a Scorer, got {type(scorer).__name__}")
-        self.threshold = None if threshold is None else float(threshold)
+        # A regressor whose backbone is the gate's embedder reads the embedding already
+        # computed: quality costs one MLP (ediffiqa-free with the default arcface embedder).
+        reads = getattr(self.scorer, "reads_embedding_of", None)
+        self._quality_from_embedding = bool(reads and reads(self.pipeline.embedder))
+        self.threshold = None if threshold is None else check_threshold(threshold)
         self.face_policy = face_policy
         self._names = {
             "detector": detector if isinstance(detector, str) else None,
@@ -176,6 +184,8 @@ class QualityGate:
     def _reports(self, images: Iterable[ImageInput], color: str, keep_crops: bool = True,
                  threshold: float | None = None) -> Iterator[list[QualityReport]]:
         """For each input, in order, its list of reports (one per selected face)."""
+        if color not in ("bgr", "rgb"):
+            raise GateError(f"color must be 'bgr' or 'rgb', got {color!r}")
         it = iter(images)
         while True:
             chunk = list(itertools.islice(it, self.batch_size))
@@ -186,9 +196,13 @@ class QualityGate:
             ok = [r for rs in per_input for r in rs if r.ok]
             scores: dict[int, float] = {}
             if ok:
-                crops = np.stack([r.aligned for r in ok])
-                faces = [r.face for r in ok]
-                vals = self.scorer.score(crops, faces if self.scorer.needs_faces else None)
+                if self._quality_from_embedding:  # ediffiqa-free on the gate's own embedder
+                    raw = np.stack([r.embedding * r.embedding_norm for r in ok])
+                    vals = self.scorer.score_embeddings(raw)
+                else:
+                    crops = np.stack([r.aligned for r in ok])
+                    faces = [r.face for r in ok]
+                    vals = self.scorer.score(crops, faces if self.scorer.needs_faces else None)
                 scores = {id(r): float(v) for r, v in zip(ok, vals)}
             for rs in per_input:
                 yield [self._report(r, scores.get(id(r)), keep_crops, threshold) for r in rs]
@@ -269,8 +283,8 @@ class QualityGate:
             threshold = self.threshold
         if discard is not None:
             discard = check_fraction(discard)
-        elif math.isnan(float(threshold)):
-            raise GateError("threshold must be a number, got NaN")
+        else:
+            threshold = check_threshold(threshold)
         items, sources = self._batch_items(batch)
         if progress:
             from tqdm import tqdm
@@ -416,8 +430,7 @@ class QualityGate:
                 embs.append(r.embedding)
         if not idx:
             raise GateError("template: no image had a scorable face")
-        sel, w = template_weights(scores, method, k=k, temperature=temperature)
-        emb = fuse_embeddings(np.stack([embs[j] for j in sel]), w)
+        sel, w, emb = fuse_template(scores, np.stack(embs), method, k=k, temperature=temperature)
         return Template(embedding=emb, weights=w, used=[idx[j] for j in sel], method=method,
                         scores=np.asarray([scores[j] for j in sel], dtype=np.float64))
 

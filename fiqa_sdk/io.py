@@ -101,6 +101,10 @@ def _read_file(path: str | os.PathLike) -> bytes:
         raise ImageDecodeError(f"image file not readable (permission denied): {p}") from None
     except OSError as exc:
         raise ImageDecodeError(f"cannot read image file {p}: {exc.strerror or exc}") from None
+    except ImageDecodeError:
+        raise
+    except ValueError as exc:  # e.g. an embedded NUL byte in the path
+        raise ImageDecodeError(f"invalid image file path {str(p)!r}: {exc}") from None
     return data
 
 

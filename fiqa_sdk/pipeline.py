@@ -12,7 +12,7 @@ from typing import Any, Iterable, Iterator
 
 import numpy as np
 
-from .align import ARCFACE_SIZE, align_face, template
+from .align import ARCFACE_SIZE, align_face, as_face_batch, template
 from .detect import Detector, create_detector, select_faces
 from .embed import Embedder, create_embedder
 from .errors import AlignmentError, ImageDecodeError, InvalidImageError
@@ -34,6 +34,7 @@ class PipelineResult:
     face: Face | None = None
     aligned: np.ndarray | None = None  # (112, 112, 3) uint8 RGB, ArcFace template
     embedding: np.ndarray | None = None  # (D,) float32, L2-normalised
+    embedding_norm: float | None = None  # norm of the raw embedding (raw = embedding * norm)
     faces: list[Face] = field(default_factory=list)  # every face the detector found
     image_shape: tuple[int, int] | None = None
     reason: str | None = None
@@ -133,8 +134,15 @@ class FacePipeline:
             todo = [(rgb, r) for rgb, rs in pending for r in rs if r.ok]
             if todo:
                 crops = np.stack([self.embedder_crop(rgb, r.face, r.aligned) for rgb, r in todo])
-                emb = self.embedder.embed(crops)
-                for (_, r), e in zip(todo, emb):
-                    r.embedding = e
+                if type(self.embedder).embed is Embedder.embed:  # keep the raw norm too
+                    raw = np.asarray(self.embedder.embed_raw(as_face_batch(
+                        crops, self.embedder.input_size)), dtype=np.float32)
+                    norms = np.linalg.norm(raw, axis=1)
+                    emb = raw / np.maximum(norms, 1e-12)[:, None]
+                else:  # an embedder that overrides embed(): its own normalisation
+                    emb = self.embedder.embed(crops)
+                    norms = [None] * len(emb)
+                for (_, r), e, n in zip(todo, emb, norms):
+                    r.embedding, r.embedding_norm = e, (None if n is None else float(n))
         for _, rs in pending:
             yield rs

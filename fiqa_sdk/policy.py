@@ -38,6 +38,8 @@ def _scored(scores: Sequence[float | None]) -> tuple[list[int], np.ndarray]:
 
 def check_fraction(f: float, name: str = "discard") -> float:
     """Validate a fraction in [0, 1]."""
+    if isinstance(f, (bool, str, bytes)):
+        raise GateError(f"{name} must be a number in [0, 1], got {f!r}")
     try:
         f = float(f)
     except (TypeError, ValueError):
@@ -45,6 +47,19 @@ def check_fraction(f: float, name: str = "discard") -> float:
     if not 0.0 <= f <= 1.0 or math.isnan(f):
         raise GateError(f"{name} must be in [0, 1], got {f}")
     return f
+
+
+def check_threshold(t: float, name: str = "threshold") -> float:
+    """Validate an absolute quality threshold: a real number, not NaN (+-inf are allowed)."""
+    if isinstance(t, (bool, str, bytes)):
+        raise GateError(f"{name} must be a number, got {t!r}")
+    try:
+        t = float(t)
+    except (TypeError, ValueError):
+        raise GateError(f"{name} must be a number, got {t!r}") from None
+    if math.isnan(t):
+        raise GateError(f"{name} must be a number, got NaN")
+    return t
 
 
 def discard_count(fraction: float, n_scored: int) -> int:
@@ -79,9 +94,7 @@ def discard_lowest(scores: Sequence[float | None], fraction: float) -> tuple[lis
 
 def apply_threshold(scores: Sequence[float | None], threshold: float) -> list[bool]:
     """Keep-mask of ``score >= threshold``; unscored items are never kept."""
-    threshold = float(threshold)
-    if math.isnan(threshold):
-        raise GateError("threshold must be a number, got NaN")
+    threshold = check_threshold(threshold)
     out = [False] * len(scores)
     idx, vals = _scored(scores)
     for i, v in zip(idx, vals):
@@ -156,6 +169,25 @@ def fuse_embeddings(embeddings: np.ndarray, weights: np.ndarray) -> np.ndarray:
     if n <= 1e-12:
         raise GateError("template embeddings cancel out (zero vector)")
     return (v / n).astype(np.float32)
+
+
+def fuse_template(scores: Sequence[float], embeddings: np.ndarray,
+                  method: str = "quality_weighted", k: int = 3,
+                  temperature: float | None = None) -> tuple[list[int], np.ndarray, np.ndarray]:
+    """One template from the quality scores and L2-normalised embeddings ``(N, D)`` of the
+    (all scored) images of one person: :func:`template_weights` then :func:`fuse_embeddings`.
+
+    Returns ``(used, weights, embedding)``: the positions (into ``scores``) that take part,
+    their weights (summing to 1) and the fused L2-normalised float32 embedding. This is the one
+    code path of :meth:`fiqa_sdk.QualityGate.template` and of the template benchmark
+    (:mod:`fiqa_sdk.eval.templates`).
+    """
+    e = np.asarray(embeddings)
+    if e.ndim != 2 or e.shape[0] != len(scores):
+        raise GateError(f"need one embedding row per score: {len(scores)} scores, "
+                        f"embeddings of shape {e.shape}")
+    used, w = template_weights(scores, method, k=k, temperature=temperature)
+    return used, w, fuse_embeddings(e[used], w)
 
 
 def cosine(a: np.ndarray, b: np.ndarray) -> float:

@@ -248,3 +248,17 @@ def test_diffiqa_weights_errors(micro_weights, tmp_path, monkeypatch):
     with pytest.raises(WeightsError, match="sha256"):
         fq.create_scorer("diffiqa", weights=bad)
     assert "diffiqa" in fq.list_scorers()
+
+
+def test_shipped_denoiser_reproduces_recorded_scores(faces, arcface):
+    """The shipped weights load (sha256-checked) and give the scores recorded when they shipped
+    (astronaut crop, seed 0); a different model or sampler changes these in the 3rd decimal."""
+    import fiqa_sdk as fq
+    from fiqa_sdk.quality.diffiqa import DEFAULT_WEIGHTS
+
+    meta = json.loads(DEFAULT_WEIGHTS.with_suffix(".json").read_text())
+    assert meta["parameters"] == 843267 and meta["training_stages"][-1]["t_max"] == 10
+    full = fq.create_scorer("diffiqa", n=2, seed=0, embedder=arcface)
+    fast = fq.create_scorer("diffiqa", fast=True, seed=0, embedder=arcface)
+    assert full.score(faces[0])[0] == pytest.approx(0.977998, abs=5e-4)
+    assert fast.score(faces[0])[0] == pytest.approx(0.979057, abs=5e-4)

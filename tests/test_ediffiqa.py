@@ -217,7 +217,8 @@ def test_free_variant_scores_from_embeddings(crops, tmp_path, arcface):
     cfg = DistillConfig(method="ediffiqa-free", epochs=3, batch_size=8, val_fraction=0.0,
                         min_count=1, p=0.5)
     summary = distill(crops, np.arange(24) // 6, labels, e, ef, load_mobilefacenet(), tmp_path, cfg,
-                      meta={"backbone": {"arch": "mobilefacenet", "base": "w600k_mbf.onnx"}})
+                      meta={"backbone": {"arch": "mobilefacenet", "base": "w600k_mbf.onnx"}},
+                      raw_target=True)
     s = fq.create_scorer("ediffiqa-free", weights=summary["weights"])
     assert json.loads(open(summary["weights"].replace(".safetensors", ".json")).read())["backbone"][
         "stored_tensors"] == 0  # the backbone is ArcFace itself: nothing of it is stored
@@ -231,3 +232,45 @@ def test_regressors_without_shipped_weights_say_so(monkeypatch, tmp_path):
     monkeypatch.setitem(ediffiqa.SHIPPED, "diffiqa-r", tmp_path / "absent.safetensors")
     with pytest.raises(WeightsError, match="fiqa train diffiqa-r"):
         fq.create_scorer("diffiqa-r")
+
+
+def test_shared_stem_gives_the_same_scores(trained, tmp_path):
+    from fiqa_sdk.quality.ediffiqa import RegressorScorer, SharedStem
+
+    summary, crops = trained
+    plain = fq.create_scorer("ediffiqa", weights=summary["weights"])
+    stem = SharedStem(cut=15)
+    a = RegressorScorer(summary["weights"], shared_stem=stem, name="a")
+    b = RegressorScorer(summary["weights"], shared_stem=stem, name="b")
+    np.testing.assert_allclose(a.score(crops), plain.score(crops), atol=1e-5)
+    np.testing.assert_allclose(b.score(crops), plain.score(crops), atol=1e-5)
+    assert a.name == "a" and a.weights_sha256 == plain.weights_sha256
+    with pytest.raises(ValueError, match="differ"):
+        RegressorScorer(summary["weights"], shared_stem=SharedStem(cut=17))
+
+
+def test_gate_reads_quality_from_its_own_embedding(crops, tmp_path, arcface, astronaut):
+    """ediffiqa-free in a gate with the arcface embedder: same scores, no second backbone pass."""
+    from fiqa_sdk.nets.mobilefacenet import load_mobilefacenet
+    from fiqa_sdk.train.distill import DistillConfig, distill
+
+    labels = -(np.arange(24) % 6).astype(float)
+    e = arcface.embed_raw(crops)
+    ef = arcface.embed_raw(np.ascontiguousarray(crops[:, :, ::-1]))
+    cfg = DistillConfig(method="ediffiqa-free", epochs=2, batch_size=8, val_fraction=0.0,
+                        min_count=1, p=0.5)
+    summary = distill(crops, np.arange(24) // 6, labels, e, ef, load_mobilefacenet(), tmp_path, cfg,
+                      meta={"backbone": {"arch": "mobilefacenet", "base": "w600k_mbf.onnx"}},
+                      raw_target=True)
+    scorer = fq.create_scorer("ediffiqa-free", weights=summary["weights"])
+    gate = fq.QualityGate(scorer=scorer)
+    assert gate._quality_from_embedding
+    calls = []
+    orig = scorer._score
+    scorer._score = lambda *a: calls.append(1) or orig(*a)
+    r = gate.assess(astronaut, color="rgb")
+    assert not calls  # scored from the embedding, the backbone did not run again
+    assert r.score == pytest.approx(float(orig(r.aligned[None], None)[0]), abs=1e-4)
+    # a fine-tuned backbone cannot read the base model's embedding
+    other = fq.QualityGate(scorer="embedding-norm")
+    assert not other._quality_from_embedding

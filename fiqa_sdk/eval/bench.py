@@ -209,14 +209,18 @@ class QualityBenchResult:
 def _scorer_model(scorer) -> str | None:
     from ..embed import Embedder
 
+    if isinstance(getattr(scorer, "fr_model", None), str):  # e.g. regressors built on ArcFace
+        return scorer.fr_model
+
     for v in vars(scorer).values():
         if isinstance(v, Embedder):
             return v.name
     return None
 
 
-def make_scorers(names: Sequence[str], quality_embedder) -> list:
-    """Create scorers by name; those built on an FR model get ``embedder=quality_embedder``."""
+def make_scorers(names: Sequence[str], quality_embedder, weights: dict | None = None) -> list:
+    """Create scorers by name; those built on an FR model get ``embedder=quality_embedder``,
+    those named in ``weights`` get ``weights=weights[name]`` (trained, unshipped models)."""
     from ..quality import create_scorer
 
     if not names:
@@ -225,14 +229,19 @@ def make_scorers(names: Sequence[str], quality_embedder) -> list:
     if dup:
         raise EvaluationError(f"scorer(s) listed twice: {', '.join(dup)}")
     out = []
+    weights = dict(weights or {})
+    unknown = sorted(set(weights) - set(names))
+    if unknown:
+        raise EvaluationError(f"weights given for scorer(s) not in the list: {', '.join(unknown)}")
     for name in names:
+        kw = {"weights": weights[name]} if name in weights else {}
         try:
             # Scorers built on an FR model take ``embedder=``; the others take no such argument
             # (a TypeError), and are created without it.
             try:
-                out.append(create_scorer(name, embedder=quality_embedder))
+                out.append(create_scorer(name, embedder=quality_embedder, **kw))
             except TypeError:
-                out.append(create_scorer(name))
+                out.append(create_scorer(name, **kw))
         except FiqaError:
             raise
         except (TypeError, ValueError) as exc:
@@ -254,6 +263,7 @@ def run_quality_bench(
     block_size: int = 1024,
     progress: bool = False,
     protocol_name: str = "custom",
+    weights: dict | None = None,
     log: Callable[[str], None] | None = None,
 ) -> QualityBenchResult:
     """Run quality scorers on a protocol and return their EDC results (see the module doc)."""
@@ -285,7 +295,7 @@ def run_quality_bench(
         emb_quality = emb_eval
     else:
         emb_quality = fq.create_embedder(quality_embedder, **dev(quality_embedder))
-    scorer_objs = make_scorers(list(scorers), emb_quality)
+    scorer_objs = make_scorers(list(scorers), emb_quality, weights)
 
     paths = [str(p) for p in protocol.paths]
     mated_pairs = np.asarray(protocol.mated_pairs, dtype=np.int64)

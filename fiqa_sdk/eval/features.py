@@ -183,18 +183,22 @@ def detect_all(paths: Sequence[str | Path], detector: Detector, policy: str = "l
                 lmk[dst], score[dst] = z["landmarks"][rows], z["det_score"][rows]
                 todo[dst] = False
     todo_idx = np.flatnonzero(todo)
+    unreadable = 0
     for i in _progress(todo_idx, progress, f"detect ({detector.name})", len(todo_idx)):
         p = paths[i]
         try:
             img = load_image(p)
         except FiqaError:
+            unreadable += 1
             continue
         faces = select_faces(detector.detect(img), policy, img.shape)
         if faces:
             f = faces[0]
             found[i], bbox[i], lmk[i], score[i] = True, f.bbox, f.landmarks, f.det_score
     fs = FaceSet(paths, found, bbox, lmk, score, detector.name)
-    if cache is not None:
+    # An unreadable image (missing, not yet written, corrupt) is not a "no face" result worth
+    # remembering: caching it would hide the image from every later run that can read it.
+    if cache is not None and not unreadable:
         _save(cache, paths, model_key, no_cond, found=found, bbox=bbox, landmarks=lmk,
               det_score=score)
     return fs

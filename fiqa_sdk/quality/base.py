@@ -39,3 +39,18 @@ class Scorer(ABC):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(name={self.name!r})"
+
+
+def model_digest(model, meta: dict | None = None) -> str:
+    """Identity of a scorer's weights for cache keys: the sidecar's sha256 when there is one,
+    else a sha256 of the module's tensors (16 hex chars)."""
+    if meta and meta.get("sha256"):
+        return str(meta["sha256"])[:16]
+    import hashlib
+
+    h = hashlib.sha256()
+    for k, v in sorted(model.state_dict().items()):
+        h.update(k.encode())
+        h.update(v.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
+

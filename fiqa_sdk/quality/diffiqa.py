@@ -41,7 +41,7 @@ from ..diffusion.unet import UNet, UNetConfig
 from ..embed import Embedder, create_embedder
 from ..errors import WeightsError
 from ..types import Face
-from .base import Scorer
+from .base import Scorer, model_digest
 
 #: The shipped denoiser (absent until a trained model is shipped with the package).
 DEFAULT_WEIGHTS = Path(__file__).resolve().parents[1] / "weights" / "diffiqa_unet.safetensors"
@@ -151,6 +151,7 @@ class DifFIQAScorer(Scorer):
             self.model, self.meta = weights, {}
         else:
             self.model, self.meta = load_denoiser(weights, verify=verify)
+        self.weights_sha256 = model_digest(self.model, self.meta)  # part of the bench cache key
         self.model = self.model.to(self.device).eval().requires_grad_(False)
         self._channels_last = self.device.type == "cpu"
         if self._channels_last:

@@ -34,7 +34,7 @@ from .._torch import torch_device
 from .._weights import verify_file
 from ..errors import WeightsError
 from ..types import Face
-from .base import Scorer
+from .base import Scorer, model_digest
 
 WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
 
@@ -156,6 +156,42 @@ def load_regressor(weights: str | Path, verify: bool = True) -> tuple[QualityReg
     return model.eval(), meta
 
 
+class SharedStem:
+    """The frozen front ``blocks[:cut]`` of the base MobileFaceNet, shared by several regressors.
+
+    Regressors distilled with the same ``cut`` differ only after it; scoring one batch with
+    several of them (ablations, ``fiqa bench quality`` over many regressors) then runs the stem
+    once: the last batch's activations are memoised, keyed by a hash of its pixels.
+    """
+
+    def __init__(self, cut: int, device: str = "cpu") -> None:
+        from ..embed.arcface import default_model_path
+        from ..nets.mobilefacenet import load_mobilefacenet
+
+        self.cut = int(cut)
+        self.device = torch_device(device)
+        self.stem = load_mobilefacenet(default_model_path()).split(self.cut)[0].to(self.device).eval()
+        self._key: bytes | None = None
+        self._value: torch.Tensor | None = None
+
+    def matches(self, backbone: nn.Module) -> bool:
+        """Whether ``backbone``'s first ``cut`` blocks hold exactly this stem's weights."""
+        ref = self.stem.state_dict()
+        own = nn.Sequential(*backbone.blocks[: self.cut]).state_dict()
+        return ref.keys() == own.keys() and all(torch.equal(ref[k].cpu(), own[k].cpu()) for k in ref)
+
+    @torch.inference_mode()
+    def __call__(self, batch: np.ndarray) -> torch.Tensor:
+        import hashlib
+
+        key = hashlib.blake2b(np.ascontiguousarray(batch).tobytes(), digest_size=16).digest()
+        if key != self._key:
+            x = torch.from_numpy(np.ascontiguousarray(batch)).to(self.device)
+            self._value = self.stem(x.permute(0, 3, 1, 2).float().div(127.5).sub(1.0))
+            self._key = key
+        return self._value
+
+
 class RegressorScorer(Scorer):
     """Quality from a distilled regressor (``ediffiqa``, ``ediffiqa-free``, ``diffiqa-r``).
 
@@ -171,13 +207,21 @@ class RegressorScorer(Scorer):
         torch CPU threads for scoring (None: leave torch's setting).
     verify : bool
         Check the weights' sha256 against the sidecar.
+    shared_stem : SharedStem or None
+        Run the frozen front of the backbone through a :class:`SharedStem` (same scores, one
+        stem pass for several regressors). Refused if this model's front differs from it.
+    name : str or None
+        Display name (default: the method), e.g. to tell ablation variants apart.
     """
 
     method = "ediffiqa"
+    #: The FR model the regressors are built on and distilled for (same-model vs cross-model).
+    fr_model = "arcface"
 
     def __init__(self, weights: str | Path | QualityRegressor | None = None, device: str = "cpu",
-                 batch_size: int = 64, threads: int | None = None, verify: bool = True) -> None:
-        self.name = self.method
+                 batch_size: int = 64, threads: int | None = None, verify: bool = True,
+                 shared_stem: SharedStem | None = None, name: str | None = None) -> None:
+        self.name = name or self.method
         if isinstance(weights, QualityRegressor):
             self.model, self.meta = weights, {}
         else:
@@ -189,10 +233,18 @@ class RegressorScorer(Scorer):
                         f"({SHIPPED[self.method].name} is not in fiqa_sdk/weights); train them "
                         f"with `fiqa train {self.method}` and pass weights='DIR/<file>.safetensors'")
             self.model, self.meta = load_regressor(weights, verify=verify)
+        self.weights_sha256 = model_digest(self.model, self.meta)  # part of the bench cache key
         self.device = torch_device(device)
         self.model = self.model.to(self.device).eval().requires_grad_(False)
         self.batch_size = int(batch_size)
         self.threads = threads
+        self._stem = shared_stem
+        self._tail = None
+        if shared_stem is not None:
+            if not hasattr(self.model.backbone, "blocks") or not shared_stem.matches(self.model.backbone):
+                raise ValueError(f"{self.name}: the backbone's first {shared_stem.cut} blocks differ "
+                                 "from the shared stem's; score without shared_stem")
+            self._tail = nn.Sequential(*self.model.backbone.blocks[shared_stem.cut:])
 
     @torch.inference_mode()
     def _score(self, aligned: np.ndarray, faces: Sequence[Face] | None) -> np.ndarray:
@@ -202,18 +254,44 @@ class RegressorScorer(Scorer):
         try:
             out = np.empty(len(aligned))
             for i in range(0, len(aligned), self.batch_size):
-                x = torch.from_numpy(np.ascontiguousarray(aligned[i : i + self.batch_size]))
-                x = x.to(self.device).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
-                out[i : i + len(x)] = self.model.quality(x).float().cpu().numpy()
+                batch = aligned[i : i + self.batch_size]
+                if self._stem is not None:
+                    e = self._tail(self._stem(batch).to(self.device))
+                    q = self.model.head(e).squeeze(-1)
+                else:
+                    x = torch.from_numpy(np.ascontiguousarray(batch))
+                    x = x.to(self.device).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
+                    q = self.model.quality(x)
+                out[i : i + len(batch)] = q.float().cpu().numpy()
             return out
         finally:
             if self.threads:
                 torch.set_num_threads(prev)
 
+    @property
+    def frozen_backbone(self) -> bool:
+        """The backbone is the unchanged base FR model (``ediffiqa-free``)."""
+        return bool(self.meta.get("backbone", {}).get("frozen")) and \
+            self.meta.get("backbone", {}).get("stored_tensors", 1) == 0
+
+    def reads_embedding_of(self, embedder: Any) -> bool:
+        """Whether :meth:`score_embeddings` may be fed ``embedder``'s raw embeddings: this
+        regressor's backbone is frozen and is exactly that embedder's model (same ONNX file)."""
+        from ..embed.arcface import ArcFaceEmbedder, default_model_path
+
+        if not self.frozen_backbone or not isinstance(embedder, ArcFaceEmbedder):
+            return False
+        base = self.meta.get("backbone", {})
+        return (base.get("base") == "w600k_mbf.onnx"
+                and Path(embedder.model_path).resolve() == default_model_path().resolve())
+
     @torch.inference_mode()
     def score_embeddings(self, raw: np.ndarray) -> np.ndarray:
         """Quality from raw (un-normalised) embeddings of this model's own backbone: the head
         alone. Valid for ``ediffiqa-free``, whose backbone is the unchanged ArcFace model."""
+        if not self.frozen_backbone:
+            raise ValueError(f"{self.name}: the backbone was fine-tuned, so quality cannot be "
+                             "read from the base model's embedding; use score()")
         raw = np.asarray(raw, np.float32)
         if raw.ndim != 2:
             raise ValueError(f"raw embeddings must be (N, D), got {raw.shape}")

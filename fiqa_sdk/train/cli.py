@@ -51,7 +51,7 @@ def _cmd_train_ddpm(args: argparse.Namespace) -> int:
         faces = faces[: args.limit]
     cfg = TrainConfig(preset=args.preset, steps=args.steps, batch_size=args.batch_size,
                       seed=args.seed, checkpoint_every=args.checkpoint_every, lr=args.lr,
-                      mix_T=args.mix_T, bf16=args.bf16, device=args.device,
+                      mix_T=args.mix_T, t_max=args.t_max, bf16=args.bf16, device=args.device,
                       init_from=str(args.init_from) if args.init_from else None)
     out = Path(args.out)
     if (out / "checkpoint.pt").is_file() and not args.resume:
@@ -95,6 +95,9 @@ def add_train_parser(subparsers) -> argparse.ArgumentParser:
     d.add_argument("--mix-T", dest="mix_T", type=int, default=1000,
                    help="T of the degradation weight sin(t/T pi/2) (default 1000, the paper's "
                         "text; the official code uses 100)")
+    d.add_argument("--t-max", dest="t_max", type=int, default=100,
+                   help="T': training noise levels t in [0, T') (default 100, the paper's); "
+                        "DifFIQA inference only visits t <= 5")
     d.add_argument("--max-minutes", type=float, default=None,
                    help="stop cleanly (checkpoint + export) before this many minutes")
     d.add_argument("--resume", action="store_true", help="continue OUT/checkpoint.pt")
@@ -244,6 +247,7 @@ def _cmd_train_distill(args: argparse.Namespace) -> int:
     }
     torch.set_num_threads(args.threads)
     summary = distill(np.asarray(data.faces[:n]), data.identities[:n], q, e, ef, load_mobilefacenet(),
-                      args.out, cfg, meta=meta, log=_log, name=args.name)
+                      args.out, cfg, meta=meta, log=_log, name=args.name,
+                      feature_cache=data.path / "stem-features", raw_target=True)
     print(json.dumps({k: summary[k] for k in ("weights", "final", "labels", "seconds")}))
     return 0

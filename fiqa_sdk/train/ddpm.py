@@ -455,6 +455,18 @@ def export_weights(model: torch.nn.Module, path: str | os.PathLike, info: dict |
     return path
 
 
+def export_checkpoint(checkpoint: str | os.PathLike, path: str | os.PathLike) -> Path:
+    """Export the EMA weights of a training ``checkpoint.pt`` (e.g. of a run still in progress)
+    as ``path`` (safetensors) + sidecar, like the export at the end of a run."""
+    state = torch.load(Path(checkpoint), map_location="cpu", weights_only=True)
+    cfg = TrainConfig.from_dict(state["config"])
+    model = UNet(unet_config(cfg.preset, **cfg.unet))
+    model.load_state_dict(state["ema"])
+    info = {"training": {**cfg.to_dict(), "step": int(state["step"]), "complete": False,
+                         "source": "checkpoint export (EMA)"}}
+    return export_weights(model, path, info)
+
+
 def train_ddpm(faces: np.ndarray, out_dir: str | os.PathLike, config: TrainConfig | None = None,
                resume: bool = False, max_minutes: float | None = None, data_info: dict | None = None,
                log: Callable[[str], None] | None = None) -> dict:

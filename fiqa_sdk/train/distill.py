@@ -98,6 +98,37 @@ def _run(module: nn.Module, faces: np.ndarray, flip: bool, batch: int = 64) -> t
     return torch.cat(outs)
 
 
+def _stem_features(stem: nn.Module, faces: np.ndarray, cfg: DistillConfig,
+                   cache: str | os.PathLike | None, base_state: dict) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Activations of the frozen stem for the crops and (with ``hflip``) their mirrors."""
+    paths = None
+    if cache is not None:
+        import hashlib
+
+        from .labels import faces_fingerprint
+
+        h = hashlib.sha256(faces_fingerprint(faces).encode())
+        h.update(f"{cfg.method == 'ediffiqa-free'}/{cfg.cut}".encode())
+        for k in sorted(base_state):
+            h.update(k.encode())
+            h.update(base_state[k].cpu().numpy().tobytes())
+        key = h.hexdigest()[:16]
+        paths = [Path(cache) / f"stem_{key}{s}.npy" for s in ("", "_flip")]
+        if paths[0].is_file() and (not cfg.hflip or paths[1].is_file()):
+            return (torch.from_numpy(np.load(paths[0])),
+                    torch.from_numpy(np.load(paths[1])) if cfg.hflip else None)
+    out = [_run(stem, faces, flip=False).half()]
+    if cfg.hflip:
+        out.append(_run(stem, faces, flip=True).half())
+    if paths is not None:
+        paths[0].parent.mkdir(parents=True, exist_ok=True)
+        for p_, t in zip(paths, out):
+            tmp = p_.with_suffix(".tmp.npy")
+            np.save(tmp, t.numpy())
+            os.replace(tmp, p_)
+    return out[0], (out[1] if cfg.hflip else None)
+
+
 def _spearman(a: np.ndarray, b: np.ndarray) -> float:
     from scipy.stats import spearmanr
 
@@ -107,7 +138,8 @@ def _spearman(a: np.ndarray, b: np.ndarray) -> float:
 def distill(faces: np.ndarray, ids: np.ndarray, labels: np.ndarray, target_emb: np.ndarray,
             target_emb_flip: np.ndarray | None, backbone: nn.Module, out_dir: str | os.PathLike,
             config: DistillConfig | None = None, meta: dict | None = None,
-            log: Callable[[str], None] | None = None, name: str | None = None) -> dict:
+            log: Callable[[str], None] | None = None, name: str | None = None,
+            feature_cache: str | os.PathLike | None = None, raw_target: bool = False) -> dict:
     """Train one regressor and export it to ``out_dir/<name>.safetensors`` (+ ``.json``).
 
     Parameters
@@ -119,6 +151,11 @@ def distill(faces: np.ndarray, ids: np.ndarray, labels: np.ndarray, target_emb: 
         FR model ``M`` (L2-normalised or not); the mirror ones may be None when ``hflip`` is off.
     backbone : the FR backbone ``M_r`` (a torch module, raw ``(N, D)`` output), modified in place.
     meta : extra sidecar entries (backbone description, data, teacher).
+    raw_target : the target embeddings are ``M``'s raw outputs and ``backbone`` is ``M``; the
+        ``ediffiqa-free`` head then trains on them directly, without running the backbone.
+    feature_cache : folder where the frozen-stem activations are kept between runs (float16,
+        keyed by the faces, the cut and the backbone weights), so that several regressors
+        (ablations, DifFIQA(R)) pay for the frozen part once.
 
     Returns a summary (per-epoch losses, validation L1 and Spearman, label statistics).
     """
@@ -177,9 +214,14 @@ def distill(faces: np.ndarray, ids: np.ndarray, labels: np.ndarray, target_emb: 
     stem.eval()
     tail.eval()  # BatchNorm statistics stay those of M (fine-tuning affine parameters only)
     t0 = time.time()
-    feats = _run(stem, faces, flip=False)
-    feats_f = _run(stem, faces, flip=True) if cfg.hflip else None
-    log(f"cached frozen-stem features {tuple(feats.shape)} in {time.time() - t0:.0f} s")
+    if cfg.method == "ediffiqa-free" and raw_target:
+        # the frozen backbone *is* the target model: its output is the given raw embedding
+        feats = torch.as_tensor(np.asarray(target_emb), dtype=torch.float32)
+        feats_f = (torch.as_tensor(np.asarray(target_emb_flip), dtype=torch.float32)
+                   if cfg.hflip else None)
+    else:
+        feats, feats_f = _stem_features(stem, faces, cfg, feature_cache, base_state)
+    log(f"frozen-stem features {tuple(feats.shape)} ready in {time.time() - t0:.0f} s")
     tgt = F.normalize(torch.as_tensor(np.asarray(target_emb), dtype=torch.float32), dim=1)
     tgt_f = (F.normalize(torch.as_tensor(np.asarray(target_emb_flip), dtype=torch.float32), dim=1)
              if cfg.hflip else None)
@@ -194,9 +236,9 @@ def distill(faces: np.ndarray, ids: np.ndarray, labels: np.ndarray, target_emb: 
     params = [p_ for g in groups for p_ in g["params"]]
 
     def forward(rows: np.ndarray, flip: np.ndarray):
-        h = feats[rows].clone()
+        h = feats[rows].float()
         if flip.any():
-            h[torch.from_numpy(flip)] = feats_f[rows[flip]]
+            h[torch.from_numpy(flip)] = feats_f[rows[flip]].float()
         e = tail(h)
         return e, model.head(e).squeeze(-1)
 

@@ -1,0 +1,103 @@
+"""EDC / pAUC of distilled regressors (eDifFIQA variants, DifFIQA(R)) next to the baselines, on LFW.
+
+One run evaluates any number of regressor weights files side by side, e.g. the shipped scorers
+and the eps / theta ablation (eDifFIQA paper, Table 10), with the same detections, embeddings,
+decision thresholds and caches as ``fiqa bench quality``. Regressors distilled with the same
+``--cut`` share one pass of the frozen MobileFaceNet front per batch
+(:class:`fiqa_sdk.quality.ediffiqa.SharedStem`): the scores are the scorers' own (tested), the
+cost is one stem pass plus one tail per regressor.
+
+    python benchmarks/regressors_lfw.py \\
+        --regressor ediffiqa=fiqa_sdk/weights/ediffiqa_mbf.safetensors \\
+        --regressor "eps=0.1"=runs/abl/eps0.1/ediffiqa_mbf.safetensors \\
+        --protocols lfw-pairs lfw-all --eval-embedders arcface dlib --out results/regressors
+
+``--diffiqa PATH`` adds the DifFIQA teacher (expensive: ~0.4 s per image per repeat here).
+Writes ``OUT/<protocol>-<embedder>.json`` and prints one Markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--regressor", action="append", default=[], metavar="NAME=PATH",
+                    help="a regressor weights file and the name to show it under (repeatable)")
+    ap.add_argument("--baselines", nargs="*",
+                    default=["random", "det-score", "inter-eye", "sharpness", "embedding-norm",
+                             "flip-consistency"])
+    ap.add_argument("--diffiqa", default=None, help="DifFIQA denoiser weights (adds the teacher)")
+    ap.add_argument("--diffiqa-n", type=int, default=1)
+    ap.add_argument("--diffiqa-fast", action="store_true")
+    ap.add_argument("--protocols", nargs="+", default=["lfw-pairs", "lfw-all"],
+                    choices=["lfw-pairs", "lfw-all", "lfw-xq", "lfw-xq-pairs"])
+    ap.add_argument("--eval-embedders", nargs="+", default=["arcface"])
+    ap.add_argument("--cut", type=int, default=15, help="shared-stem cut of the regressors")
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--out", type=Path, default=Path("results/regressors"))
+    args = ap.parse_args(argv)
+
+    import torch
+
+    torch.set_num_threads(args.threads)
+    import fiqa_sdk as fq
+    from fiqa_sdk.eval import bench, protocols
+    from fiqa_sdk.eval.features import default_cache_dir
+    from fiqa_sdk.quality.ediffiqa import RegressorScorer, SharedStem
+
+    stem = SharedStem(args.cut)
+    scorers: list = []
+    for item in args.regressor:
+        name, sep, path = item.rpartition("=")  # names may contain "=", paths do not
+        if not sep:
+            ap.error(f"--regressor takes NAME=PATH, got {item!r}")
+        try:
+            scorers.append(RegressorScorer(path, shared_stem=stem, name=name))
+        except ValueError:  # another cut: score it whole
+            scorers.append(RegressorScorer(path, name=name))
+    arc = fq.create_embedder("arcface", threads=args.threads)
+    if args.diffiqa:
+        scorers.append(fq.create_scorer("diffiqa", weights=args.diffiqa, embedder=arc,
+                                        n=args.diffiqa_n, fast=args.diffiqa_fast))
+    scorers += list(args.baselines)
+
+    cache = default_cache_dir() / "lfw"
+    args.out.mkdir(parents=True, exist_ok=True)
+    tables = []
+    for proto_name in args.protocols:
+        if proto_name == "lfw-pairs":
+            proto = protocols.read_lfw_pairs()
+        elif proto_name == "lfw-all":
+            proto = protocols.lfw_all_vs_all()
+        else:
+            from fiqa_sdk.eval import xq
+
+            root = xq.build_lfw_xq(protocols.default_lfw_root(), default_cache_dir())
+            proto = (protocols.read_lfw_pairs(root) if proto_name == "lfw-xq-pairs"
+                     else protocols.lfw_all_vs_all(root))
+        for ev in args.eval_embedders:
+            t0 = time.time()
+            res = bench.run_quality_bench(
+                proto, scorers=scorers, eval_embedder=ev, quality_embedder=arc,
+                face_policy="central", cache_dir=cache, protocol_name=proto_name,
+                log=lambda m: print(f"[{proto_name}/{ev}] {m}", file=sys.stderr, flush=True))
+            res.meta["seconds"]["total"] = round(time.time() - t0, 1)
+            (args.out / f"{proto_name}-{ev}.json").write_text(json.dumps(res.as_dict(), indent=1))
+            tables.append(f"### {proto_name}, comparisons by {ev} "
+                          f"(FNMR_0 {res.meta['fnmr0']:.5f})\n\n" + bench.markdown_table(res))
+    text = "\n\n".join(tables)
+    (args.out / "tables.md").write_text(text + "\n")
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    raise SystemExit(main())

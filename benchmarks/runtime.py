@@ -1,0 +1,93 @@
+"""Runtime breakdown per face (issue 7; DifFIQA supplementary Table 4 style).
+
+    python benchmarks/runtime.py --quick          # ~1 min: 2 images, 2 runs, gate on 1 image
+    python benchmarks/runtime.py                  # 20 images, 5 runs (~25 min on 1 thread)
+    python benchmarks/runtime.py --regressor ediffiqa=RUN/ediffiqa_mbf.safetensors \
+        --regressor ediffiqa-free=RUN/ediffiqa_free_mbf.safetensors
+    fiqa bench runtime --quick --out DIR          # the same from the CLI
+
+Per-face medians over --repeats runs, every stage timed side by side in each run: decode,
+detect (RetinaFace), align, embed (ArcFace onnxruntime); DifFIQA default (t = 5, n = 10) and
+fast mode split into forward diffusion, backward diffusion and quality computation; the
+baselines and each --regressor (one forward pass per face, batch 64); the eDifFIQA-free head on
+the raw embedding; and QualityGate.filter end to end for each scorer. Prints ms/face per stage,
+s/face, faces/s and speed ratios; writes JSON (with threads and load average: the machine may
+be shared) to --out (default results/runtime.json). Details: fiqa_sdk/eval/runtime.py.
+--weights defaults as in benchmarks/diffiqa_acceptance.py.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+SNAPSHOT = REPO.parent / "runs" / "snap" / "diffiqa_unet.safetensors"
+
+
+def default_weights():
+    """$FIQA_DIFFIQA_WEIGHTS, else the training snapshot beside the repository, else None
+    (the shipped denoiser)."""
+    from fiqa_sdk.eval.diffiqa_checks import default_weights as env_weights
+
+    w = env_weights()
+    if w is not None:
+        return w
+    return SNAPSHOT if SNAPSHOT.is_file() else None
+
+
+def main(argv=None) -> int:
+    from fiqa_sdk.eval import runtime as rt
+    from fiqa_sdk.eval.diffiqa_checks import parse_regressors
+
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--weights", default=None, help="DifFIQA denoiser .safetensors (+ .json)")
+    ap.add_argument("--regressor", action="append", default=[], metavar="NAME=PATH",
+                    help="ediffiqa, ediffiqa-free or diffiqa-r weights (repeatable)")
+    ap.add_argument("--quick", action="store_true",
+                    help=f"smoke run: {rt.QUICK_IMAGES} images, {rt.QUICK_REPEATS} runs, gate on "
+                         f"{rt.QUICK_GATE_IMAGES} images")
+    ap.add_argument("--images", type=int, default=None, help=f"default {rt.DEFAULT_IMAGES}")
+    ap.add_argument("--repeats", type=int, default=None, help=f"default {rt.DEFAULT_REPEATS}")
+    ap.add_argument("--gate-images", type=int, default=None,
+                    help="images of the QualityGate timing (default: --images)")
+    ap.add_argument("--no-gate", action="store_true", help="skip the QualityGate timing")
+    ap.add_argument("--t", type=int, default=5)
+    ap.add_argument("--n", type=int, default=10, help="DifFIQA repeats (default 10)")
+    ap.add_argument("--fast-n", type=int, default=2, help="fast-mode repeats (default 2)")
+    ap.add_argument("--threads", type=int, default=1,
+                    help="torch / onnxruntime threads (default 1)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--lfw", default=None)
+    ap.add_argument("--out", default=str(REPO / "results" / "runtime.json"))
+    args = ap.parse_args(argv)
+
+    images = args.images or (rt.QUICK_IMAGES if args.quick else rt.DEFAULT_IMAGES)
+    repeats = args.repeats or (rt.QUICK_REPEATS if args.quick else rt.DEFAULT_REPEATS)
+    gate_images = args.gate_images or (rt.QUICK_GATE_IMAGES if args.quick else None)
+    weights = args.weights if args.weights is not None else default_weights()
+
+    def log(msg: str) -> None:
+        print(f"runtime: {msg}", file=sys.stderr, flush=True)
+
+    log(f"weights {weights or 'shipped'}; {images} images, {repeats} runs")
+    result = rt.run_runtime_bench(
+        weights=weights, regressors=parse_regressors(args.regressor), images=images,
+        repeats=repeats, gate_images=gate_images, t=args.t, n=args.n, fast_n=args.fast_n,
+        threads=args.threads, lfw_root=args.lfw, seed=args.seed, gate=not args.no_gate,
+        quick=args.quick, log=log)
+    result["command"] = "python benchmarks/runtime.py " + shlex.join(
+        sys.argv[1:] if argv is None else list(argv))
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(rt.markdown(result))
+    log(f"wrote {out} ({result['seconds']} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,405 @@
+"""Runtime breakdown of the quality pipeline per face (issue 7; DifFIQA supplementary Table 4).
+
+One *run* measures every stage side by side on the same ``images`` LFW files (all with a
+detected face), and the result is the per-face median over ``repeats`` runs:
+
+- the pipeline: ``decode`` (``cv2.imdecode`` of the JPEG bytes, read from disk beforehand, + BGR
+  to RGB), ``detect`` (RetinaFace + the ``central`` face policy), ``align`` (5-point ArcFace
+  similarity warp), ``embed`` (ArcFace MobileFaceNet, onnxruntime, raw embedding + L2 norm);
+- DifFIQA, default (``t = 5``, ``n = 10``: 120 UNet passes per face) and fast mode (one-step x0
+  prediction, ``n = 2``: 4 passes): ``forward`` (drawing the per-face noise + ``q_sample``),
+  ``backward`` (the DDIM chain, or one x0 prediction; includes the uint8 conversion of the
+  copies), ``quality`` (embedding the original, mirror, noisy and restored copies + cosines, i.e.
+  the scorer's own ``_score_chunk`` on the perturbed copies). The stages are the scorer's code
+  cut at its phase boundaries (:func:`diffiqa_staged`, checked to give the scorer's scores);
+- the baselines ``embedding-norm`` and ``flip-consistency`` and each regressor given
+  (``ediffiqa``, ``ediffiqa-free``, ``diffiqa-r``): ``score`` = one ``Scorer.score`` call on the
+  aligned crops (one forward pass per face, batches of ``regressor_batch``);
+- ``ediffiqa-free (head)``: the cost on top of the embedding the gate already computed (the MLP
+  head on the raw ArcFace embedding, :meth:`RegressorScorer.score_embeddings`);
+- the :class:`~fiqa_sdk.QualityGate` end to end: ``gate.filter(files, discard=0.2)`` on
+  ``gate_images`` files for each scorer (file read + decode + detect + align + embed + score).
+
+Per scorer: ``scorer_ms`` (its stages), ``end_to_end_ms`` = decode + detect + align + embed +
+``scorer_ms`` (the modular pipeline, which embeds once for templates and again inside the
+embedding-based scorers), faces/s, and speed ratios against DifFIQA (default and fast).
+The JSON records threads and the load average, since absolute times on a shared machine are
+only comparable within one run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+
+from ..errors import EvaluationError
+from .diffiqa_checks import lfw_sample, machine_info, parse_regressors, weights_info
+
+PIPELINE_STAGES = ("decode", "detect", "align", "embed")
+DIFFIQA_STAGES = ("forward", "backward", "quality")
+#: Defaults of the full and the quick mode.
+DEFAULT_IMAGES, DEFAULT_REPEATS = 20, 5
+QUICK_IMAGES, QUICK_REPEATS, QUICK_GATE_IMAGES = 2, 2, 1
+GATE_DISCARD = 0.2
+
+
+class StageTimer:
+    """Accumulates wall seconds per stage name."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    @contextlib.contextmanager
+    def __call__(self, stage: str):
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[stage] = self.seconds.get(stage, 0.0) + time.perf_counter() - t0
+
+
+def diffiqa_staged(scorer, crops: np.ndarray, timer: StageTimer, prefix: str = "") -> np.ndarray:
+    """A :class:`~fiqa_sdk.quality.diffiqa.DifFIQAScorer`'s scores of validated crops, with the
+    forward / backward / quality phases timed separately (same chunks, noise and formula as
+    ``scorer.score``; ``perturb`` is cut in two and ``_score_chunk`` gets its copies)."""
+    import torch
+
+    from ..train.ddpm import from_model_range, to_model_range
+
+    chunk = max(1, scorer.batch_size // scorer.copies)
+    out = np.empty(len(crops))
+    dev = scorer.device
+    for i in range(0, len(crops), chunk):
+        part = crops[i : i + chunk]
+        c = len(part)
+        shape = (c, scorer.copies, 112, 112, 3)
+        with torch.inference_mode():
+            with timer(prefix + "forward"):
+                x = to_model_range(part).to(dev)
+                views = [x, x.flip(-1)] if scorer.flip else [x]
+                start = torch.stack(views, 1).repeat_interleave(scorer.n, dim=1)
+                start = start.reshape(c * scorer.copies, 3, 112, 112)
+                fwd, bwd = scorer._noise(part)
+                x_t = scorer.schedule.q_sample(start, scorer.t, fwd)
+            with timer(prefix + "backward"):
+                if scorer.fast:
+                    tt = torch.full((len(x_t),), scorer.t, dtype=torch.long, device=dev)
+                    x_hat = scorer._denoise(x_t, tt).clamp(-1, 1)
+                else:
+                    x_hat = scorer.schedule.restore(scorer._denoise, x_t, scorer.t, scorer.eta, bwd)
+                copies = (from_model_range(x_t).reshape(shape),
+                          from_model_range(x_hat).reshape(shape))
+        with timer(prefix + "quality"):
+            # an instance attribute shadows the method for this one call
+            scorer.perturb = lambda _crops, _c=copies: _c
+            try:
+                out[i : i + c] = scorer._score_chunk(part)
+            finally:
+                del scorer.perturb
+    return np.clip(out, -1.0, 1.0)
+
+
+def _median(values: Sequence[float]) -> float:
+    return float(np.median(np.asarray(values, dtype=np.float64)))
+
+
+def run_runtime_bench(weights: str | Path | None = None,
+                      regressors: Mapping[str, str] | Sequence[str] | None = None,
+                      images: int = DEFAULT_IMAGES, repeats: int = DEFAULT_REPEATS,
+                      gate_images: int | None = None, t: int = 5, n: int = 10, fast_n: int = 2,
+                      threads: int | None = None, regressor_batch: int = 64,
+                      diffiqa_batch: int = 40, lfw_root: str | Path | None = None,
+                      paths: Sequence[str | Path] | None = None, seed: int = 0,
+                      gate: bool = True, quick: bool = False,
+                      log: Callable[[str], None] | None = None) -> dict:
+    """Measure the runtime breakdown (see the module doc); returns a JSON-able dict.
+
+    ``paths``: image files to use instead of a seeded LFW sample (the first ``images`` of them
+    with a detected face). ``threads``: torch threads during the run and the onnxruntime threads
+    of the models built here (None: leave torch's setting and onnxruntime's default).
+    ``gate=False`` skips the QualityGate timing.
+    """
+    import cv2
+    import torch
+
+    from ..align import align_face
+    from ..detect import create_detector, select_faces
+    from ..embed import create_embedder
+    from ..embed.base import l2_normalize
+    from ..gate import QualityGate
+    from ..quality import create_scorer
+    from ..quality.diffiqa import DifFIQAScorer, load_denoiser
+
+    if images < 1 or repeats < 1:
+        raise EvaluationError("images and repeats must be >= 1")
+    gate_images = images if gate_images is None else min(int(gate_images), images)
+    if gate and gate_images < 1:
+        raise EvaluationError("gate_images must be >= 1 (or gate=False)")
+    regressors = parse_regressors(regressors)
+    log = log or (lambda msg: None)
+    t_start = time.perf_counter()
+    prev_threads, prev_cv2 = torch.get_num_threads(), cv2.getNumThreads()
+    if threads:
+        torch.set_num_threads(int(threads))
+        cv2.setNumThreads(int(threads))
+    try:
+        machine = machine_info(threads)
+        ort = {"threads": int(threads)} if threads else {}
+        det = create_detector("retinaface", **ort)
+        emb = create_embedder("arcface", **ort)
+        model, _ = load_denoiser(weights)
+        configs: dict[str, Any] = {
+            "diffiqa": DifFIQAScorer(weights=model, embedder=emb, t=t, n=n, seed=seed,
+                                     batch_size=diffiqa_batch),
+            "diffiqa-fast": DifFIQAScorer(weights=model, embedder=emb, t=t, n=fast_n, fast=True,
+                                          seed=seed, batch_size=diffiqa_batch),
+            "embedding-norm": create_scorer("embedding-norm", embedder=emb),
+            "flip-consistency": create_scorer("flip-consistency", embedder=emb),
+        }
+        for name, path in regressors.items():
+            configs[name] = create_scorer(name, weights=path, batch_size=regressor_batch, **ort)
+
+        # the images: the first `images` files of the sample with a detected face
+        pool = [str(p) for p in paths] if paths is not None else lfw_sample(lfw_root, None, seed)
+        files: list[str] = []
+        blobs: list[bytes] = []
+        for p in pool:
+            data = Path(p).read_bytes()
+            img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+            if img is None:
+                continue
+            if select_faces(det.detect(cv2.cvtColor(img, cv2.COLOR_BGR2RGB)), "central", img.shape):
+                files.append(p)
+                blobs.append(data)
+            if len(files) == images:
+                break
+        if len(files) < images:
+            raise EvaluationError(f"only {len(files)} of {images} images have a detected face")
+        gates = {name: QualityGate(detector=det, embedder=emb, scorer=sc, face_policy="central",
+                                   batch_size=max(gate_images, 1))
+                 for name, sc in configs.items()} if gate else {}
+
+        def one_run(k: int, skip: tuple[str, ...] = ()) -> dict[str, float]:
+            """All stages on the first k images; seconds per stage name."""
+            tm = StageTimer()
+            decoded = []
+            with tm("decode"):
+                for b in blobs[:k]:
+                    bgr = cv2.imdecode(np.frombuffer(b, np.uint8), cv2.IMREAD_COLOR)
+                    decoded.append(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB))
+            found = []
+            with tm("detect"):
+                for img in decoded:
+                    found.append(select_faces(det.detect(img), "central", img.shape)[0])
+            with tm("align"):
+                crops = np.stack([align_face(img, f) for img, f in zip(decoded, found)])
+            with tm("embed"):
+                raw = emb.embed_raw(crops)
+                l2_normalize(raw)
+            for name, sc in configs.items():
+                if name in skip:
+                    continue
+                if isinstance(sc, DifFIQAScorer):
+                    diffiqa_staged(sc, crops, tm, prefix=name + ":")
+                else:
+                    with tm(name + ":score"):
+                        sc.score(crops)
+                    if name == "ediffiqa-free":
+                        with tm("ediffiqa-free (head):head"):
+                            sc.score_embeddings(raw)
+            kg = min(k, gate_images)
+            for name, g in gates.items():
+                if name in skip:
+                    continue
+                with tm(name + ":gate"):
+                    res = g.filter(files[:kg], discard=GATE_DISCARD)
+                if len(res.reports) != kg:
+                    raise EvaluationError(
+                        f"gate {name}: {len(res.reports)} reports for {kg} images")
+            return tm.seconds
+
+        # warm-up (session / oneDNN primitive creation) on one image, the UNet at every batch
+        # shape the runs will use
+        log("warm-up")
+        for sc in (configs["diffiqa"], configs["diffiqa-fast"]):
+            chunk = max(1, sc.batch_size // sc.copies)
+            sizes = {min(chunk, k) * sc.copies for k in (images, gate_images) if k}
+            sizes |= {(k % chunk) * sc.copies for k in (images, gate_images) if k % chunk}
+            for s in sorted(sizes):
+                with torch.inference_mode():
+                    sc._denoise(torch.zeros(s, 3, 112, 112), torch.full((s,), max(sc.t - 1, 0)))
+        one_run(1, skip=("diffiqa",))  # its UNet shapes are warm; a full face takes seconds
+
+        runs = []
+        for r in range(repeats):
+            w0 = time.perf_counter()
+            runs.append(one_run(images))
+            log(f"run {r + 1}/{repeats}: {time.perf_counter() - w0:.1f} s")
+        machine["loadavg_end"] = machine_info(threads)["loadavg"]
+    finally:
+        torch.set_num_threads(prev_threads)
+        cv2.setNumThreads(prev_cv2)
+
+    def per_face_ms(key: str, count: int = images) -> float:
+        return _median([run[key] for run in runs]) * 1000.0 / count
+
+    pipeline = {f"{s}_ms": per_face_ms(s) for s in PIPELINE_STAGES}
+    pipeline_per_run = [sum(run[s] for s in PIPELINE_STAGES) for run in runs]
+    pipeline["total_ms"] = _median(pipeline_per_run) * 1000.0 / images
+    rows = []
+    labels = list(configs) + (["ediffiqa-free (head)"] if "ediffiqa-free" in configs else [])
+    for name in labels:
+        keys = sorted({k for k in runs[0] if k.startswith(name + ":") and not k.endswith(":gate")},
+                      key=lambda k: list(runs[0]).index(k))
+        stages = {k.split(":", 1)[1]: per_face_ms(k) for k in keys}
+        scorer_runs = [sum(run[k] for k in keys) for run in runs]
+        scorer_ms = _median(scorer_runs) * 1000.0 / images
+        e2e_ms = _median([p + s for p, s in zip(pipeline_per_run, scorer_runs)]) * 1000.0 / images
+        sc = configs.get(name.split(" ")[0])
+        row: dict[str, Any] = {"scorer": name, "stages_ms": stages, "scorer_ms": scorer_ms,
+                               "scorer_faces_per_s": 1000.0 / scorer_ms if scorer_ms > 0 else None,
+                               "end_to_end_ms": e2e_ms, "end_to_end_s": e2e_ms / 1000.0,
+                               "faces_per_s": 1000.0 / e2e_ms}
+        if isinstance(sc, DifFIQAScorer):
+            row.update(t=sc.t, n=sc.n, fast=sc.fast, unet_passes_per_face=sc.unet_passes_per_face,
+                       fr_passes_per_face=2 * sc.copies + (2 if sc.flip else 1))
+        if name + ":gate" in runs[0]:
+            g_ms = per_face_ms(name + ":gate", gate_images)
+            row.update(gate_ms=g_ms, gate_faces_per_s=1000.0 / g_ms)
+        rows.append(row)
+    by = {r["scorer"]: r for r in rows}
+    ratios = []
+    for r in rows:
+        ratios.append({
+            "scorer": r["scorer"],
+            "speedup_vs_diffiqa": by["diffiqa"]["scorer_ms"] / r["scorer_ms"],
+            "speedup_vs_diffiqa_fast": by["diffiqa-fast"]["scorer_ms"] / r["scorer_ms"],
+            "end_to_end_speedup_vs_diffiqa": by["diffiqa"]["end_to_end_ms"] / r["end_to_end_ms"],
+            "gate_speedup_vs_diffiqa": (by["diffiqa"]["gate_ms"] / r["gate_ms"]
+                                        if "gate_ms" in r and "gate_ms" in by["diffiqa"] else None),
+        })
+    return {
+        "benchmark": "runtime",
+        "quick": bool(quick),
+        "images": images,
+        "repeats": repeats,
+        "gate_images": gate_images if gate else 0,
+        "gate_discard": GATE_DISCARD,
+        "seed": seed,
+        "weights": weights_info(weights),
+        "regressors": regressors,
+        "machine": machine,
+        "pipeline": pipeline,
+        "scorers": rows,
+        "ratios": ratios,
+        "runs_seconds": runs,
+        "files": files,
+        "seconds": round(time.perf_counter() - t_start, 1),
+    }
+
+
+def markdown(result: dict) -> str:
+    """Stage table, scorer table and ratio table of :func:`run_runtime_bench`'s result."""
+    m = result["machine"]
+    p = result["pipeline"]
+    out = [f"{result['images']} LFW images, per-face median of {result['repeats']} runs; torch "
+           f"threads {m['torch_threads']}, onnxruntime threads {m['onnx_threads']}, load average "
+           f"{m['loadavg']} -> {m.get('loadavg_end')}", "",
+           "| stage | ms/face |", "|---|---|"]
+    for s in PIPELINE_STAGES:
+        out.append(f"| {s} | {p[s + '_ms']:.1f} |")
+    out.append(f"| pipeline total | {p['total_ms']:.1f} |")
+    for r in result["scorers"]:
+        for s, v in r["stages_ms"].items():
+            out.append(f"| {r['scorer']}: {s} | {v:.1f} |")
+    out += ["", "| scorer | UNet passes/face | scorer ms/face | end-to-end s/face | faces/s "
+            "| gate s/face | gate faces/s |", "|---|---|---|---|---|---|---|"]
+    for r in result["scorers"]:
+        g = (f"{r['gate_ms'] / 1000:.3f} | {r['gate_faces_per_s']:.2f}" if "gate_ms" in r
+             else "- | -")
+        out.append(f"| {r['scorer']} | {r.get('unet_passes_per_face', 0)} | {r['scorer_ms']:.1f} | "
+                   f"{r['end_to_end_s']:.3f} | {r['faces_per_s']:.2f} | {g} |")
+    out += ["", "| scorer | speed-up vs DifFIQA (scorer) | vs DifFIQA fast (scorer) "
+            "| vs DifFIQA (end to end) | vs DifFIQA (gate) |", "|---|---|---|---|---|"]
+    for r in result["ratios"]:
+        g = "-" if r["gate_speedup_vs_diffiqa"] is None else f"{r['gate_speedup_vs_diffiqa']:.1f}x"
+        out.append(f"| {r['scorer']} | {r['speedup_vs_diffiqa']:.1f}x | "
+                   f"{r['speedup_vs_diffiqa_fast']:.2f}x | "
+                   f"{r['end_to_end_speedup_vs_diffiqa']:.1f}x | {g} |")
+    return "\n".join(out)
+
+
+# --------------------------------------------------------------------------------------------
+# ``fiqa bench runtime``
+# --------------------------------------------------------------------------------------------
+
+
+def add_cli_parser(bench_subparsers) -> None:
+    """Register ``fiqa bench runtime`` on the ``fiqa bench`` sub-parsers."""
+    r = bench_subparsers.add_parser(
+        "runtime", help="per-face runtime breakdown: pipeline stages, DifFIQA, regressors, gate",
+        description="Time decode / detect / align / embed, DifFIQA (default and fast: forward, "
+                    "backward, quality), the baselines, regressors and QualityGate.filter per "
+                    "face on LFW images (median over --repeats runs); writes OUT/runtime.json "
+                    "and OUT/runtime.md.")
+    r.add_argument("--weights", default=None,
+                   help="DifFIQA denoiser .safetensors with its .json sidecar (default "
+                        "$FIQA_DIFFIQA_WEIGHTS, else the shipped one)")
+    r.add_argument("--regressor", action="append", default=[], metavar="NAME=PATH",
+                   help="time a regressor too: ediffiqa, ediffiqa-free or diffiqa-r (repeatable)")
+    r.add_argument("--quick", action="store_true",
+                   help=f"smoke run: {QUICK_IMAGES} images, {QUICK_REPEATS} runs, gate on "
+                        f"{QUICK_GATE_IMAGES} image(s)")
+    r.add_argument("--images", type=int, default=None, help=f"images (default {DEFAULT_IMAGES})")
+    r.add_argument("--repeats", type=int, default=None, help=f"runs (default {DEFAULT_REPEATS})")
+    r.add_argument("--gate-images", type=int, default=None,
+                   help="images of the QualityGate timing (default: --images)")
+    r.add_argument("--no-gate", action="store_true", help="skip the QualityGate timing")
+    r.add_argument("--t", type=int, default=5, help="DifFIQA forward steps (default 5)")
+    r.add_argument("--n", type=int, default=10, help="DifFIQA repeats (default 10)")
+    r.add_argument("--fast-n", type=int, default=2, help="fast-mode repeats (default 2)")
+    r.add_argument("--threads", type=int, default=None,
+                   help="torch and onnxruntime threads (default: their own defaults)")
+    r.add_argument("--seed", type=int, default=0, help="LFW sample seed (default 0)")
+    r.add_argument("--lfw", default=None, help="LFW root (default $FIQA_LFW or ../shared/data/lfw)")
+    r.add_argument("--out", required=True, help="output folder")
+    r.set_defaults(func=_cli_runtime)
+
+
+def _cli_runtime(args) -> int:
+    import json
+    import shlex
+    import sys
+
+    from .diffiqa_checks import default_weights
+
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise EvaluationError(f"--out must be a folder, but {out} is a file")
+
+    def log(msg: str) -> None:
+        print(f"fiqa bench runtime: {msg}", file=sys.stderr, flush=True)
+
+    result = run_runtime_bench(
+        weights=args.weights if args.weights is not None else default_weights(),
+        regressors=parse_regressors(args.regressor),
+        images=args.images or (QUICK_IMAGES if args.quick else DEFAULT_IMAGES),
+        repeats=args.repeats or (QUICK_REPEATS if args.quick else DEFAULT_REPEATS),
+        gate_images=args.gate_images or (QUICK_GATE_IMAGES if args.quick else None),
+        t=args.t, n=args.n, fast_n=args.fast_n, threads=args.threads, lfw_root=args.lfw,
+        seed=args.seed, gate=not args.no_gate, quick=args.quick, log=log)
+    result["command"] = "fiqa " + shlex.join(getattr(args, "argv", None) or sys.argv[1:])
+    out.mkdir(parents=True, exist_ok=True)
+    table = markdown(result)
+    (out / "runtime.json").write_text(json.dumps(result, indent=2) + "\n")
+    (out / "runtime.md").write_text(table + "\n")
+    print(table)
+    log(f"wrote {out / 'runtime.json'}, {out / 'runtime.md'}")
+    return 0
+
+
+__all__ = ["run_runtime_bench", "diffiqa_staged", "markdown", "StageTimer", "add_cli_parser"]
