@@ -11,10 +11,12 @@ from .detect import Detector, create_detector, list_detectors
 from .embed import CallableEmbedder, Embedder, create_embedder, list_embedders
 from .errors import (
     AlignmentError,
+    DeviceUnavailableError,
     EvaluationError,
     FiqaError,
     GateError,
     ImageDecodeError,
+    InvalidArgumentError,
     InvalidImageError,
     MissingDependencyError,
     UnknownBackendError,
@@ -64,5 +66,7 @@ __all__ = [
     "WeightsError",
     "AlignmentError",
     "EvaluationError",
+    "InvalidArgumentError",
+    "DeviceUnavailableError",
     "eval",
 ]

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Union
 
 from ._deps import require
+from .errors import DeviceUnavailableError, InvalidArgumentError
 
 DEVICES = ("cpu", "cuda", "auto")
 
@@ -13,7 +14,7 @@ DEVICES = ("cpu", "cuda", "auto")
 def providers_for(device: str) -> list[str]:
     """Execution providers for ``device`` ("cpu", "cuda" or "auto": CUDA when available)."""
     if device not in DEVICES:
-        raise ValueError(f"device must be one of {DEVICES}, got {device!r}")
+        raise InvalidArgumentError(f"device must be one of {DEVICES}, got {device!r}")
     ort = require("onnxruntime", "onnx", "onnxruntime")
     available = ort.get_available_providers()
     if device == "cpu":
@@ -21,9 +22,10 @@ def providers_for(device: str) -> list[str]:
     if "CUDAExecutionProvider" in available:
         return ["CUDAExecutionProvider", "CPUExecutionProvider"]
     if device == "cuda":
-        raise RuntimeError(
-            "device='cuda' but onnxruntime has no CUDA provider; install "
-            "'fiqa-sdk[gpu]' (onnxruntime-gpu) or use device='cpu'/'auto'"
+        raise DeviceUnavailableError(
+            "device='cuda' but this onnxruntime has no CUDA execution provider (available: "
+            f"{', '.join(available) or 'none'}); install 'fiqa-sdk[gpu]' (onnxruntime-gpu) or "
+            "use device='cpu' or 'auto'"
         )
     return ["CPUExecutionProvider"]
 

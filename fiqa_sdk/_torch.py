@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from .errors import FiqaError
+from .errors import DeviceUnavailableError, InvalidArgumentError
 
-
-class DeviceUnavailableError(FiqaError, ValueError, RuntimeError):
-    """CUDA was asked for but torch sees no CUDA device."""
+__all__ = ["DeviceUnavailableError", "torch_device"]  # the error lives in fiqa_sdk.errors
 
 
 def torch_device(device: str):
@@ -16,7 +14,7 @@ def torch_device(device: str):
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device not in ("cpu", "cuda") and not str(device).startswith("cuda:"):
-        raise ValueError(f"device must be 'cpu', 'cuda' or 'auto', got {device!r}")
+        raise InvalidArgumentError(f"device must be 'cpu', 'cuda' or 'auto', got {device!r}")
     if str(device).startswith("cuda") and not torch.cuda.is_available():
         raise DeviceUnavailableError(
             f"device={device!r} but torch has no CUDA device here; use device='cpu' or 'auto'")

@@ -1,16 +1,27 @@
-"""The ``fiqa`` command line.
+"""The ``fiqa`` command line (docs/cli.md documents every option).
 
-    fiqa assess [IMG ...]     one JSON line per image (no IMG: the bundled sample face)
-    fiqa filter DIR --discard 0.2 [--out result.csv] [--json]
-                              keep/reject each image of a folder by face quality
-    fiqa list                 registered detectors, embedders and scorers
-    fiqa train ddpm ...       train the DifFIQA denoiser (resumable)
-    fiqa bench quality ...    EDC / pAUC of quality scorers on LFW or an identity folder / CSV
-    fiqa bench templates ...  TAR of template methods (mean, best, quality-weighted, top-k)
+    fiqa assess [IMG ...]         one JSON line per image (no IMG: the bundled sample face)
+    fiqa filter DIR (--discard F | --threshold Q) [--out result.csv] [--json]
+                                  keep/reject each image of a folder by face quality
+    fiqa list                     registered detectors, embedders and scorers
+    fiqa bench quality ...        EDC / pAUC of quality scorers on LFW or an identity folder / CSV
+                                  (--weights SCORER=PATH for trained models)
+    fiqa bench templates ...      TAR of template methods (mean, best, quality-weighted, top-k)
+    fiqa bench runtime ...        per-face runtime of the pipeline stages, DifFIQA, regressors
+    fiqa train ddpm ...           train the DifFIQA denoiser (resumable; --t-max, --init-from)
+    fiqa train labels ...         DifFIQA pseudo-labels of the training faces (cached, shardable)
+    fiqa train ediffiqa ...       distill eDifFIQA (MobileFaceNet + MLP head)
+    fiqa train ediffiqa-free ...  eDifFIQA head on the frozen ArcFace embedding
+    fiqa train diffiqa-r ...      DifFIQA(R): MobileFaceNet + linear head on the raw labels
+    fiqa export onnx --scorer NAME [--weights PATH] --out FILE.onnx
+                                  export a distilled regressor to ONNX and check its parity
     fiqa --version
 
-User mistakes (missing file, bad option, missing optional backend) print one line to stderr
-and exit non-zero, without a traceback.
+Exit codes: 0 success; 1 an error (one line ``fiqa: error: ...`` on stderr, no traceback: a
+missing file, a bad value, missing weights, an unavailable device, a missing optional
+backend); 2 usage (an unknown option or a missing argument: the sub-command's usage is
+printed); 3 ``assess`` / ``filter``: at least one image could not be read (its output is still
+complete); 130 interrupted.
 """
 
 from __future__ import annotations
@@ -24,6 +35,10 @@ from . import __version__
 from .errors import FiqaError
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_SOME_FAILED = 0, 1, 2, 3
+#: Report reasons meaning "the image itself could not be read" (exit code 3 of assess / filter).
+_UNREADABLE = ("decode_error", "invalid_input")
+#: Largest |ONNX - torch| quality difference ``fiqa export onnx`` accepts.
+EXPORT_TOLERANCE = 1e-4
 
 
 def sample_image():
@@ -52,7 +67,7 @@ def _cmd_assess(args: argparse.Namespace) -> int:
             if r.face is not None:
                 rec.update(bbox=[round(float(v), 1) for v in r.face.bbox],
                            det_score=round(r.face.det_score, 4))
-            if r.reason in ("decode_error", "invalid_input"):
+            if r.reason in _UNREADABLE:
                 failed += 1
                 print(f"fiqa: {label}: {r.message}", file=sys.stderr)
             print(json.dumps(rec), flush=True)
@@ -92,10 +107,15 @@ def _cmd_filter(args: argparse.Namespace) -> int:
     if args.json:
         for row in rows:
             print(json.dumps({**row, "reason": row["reason"] or None}), flush=True)
+    unreadable = [(path, r) for path, r in zip(res.sources, res.reports)
+                  if r.reason in _UNREADABLE]
+    for path, r in unreadable:
+        print(f"fiqa: {path}: {r.message or r.reason}", file=sys.stderr)
     print(f"fiqa filter: kept {len(res.kept)} of {len(res.reports)} images "
-          f"(quality cut {res.threshold:.6g})" + (f"; wrote {args.out}" if args.out else ""),
-          file=sys.stderr)
-    return EXIT_OK
+          f"(quality cut {res.threshold:.6g})"
+          + (f"; {len(unreadable)} could not be read" if unreadable else "")
+          + (f"; wrote {args.out}" if args.out else ""), file=sys.stderr)
+    return EXIT_SOME_FAILED if unreadable else EXIT_OK
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
@@ -268,6 +288,53 @@ def _cmd_bench_templates(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+#: Scorers ``fiqa export onnx`` can export (the distilled regressors).
+EXPORT_SCORERS = ("ediffiqa", "ediffiqa-free", "diffiqa-r")
+
+
+def _onnx_signature(args) -> dict:
+    """``{name: shape}`` of onnxruntime inputs or outputs (symbolic dimensions by name)."""
+    return {a.name: [d if isinstance(d, int) else str(d) for d in a.shape] for a in args}
+
+
+def _cmd_export_onnx(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    import numpy as np
+
+    from .errors import GateError, InvalidArgumentError
+    from .pipeline import FacePipeline
+    from .quality import create_scorer
+    from .quality.ediffiqa import OnnxRegressorScorer, export_onnx
+
+    out = Path(args.out)
+    if out.is_dir():
+        raise InvalidArgumentError(f"--out must be a file, but {out} is a folder")
+    kw = {"weights": args.weights} if args.weights else {}
+    scorer = create_scorer(args.scorer, **kw)  # WeightsError without shipped weights / --weights
+    export_onnx(scorer, out)
+    # parity on the bundled sample face, detected and aligned like the gate does, plus its mirror
+    res = FacePipeline(embedder=None).process(sample_image(), color="rgb")[0]
+    if not res.ok:  # pragma: no cover - the sample face is always found
+        raise GateError(f"parity check: no face in the sample image ({res.reason})")
+    crops = np.stack([res.aligned, np.ascontiguousarray(res.aligned[:, ::-1])])
+    ref = scorer.score(crops)
+    onnx = OnnxRegressorScorer(out, name=f"{args.scorer}-onnx")
+    got = onnx.score(crops)
+    diff = float(np.max(np.abs(got - ref)))
+    print(json.dumps({
+        "onnx": str(out), "scorer": args.scorer, "max_abs_diff": diff,
+        "tolerance": EXPORT_TOLERANCE,
+        "inputs": _onnx_signature(onnx.session.get_inputs()),
+        "outputs": _onnx_signature(onnx.session.get_outputs()),
+    }), flush=True)
+    if not diff <= EXPORT_TOLERANCE:
+        print(f"fiqa: error: ONNX parity check failed: max |onnx - torch| quality {diff:.3g} > "
+              f"{EXPORT_TOLERANCE:g} on the sample face ({out} was written)", file=sys.stderr)
+        return EXIT_ERROR
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="fiqa", description="Face image quality assessment, offline.")
     ap.add_argument("--version", action="version", version=f"fiqa-sdk {__version__}")
@@ -411,12 +478,47 @@ def build_parser() -> argparse.ArgumentParser:
     from .train.cli import add_train_parser
 
     add_train_parser(sub)
+
+    e = sub.add_parser("export", help="export a model to another runtime (ONNX)")
+    esub = e.add_subparsers(dest="export_command", metavar="FORMAT", required=True)
+    o = esub.add_parser(
+        "onnx", help="export a distilled regressor (ediffiqa, ediffiqa-free, diffiqa-r) to ONNX",
+        description="Write the regressor as ONNX (input 'input' (N, 3, 112, 112) float32 RGB in "
+                    "[-1, 1]; outputs 'quality' (N,) and 'embedding' (N, D)), then score the "
+                    "bundled sample face and its mirror with onnxruntime and with torch and print "
+                    "one JSON line (onnx, scorer, max_abs_diff, tolerance, inputs, outputs). "
+                    f"Exits 1 when the difference exceeds {EXPORT_TOLERANCE:g}.")
+    o.add_argument("--scorer", required=True, choices=list(EXPORT_SCORERS),
+                   help="the regressor to export")
+    o.add_argument("--weights", default=None, metavar="PATH",
+                   help="regressor .safetensors with its .json sidecar (default: the shipped "
+                        "weights of --scorer)")
+    o.add_argument("--out", required=True, metavar="FILE.onnx", help="ONNX file to write")
+    o.set_defaults(func=_cmd_export_onnx)
     return ap
+
+
+def _deepest_parser(parser: argparse.ArgumentParser,
+                    args: argparse.Namespace) -> argparse.ArgumentParser:
+    """The (sub-)parser of the command line's innermost sub-command, e.g. ``fiqa bench
+    quality``'s, so that a usage error prints that command's usage."""
+    while True:
+        for action in parser._actions:  # noqa: SLF001 - argparse has no public walk
+            if isinstance(action, argparse._SubParsersAction):  # noqa: SLF001
+                name = getattr(args, action.dest, None)
+                if name in action.choices:
+                    parser = action.choices[name]
+                    break
+        else:
+            return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    # parse_args would report a sub-command's unknown option with the top-level usage
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        _deepest_parser(parser, args).error(f"unrecognized arguments: {' '.join(extra)}")
     args.argv = list(argv) if argv is not None else sys.argv[1:]
     if not getattr(args, "command", None):
         parser.print_help(sys.stderr)

@@ -43,6 +43,19 @@ class EvaluationError(FiqaError, ValueError):
     """Evaluation inputs are invalid (empty, NaN, mismatched shapes, FMR or limit out of range)."""
 
 
+class InvalidArgumentError(FiqaError, ValueError):
+    """An argument other than the image has an invalid value: an unknown option name (a
+    ``face_policy``, a ``color``, a ``device``), or a required companion argument is missing
+    (``faces=`` for a scorer that reads the detections). Gate methods raise :class:`GateError`
+    for their own arguments instead."""
+
+
+class DeviceUnavailableError(FiqaError, ValueError, RuntimeError):
+    """``device="cuda"`` was asked for but the runtime has no CUDA support here (torch sees no
+    CUDA device, or onnxruntime has no CUDA execution provider). Also a ``RuntimeError`` (what
+    this check raised before it was typed) and a ``ValueError`` (a bad ``device=`` argument)."""
+
+
 class GateError(FiqaError, ValueError):
     """A :class:`~fiqa_sdk.QualityGate` was called wrongly (e.g. both or neither of
     ``discard=`` / ``threshold=``), or cannot do what was asked (no scorable face, an

@@ -41,6 +41,11 @@ VIDEO_EXTENSIONS = frozenset({".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", "
 
 # scorers built on a 112x112 FR embedder: given the gate's own embedder to avoid a second model
 _SHARES_EMBEDDER = frozenset({"embedding-norm", "flip-consistency", "diffiqa"})
+# torch scorers whose constructor takes ``device=`` (given the device the gate was asked for:
+# "auto" stays "auto", so torch makes its own CUDA choice)
+_DEVICE_AWARE_SCORERS = frozenset({"diffiqa", "ediffiqa", "ediffiqa-free", "diffiqa-r"})
+# scorers that build their own ArcFace (onnxruntime) when not given the gate's embedder
+_OWN_EMBEDDER_SCORERS = frozenset({"embedding-norm", "flip-consistency"})
 
 _FORMAT = "fiqa-quality-gate"
 
@@ -142,6 +147,11 @@ class QualityGate:
     def __init__(self, detector: Any = "retinaface", embedder: Any = "arcface",
                  scorer: Any = None, threshold: float | None = None, device: str = "cpu",
                  face_policy: str = "largest", batch_size: int = 32) -> None:
+        from .detect import FACE_POLICIES
+
+        if not isinstance(face_policy, str) or face_policy not in FACE_POLICIES:
+            raise GateError(f"unknown face_policy {face_policy!r}; choose one of "
+                            f"{', '.join(FACE_POLICIES)}")
         self.device = resolve_device(device)
         if int(batch_size) < 1:
             raise GateError(f"batch_size must be >= 1, got {batch_size}")
@@ -157,6 +167,10 @@ class QualityGate:
                 if emb is not None and emb.input_size == 112 and isinstance(embedder, str) \
                         and embedder == "arcface":
                     kw["embedder"] = emb
+            if scorer in _DEVICE_AWARE_SCORERS:
+                kw["device"] = device  # as asked: torch resolves "auto" itself
+            elif scorer in _OWN_EMBEDDER_SCORERS and "embedder" not in kw:
+                kw["device"] = self.device  # goes to the scorer's own ArcFace (onnxruntime)
             self.scorer = create_scorer(scorer, **kw)
         elif isinstance(scorer, Scorer):
             self.scorer = scorer
@@ -324,25 +338,38 @@ class QualityGate:
         return FilterResult(kept=kept, rejected=rejected, reports=reports, threshold=cut,
                             sources=[str(s) for s in sources] if sources is not None else src_names)
 
-    def _batch_items(self, batch: Any) -> tuple[Iterable[ImageInput], list[Path] | None]:
+    def _batch_items(self, batch: Any, caller: str = "filter"
+                     ) -> tuple[Iterable[ImageInput], list[Path] | None]:
+        """``(items, files)``: the images of a batch argument (``files``: the sorted image
+        files when ``batch`` is a directory, else None). ``caller`` names the method in errors."""
         if isinstance(batch, (str, os.PathLike)):
             if Path(batch).is_dir():
                 files = list_image_files(batch)
                 return files, files
-            raise GateError(f"filter() takes an iterable of images or a directory; {batch} is "
+            raise GateError(f"{caller}() takes an iterable of images or a directory; {batch} is "
                             "not a directory (wrap a single image in a list)")
         if isinstance(batch, (np.ndarray, bytes, bytearray, memoryview)):
-            raise GateError("filter() takes an iterable of images (a list, a generator, a "
+            raise GateError(f"{caller}() takes an iterable of images (a list, a generator, a "
                             "directory), not a single image; use assess() or wrap it in a list")
         try:
             return iter(batch), None
         except TypeError:
-            raise GateError(f"filter() needs an iterable of images, got {type(batch).__name__}") from None
+            raise GateError(f"{caller}() needs an iterable of images, got "
+                            f"{type(batch).__name__}") from None
 
-    def scores(self, images: Iterable[ImageInput], color: str = "bgr") -> list[float | None]:
-        """Quality score of each image (None when unscorable), one face per image."""
+    def scores(self, images: Any, color: str = "bgr") -> list[float | None]:
+        """Quality score of each image (None when unscorable), one face per image.
+
+        ``images``: any iterable of images (list, generator, a stacked ``(N, H, W, C)`` array)
+        or a directory path (every image file directly in it, sorted by name, as in
+        :meth:`filter`).
+        """
+        if isinstance(images, np.ndarray) and images.ndim == 4:
+            items: Iterable[ImageInput] = iter(images)  # a stack of images: one per row
+        else:
+            items, _ = self._batch_items(images, "scores")
         return [self._best(reps).score
-                for reps in self._reports(images, color, keep_crops=False)]
+                for reps in self._reports(items, color, keep_crops=False)]
 
     def calibrate(self, reference_images: Any, discard: float, color: str = "bgr") -> float:
         """Set and return :attr:`threshold` so that about ``discard`` of traffic like
@@ -352,7 +379,7 @@ class QualityGate:
         ignored.
         """
         discard = check_fraction(discard)
-        items, _ = self._batch_items(reference_images)
+        items, _ = self._batch_items(reference_images, "calibrate")
         self.threshold = calibrate_threshold(self.scores(items, color), discard)
         return self.threshold
 
@@ -420,7 +447,7 @@ class QualityGate:
             items: Iterable[ImageInput] = iter_video_frames(images, frame_step, max_frames)
             color = "bgr"
         else:
-            items, _ = self._batch_items(images)
+            items, _ = self._batch_items(images, "template")
         idx, scores, embs = [], [], []
         for i, reps in enumerate(self._reports(items, color, keep_crops=False)):
             r = self._best(reps)

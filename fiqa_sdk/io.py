@@ -26,7 +26,7 @@ from typing import Any, Union
 
 import numpy as np
 
-from .errors import ImageDecodeError, InvalidImageError
+from .errors import ImageDecodeError, InvalidArgumentError, InvalidImageError
 
 #: Largest image (in pixels) decoded from a file or bytes; larger headers are refused as
 #: likely decompression bombs. 100 megapixels is above any current camera sensor's
@@ -57,13 +57,15 @@ def load_image(img: ImageInput, color: str = "bgr", max_pixels: int = MAX_PIXELS
 
     Raises
     ------
+    InvalidArgumentError
+        ``color`` is not "bgr" or "rgb" (a ``ValueError``).
     ImageDecodeError
         Missing, unreadable, empty, truncated or non-image files/bytes.
     InvalidImageError
         Arrays of a wrong type, dtype, shape, zero size or non-finite values; oversized images.
     """
     if color not in _COLORS:
-        raise ValueError(f"color must be 'bgr' or 'rgb', got {color!r}")
+        raise InvalidArgumentError(f"color must be 'bgr' or 'rgb', got {color!r}")
     if isinstance(img, np.ndarray):
         return _from_array(img, color)
     if isinstance(img, (str, os.PathLike)):

@@ -39,6 +39,32 @@ def test_assess_mixed_files(tmp_path, capsys):
     assert err.count("\n") == 2 and "missing.jpg" in err and "Traceback" not in err
 
 
+def test_filter_exits_3_when_a_file_is_unreadable(tmp_path, capsys):
+    import csv
+
+    from PIL import Image
+    from skimage.data import astronaut
+
+    Image.fromarray(astronaut()).save(tmp_path / "a_face.jpg")
+    Image.new("RGB", (64, 64)).save(tmp_path / "b_blank.png")
+    (tmp_path / "c_broken.jpg").write_text("not an image")
+    out = tmp_path / "result.csv"
+    rc = main(["filter", str(tmp_path), "--discard", "0.0", "--out", str(out), "--no-progress"])
+    err = capsys.readouterr().err
+    assert rc == 3
+    with out.open() as fh:  # the CSV is still complete
+        rows = list(csv.DictReader(fh))
+    assert [r["reason"] for r in rows] == ["", "no_face", "decode_error"]
+    assert [r["kept"] for r in rows] == ["True", "False", "False"]
+    lines = err.strip().splitlines()
+    assert len(lines) == 2 and "c_broken.jpg" in lines[0] and "b_blank" not in err
+    assert lines[1].startswith("fiqa filter: kept 1 of 3 images") and "1 could not be read" in lines[1]
+    assert "Traceback" not in err
+    # no_face alone is not a failure
+    (tmp_path / "c_broken.jpg").unlink()
+    assert main(["filter", str(tmp_path), "--discard", "0.0", "--no-progress"]) == 0
+
+
 def test_unknown_backend_is_one_line_error(capsys):
     assert main(["assess", "--detector", "nope"]) == 1
     err = capsys.readouterr().err
@@ -60,3 +86,134 @@ def test_console_entry_point_installed():
     assert r.returncode == 0 and __version__ in r.stdout
     r = subprocess.run([sys.executable, "-m", "fiqa_sdk.cli", "assess", "--bogus"], capture_output=True, text=True)
     assert r.returncode == 2 and "Traceback" not in r.stderr
+
+
+# -- usage errors name the sub-command --------------------------------------------------------
+@pytest.mark.parametrize("argv, prog", [
+    (["assess", "--bogus"], "fiqa assess"),
+    (["filter", ".", "--discard", "0.2", "--bogus"], "fiqa filter"),
+    (["list", "extra"], "fiqa list"),
+    (["bench", "templates", "--out", "x", "--bogus"], "fiqa bench templates"),
+    (["export", "onnx", "--scorer", "ediffiqa", "--out", "x.onnx", "--bogus"], "fiqa export onnx"),
+])
+def test_unknown_option_prints_the_subcommand_usage(argv, prog, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"usage: {prog} ") and f"{prog}: error: unrecognized arguments:" in err
+    assert "Traceback" not in err
+
+
+def test_unknown_option_subprocess_shows_assess_usage():
+    r = subprocess.run([sys.executable, "-m", "fiqa_sdk.cli", "assess", "--bogus"],
+                       capture_output=True, text=True)
+    assert r.returncode == 2 and r.stderr.startswith("usage: fiqa assess ")
+    assert "--face-policy" in r.stderr and "Traceback" not in r.stderr
+
+
+# -- device -------------------------------------------------------------------------------------
+def test_cuda_without_cuda_onnxruntime_is_one_line(monkeypatch, capsys):
+    import onnxruntime
+
+    import fiqa_sdk as fq
+
+    monkeypatch.setattr(onnxruntime, "get_available_providers", lambda: ["CPUExecutionProvider"])
+    assert main(["assess", "--device", "cuda"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("fiqa: error: device='cuda'") and err.count("\n") == 1
+    assert "fiqa-sdk[gpu]" in err and "Traceback" not in err
+    # the library raises the typed error, still a RuntimeError for older handlers
+    with pytest.raises(fq.DeviceUnavailableError, match="CUDA") as exc:
+        fq.QualityGate(device="cuda")
+    assert isinstance(exc.value, RuntimeError) and isinstance(exc.value, fq.FiqaError)
+
+
+# -- fiqa export onnx ---------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def tiny_regressor(tmp_path_factory):
+    """An eDifFIQA regressor distilled for one epoch on degraded crops of the sample face
+    (labels = -severity), as in tests/test_ediffiqa.py's ``trained`` fixture but smaller."""
+    import cv2
+    import numpy as np
+    import torch
+
+    import fiqa_sdk as fq
+    from fiqa_sdk.align import align_face, jitter_landmarks
+    from fiqa_sdk.cli import sample_image
+    from fiqa_sdk.nets.mobilefacenet import load_mobilefacenet
+    from fiqa_sdk.train.distill import DistillConfig, distill
+
+    img = sample_image()
+    face = fq.create_detector("retinaface").detect(img)[0]
+    rng = np.random.default_rng(0)
+    crops = []
+    for k in range(12):
+        crop = align_face(img, jitter_landmarks(face, 2.0, k) if k else face)
+        s = k % 6
+        if s:
+            crop = cv2.GaussianBlur(crop, (0, 0), 0.6 * s)
+            crop = np.clip(crop + rng.normal(0, 3 * s, crop.shape), 0, 255).astype(np.uint8)
+        crops.append(crop)
+    crops = np.stack(crops)
+    arcface = fq.create_embedder("arcface")
+    e = arcface.embed_raw(crops)
+    ef = arcface.embed_raw(np.ascontiguousarray(crops[:, :, ::-1]))
+    cfg = DistillConfig(method="ediffiqa", epochs=1, batch_size=6, val_fraction=0.0, min_count=1,
+                        p=0.5)
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        summary = distill(crops, np.arange(12) // 6, -(np.arange(12) % 6).astype(float), e, ef,
+                          load_mobilefacenet(), tmp_path_factory.mktemp("tiny_ediffiqa"), cfg,
+                          meta={"backbone": {"arch": "mobilefacenet", "base": "w600k_mbf.onnx"}})
+    finally:
+        torch.set_num_threads(old)
+    return summary["weights"]
+
+
+def test_export_onnx_with_parity(tiny_regressor, tmp_path, capsys):
+    out = tmp_path / "sub" / "ediffiqa.onnx"
+    rc = main(["export", "onnx", "--scorer", "ediffiqa", "--weights", str(tiny_regressor),
+               "--out", str(out)])
+    captured = capsys.readouterr()
+    assert rc == 0, captured.err
+    lines = captured.out.strip().splitlines()
+    assert len(lines) == 1
+    rec = json.loads(lines[0])
+    assert rec["onnx"] == str(out) and out.is_file()
+    assert 0.0 <= rec["max_abs_diff"] <= 1e-4
+    assert rec["inputs"] == {"input": ["n", 3, 112, 112]}
+    assert rec["outputs"] == {"quality": ["n"], "embedding": ["n", 512]}
+
+
+def test_export_onnx_parity_failure_exits_1(tiny_regressor, tmp_path, capsys, monkeypatch):
+    from fiqa_sdk.quality import ediffiqa
+
+    orig = ediffiqa.OnnxRegressorScorer._score
+    monkeypatch.setattr(ediffiqa.OnnxRegressorScorer, "_score",
+                        lambda self, a, f: orig(self, a, f) + 1e-3)
+    rc = main(["export", "onnx", "--scorer", "ediffiqa", "--weights", str(tiny_regressor),
+               "--out", str(tmp_path / "bad.onnx")])
+    out, err = capsys.readouterr()
+    assert rc == 1
+    assert json.loads(out)["max_abs_diff"] > 1e-4
+    assert err.startswith("fiqa: error: ONNX parity check failed") and err.count("\n") == 1
+
+
+def test_export_onnx_without_weights_is_one_line(tmp_path, capsys, monkeypatch):
+    from fiqa_sdk.quality import ediffiqa
+
+    monkeypatch.setitem(ediffiqa.SHIPPED, "diffiqa-r", tmp_path / "absent.safetensors")
+    out = tmp_path / "r.onnx"
+    assert main(["export", "onnx", "--scorer", "diffiqa-r", "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("fiqa: error: diffiqa-r's weights are not shipped")
+    assert err.count("\n") == 1 and not out.exists()
+    assert main(["export", "onnx", "--scorer", "ediffiqa", "--weights",
+                 str(tmp_path / "missing.safetensors"), "--out", str(out)]) == 1
+    err = capsys.readouterr().err
+    assert "not found" in err and err.count("\n") == 1
+    with pytest.raises(SystemExit) as e:  # not an exportable scorer: usage error
+        main(["export", "onnx", "--scorer", "diffiqa", "--out", str(out)])
+    assert e.value.code == 2

@@ -146,6 +146,61 @@ def test_filter_generator_and_directory(gate, batch, tmp_path):
     assert dict(res.rejected) == {1: "no_face", 2: "discarded", 3: "decode_error"}
 
 
+def test_scores_of_a_directory_and_iterables(gate, batch, tmp_path):
+    """scores() takes a directory like filter()/calibrate(), not its path's characters."""
+    names = ["a_face.jpg", "b_blur.png", "c_blank.png", "d_junk.jpg"]
+    for name, img in zip(names, (batch[0], batch[1], batch[3])):
+        cv2.imwrite(str(tmp_path / name), img)
+    (tmp_path / names[3]).write_bytes(b"garbage")
+    (tmp_path / "notes.txt").write_text("not an image")  # not an image file: not listed
+    by_dir = gate.scores(tmp_path)
+    assert len(by_dir) == 4
+    assert gate.scores(str(tmp_path)) == by_dir
+    by_list = gate.scores(sorted(tmp_path.glob("*.[jp][pn]g")))
+    assert by_list == by_dir
+    assert by_dir[0] is not None and by_dir[2] is None and by_dir[3] is None
+    # any iterable: a generator, a stacked (N, H, W, 3) array
+    assert gate.scores(x for x in batch[:2]) == gate.scores(batch[:2])
+    assert gate.scores(np.stack([batch[0], batch[0]])) == gate.scores([batch[0]] * 2)
+    # a single image is a mistake, not a batch of rows / characters
+    for bad in (batch[0], b"bytes", str(tmp_path / names[0]), 42):
+        with pytest.raises(fq.GateError, match="scores"):
+            gate.scores(bad)
+
+
+def test_gate_passes_its_device_to_scorers_it_creates(monkeypatch):
+    import fiqa_sdk.gate as gate_mod
+
+    seen = {}
+
+    def fake_create_scorer(name, **kw):
+        seen[name] = kw
+        return ConstScorer()
+
+    monkeypatch.setattr(gate_mod, "create_scorer", fake_create_scorer)
+    for name in ("diffiqa", "ediffiqa", "ediffiqa-free", "diffiqa-r"):
+        QualityGate(embedder=None, scorer=name, device="cpu")
+        assert seen[name].get("device") == "cpu", (name, seen[name])
+    QualityGate(embedder=None, scorer="diffiqa-r", device="auto")
+    assert seen["diffiqa-r"]["device"] == "auto"  # torch makes its own CUDA choice
+    QualityGate(embedder=None, scorer="sharpness", device="cpu")
+    assert "device" not in seen["sharpness"]  # its constructor takes no device
+    # diffiqa and embedding-norm reuse the gate's arcface embedder (already on the device)
+    QualityGate(scorer="embedding-norm", device="cpu")
+    assert "embedder" in seen["embedding-norm"] and "device" not in seen["embedding-norm"]
+    QualityGate(scorer="diffiqa", device="cpu")
+    assert "embedder" in seen["diffiqa"] and seen["diffiqa"]["device"] == "cpu"
+    # without the gate's embedder, embedding-norm builds its own ArcFace on the gate's device
+    QualityGate(embedder=None, scorer="embedding-norm", device="cpu")
+    assert seen["embedding-norm"] == {"device": "cpu"}
+
+
+def test_unknown_face_policy_is_a_gate_error():
+    with pytest.raises(fq.GateError, match="face_policy") as exc:
+        QualityGate(embedder=None, scorer="sharpness", face_policy="biggest")
+    assert isinstance(exc.value, ValueError)
+
+
 def test_caller_arrays_unchanged(gate, batch):
     copies = [x.copy() if isinstance(x, np.ndarray) else x for x in batch]
     gate.filter(batch, discard=0.2)

@@ -264,3 +264,22 @@ def test_batch_argument_mistakes_are_typed(gate, astronaut, tmp_path):
         gate.assess(astronaut, color="hsv")
     with pytest.raises(fq.GateError):
         QualityGate(threshold="high")
+
+
+def test_other_argument_mistakes_are_typed_value_errors(astronaut):
+    """Still ValueErrors (``except ValueError`` keeps working), and FiqaErrors."""
+    from fiqa_sdk.detect import select_faces
+
+    with pytest.raises(fq.GateError):
+        QualityGate(face_policy="biggest")
+    with pytest.raises(fq.GateError):
+        QualityGate(face_policy=None)
+    for call in (lambda: fq.FacePipeline(embedder=None, face_policy="biggest"),
+                 lambda: select_faces([], "biggest"),
+                 lambda: fq.load_image(astronaut, color="hsv"),
+                 lambda: fq.create_scorer("det-score").score(np.zeros((2, 112, 112, 3), np.uint8)),
+                 lambda: fq.create_scorer("inter-eye").score(np.zeros((2, 112, 112, 3), np.uint8),
+                                                             faces=[None])):
+        with pytest.raises(fq.InvalidArgumentError) as exc:
+            call()
+        assert isinstance(exc.value, ValueError) and isinstance(exc.value, fq.FiqaError)

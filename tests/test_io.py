@@ -95,6 +95,12 @@ def test_bad_types(bad):
 def test_bad_color_argument(rgb):
     with pytest.raises(ValueError, match="color"):
         load_image(rgb, color="hsv")
+    # typed: a FiqaError too, and not mistaken for a bad image
+    import fiqa_sdk as fq
+
+    with pytest.raises(fq.InvalidArgumentError, match="color") as exc:
+        load_image(b"not even decoded", color="RGB")
+    assert isinstance(exc.value, fq.FiqaError) and not isinstance(exc.value, InvalidImageError)
 
 
 def test_encoded_bytes_and_path(rgb, tmp_path):

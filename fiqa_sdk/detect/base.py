@@ -6,6 +6,7 @@ from abc import ABC, abstractmethod
 
 import numpy as np
 
+from ..errors import InvalidArgumentError
 from ..io import ImageInput, load_image
 from ..types import Face
 
@@ -63,7 +64,7 @@ def select_faces(
     Returns a list of zero or one face (all for ``"all"``).
     """
     if policy not in FACE_POLICIES:
-        raise ValueError(f"unknown face policy {policy!r}; choose one of {FACE_POLICIES}")
+        raise InvalidArgumentError(f"unknown face policy {policy!r}; choose one of {FACE_POLICIES}")
     if not faces:
         return []
     if policy == "all":
@@ -73,6 +74,6 @@ def select_faces(
     if policy == "largest":
         return [max(faces, key=lambda f: (f.area, f.det_score))]
     if image_shape is None:
-        raise ValueError("policy 'central' needs image_shape")
+        raise InvalidArgumentError("policy 'central' needs image_shape")
     cy, cx = image_shape[0] / 2, image_shape[1] / 2
     return [min(faces, key=lambda f: (f.center[0] - cx) ** 2 + (f.center[1] - cy) ** 2)]

@@ -8,6 +8,7 @@ from typing import Sequence
 import numpy as np
 
 from ..align import as_face_batch
+from ..errors import InvalidArgumentError
 from ..types import Face
 
 
@@ -26,7 +27,10 @@ class Scorer(ABC):
         aligned = as_face_batch(aligned)
         if self.needs_faces:
             if faces is None or len(faces) != len(aligned):
-                raise ValueError(f"scorer {self.name!r} needs one Face per aligned crop (faces=...)")
+                got = "none" if faces is None else len(faces)
+                raise InvalidArgumentError(
+                    f"scorer {self.name!r} reads the detections: it needs faces= with one Face "
+                    f"per aligned crop ({len(aligned)} crops, faces: {got})")
         out = np.asarray(self._score(aligned, faces), dtype=np.float64).reshape(len(aligned))
         return out
 
