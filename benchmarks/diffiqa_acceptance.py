@@ -12,8 +12,7 @@ b. Fraction of faces whose blurred (sigma 3 px) / downscaled (16 px, bilinear) /
    on each), the baselines and any --regressor. Details: fiqa_sdk/eval/diffiqa_checks.py.
 
 Prints Markdown tables and writes JSON to --out (default results/diffiqa_acceptance.json).
---weights defaults to $FIQA_DIFFIQA_WEIGHTS, else ../runs/snap/diffiqa_unet.safetensors beside
-the repository if it exists, else the shipped denoiser. Run with OMP_NUM_THREADS=1 on a shared
+--weights defaults to $FIQA_DIFFIQA_WEIGHTS, else the shipped denoiser. Run with OMP_NUM_THREADS=1 on a shared
 machine (--threads 1 is the default).
 """
 
@@ -26,7 +25,6 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-SNAPSHOT = REPO.parent / "runs" / "snap" / "diffiqa_unet.safetensors"
 
 
 def default_weights():
@@ -35,7 +33,7 @@ def default_weights():
     w = env_weights()
     if w is not None:
         return w
-    return SNAPSHOT if SNAPSHOT.is_file() else None
+    return None  # the shipped denoiser
 
 
 def main(argv=None) -> int:

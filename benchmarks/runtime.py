@@ -25,18 +25,16 @@ import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-SNAPSHOT = REPO.parent / "runs" / "snap" / "diffiqa_unet.safetensors"
 
 
 def default_weights():
-    """$FIQA_DIFFIQA_WEIGHTS, else the training snapshot beside the repository, else None
-    (the shipped denoiser)."""
+    """$FIQA_DIFFIQA_WEIGHTS, else None (the shipped denoiser)."""
     from fiqa_sdk.eval.diffiqa_checks import default_weights as env_weights
 
     w = env_weights()
     if w is not None:
         return w
-    return SNAPSHOT if SNAPSHOT.is_file() else None
+    return None  # the shipped denoiser
 
 
 def main(argv=None) -> int:

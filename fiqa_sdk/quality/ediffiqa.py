@@ -270,9 +270,9 @@ class RegressorScorer(Scorer):
 
     @property
     def frozen_backbone(self) -> bool:
-        """The backbone is the unchanged base FR model (``ediffiqa-free``)."""
-        return bool(self.meta.get("backbone", {}).get("frozen")) and \
-            self.meta.get("backbone", {}).get("stored_tensors", 1) == 0
+        """The backbone is the unchanged base FR model (``ediffiqa-free``): the weights file
+        stores no backbone tensor that differs from the base model's."""
+        return self.meta.get("backbone", {}).get("stored_tensors", 1) == 0
 
     def reads_embedding_of(self, embedder: Any) -> bool:
         """Whether :meth:`score_embeddings` may be fed ``embedder``'s raw embeddings: this

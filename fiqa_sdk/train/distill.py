@@ -75,7 +75,7 @@ def split_identities(ids: np.ndarray, fraction: float, seed: int) -> np.ndarray:
 
 def to_tensor(faces: np.ndarray) -> torch.Tensor:
     """``(N, 112, 112, 3)`` uint8 RGB -> ``(N, 3, 112, 112)`` float32 in [-1, 1]."""
-    return torch.from_numpy(np.ascontiguousarray(faces)).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
+    return torch.from_numpy(np.array(faces, dtype=np.uint8)).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
 
 
 def _split(backbone: nn.Module, cut: int, method: str) -> tuple[nn.Module, nn.Module]:
