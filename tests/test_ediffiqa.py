@@ -274,3 +274,28 @@ def test_gate_reads_quality_from_its_own_embedding(crops, tmp_path, arcface, ast
     # a fine-tuned backbone cannot read the base model's embedding
     other = fq.QualityGate(scorer="embedding-norm")
     assert not other._quality_from_embedding
+
+
+@pytest.mark.parametrize("name, expected", [
+    ("ediffiqa", (0.685304, 0.683534)),
+    ("diffiqa-r", (0.902806, 0.880866)),
+    ("ediffiqa-free", (0.675324, 0.649601)),
+])
+def test_shipped_regressors_reproduce_recorded_scores(name, expected, astronaut):
+    """Shipped weights load (sha256-checked) and give the scores recorded when they shipped:
+    the astronaut's aligned crop and its mirror."""
+    from fiqa_sdk.align import align_face
+    from fiqa_sdk.quality.ediffiqa import shipped_weights
+
+    assert shipped_weights(name) is not None
+    face = fq.create_detector("retinaface").detect(astronaut)[0]
+    crop = align_face(astronaut, face)
+    s = fq.create_scorer(name)
+    np.testing.assert_allclose(s.score(np.stack([crop, crop[:, ::-1]])), expected, atol=5e-4)
+
+
+def test_gate_default_is_the_shipped_ediffiqa():
+    from fiqa_sdk.gate import default_scorer_name
+
+    assert default_scorer_name() == "ediffiqa"
+    assert fq.QualityGate().scorer.name == "ediffiqa"
