@@ -27,14 +27,6 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 
 
-def default_weights():
-    from fiqa_sdk.eval.diffiqa_checks import default_weights as env_weights
-
-    w = env_weights()
-    if w is not None:
-        return w
-    return None  # the shipped denoiser
-
 
 def main(argv=None) -> int:
     from fiqa_sdk.eval import diffiqa_checks as dc
@@ -79,6 +71,8 @@ def main(argv=None) -> int:
         n = args.n
     else:
         n = dc.QUICK_N if args.quick else (None if args.fast else 10)
+    from fiqa_sdk.eval.diffiqa_checks import default_weights  # $FIQA_DIFFIQA_WEIGHTS or None
+
     weights = args.weights if args.weights is not None else default_weights()
 
     def log(msg: str) -> None:

@@ -27,15 +27,6 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 
 
-def default_weights():
-    """$FIQA_DIFFIQA_WEIGHTS, else None (the shipped denoiser)."""
-    from fiqa_sdk.eval.diffiqa_checks import default_weights as env_weights
-
-    w = env_weights()
-    if w is not None:
-        return w
-    return None  # the shipped denoiser
-
 
 def main(argv=None) -> int:
     from fiqa_sdk.eval import runtime as rt
@@ -66,6 +57,8 @@ def main(argv=None) -> int:
     images = args.images or (rt.QUICK_IMAGES if args.quick else rt.DEFAULT_IMAGES)
     repeats = args.repeats or (rt.QUICK_REPEATS if args.quick else rt.DEFAULT_REPEATS)
     gate_images = args.gate_images or (rt.QUICK_GATE_IMAGES if args.quick else None)
+    from fiqa_sdk.eval.diffiqa_checks import default_weights  # $FIQA_DIFFIQA_WEIGHTS or None
+
     weights = args.weights if args.weights is not None else default_weights()
 
     def log(msg: str) -> None:
