@@ -438,7 +438,7 @@ class QualityGate:
         ``frame_step``-th frame, at most ``max_frames``, read with OpenCV; ``used`` then indexes
         the sampled frames). Only images with a scored face and an embedding take part.
         ``method``: ``"quality_weighted"`` (softmax of score / temperature; the default
-        ``temperature=None`` uses the scores' standard deviation, see
+        ``temperature=None`` uses 4 x the scores' standard deviation, see
         :func:`fiqa_sdk.policy.template_weights`), ``"mean"``, ``"best"`` or ``"top_k"`` (``k``).
         """
         if not self._embedder_given:

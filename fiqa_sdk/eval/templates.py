@@ -27,7 +27,7 @@ Protocol (see ``docs/benchmarks.md``, "Templates"):
 Besides the four methods, ``single`` compares one image per template (its first usable image,
 i.e. a random one), as the no-template reference, and ``quality_weighted@c`` rows (option
 ``temperatures``) use the temperature ``c x std`` of the template's scores instead of the
-default ``std`` (c = 1).
+default ``4 x std`` (:data:`fiqa_sdk.policy.DEFAULT_TEMPERATURE_SCALE`).
 """
 
 from __future__ import annotations
