@@ -30,7 +30,6 @@ REPO = Path(__file__).resolve().parents[1]
 
 def main(argv=None) -> int:
     from fiqa_sdk.eval import runtime as rt
-    from fiqa_sdk.eval.diffiqa_checks import parse_regressors
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--weights", default=None, help="DifFIQA denoiser .safetensors (+ .json)")
@@ -54,22 +53,10 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default=str(REPO / "results" / "runtime.json"))
     args = ap.parse_args(argv)
 
-    images = args.images or (rt.QUICK_IMAGES if args.quick else rt.DEFAULT_IMAGES)
-    repeats = args.repeats or (rt.QUICK_REPEATS if args.quick else rt.DEFAULT_REPEATS)
-    gate_images = args.gate_images or (rt.QUICK_GATE_IMAGES if args.quick else None)
-    from fiqa_sdk.eval.diffiqa_checks import default_weights  # $FIQA_DIFFIQA_WEIGHTS or None
-
-    weights = args.weights if args.weights is not None else default_weights()
-
     def log(msg: str) -> None:
         print(f"runtime: {msg}", file=sys.stderr, flush=True)
 
-    log(f"weights {weights or 'shipped'}; {images} images, {repeats} runs")
-    result = rt.run_runtime_bench(
-        weights=weights, regressors=parse_regressors(args.regressor), images=images,
-        repeats=repeats, gate_images=gate_images, t=args.t, n=args.n, fast_n=args.fast_n,
-        threads=args.threads, lfw_root=args.lfw, seed=args.seed, gate=not args.no_gate,
-        quick=args.quick, log=log)
+    result = rt.run_from_args(args, log)
     result["command"] = "python benchmarks/runtime.py " + shlex.join(
         sys.argv[1:] if argv is None else list(argv))
     out = Path(args.out)

@@ -15,6 +15,7 @@ import numpy as np
 from .align import ARCFACE_SIZE, align_face, as_face_batch, template
 from .detect import Detector, create_detector, select_faces
 from .embed import Embedder, create_embedder
+from .embed.base import l2_normalize
 from .errors import AlignmentError, ImageDecodeError, InvalidImageError
 from .io import ImageInput, load_image
 from .types import Face
@@ -138,7 +139,7 @@ class FacePipeline:
                     raw = np.asarray(self.embedder.embed_raw(as_face_batch(
                         crops, self.embedder.input_size)), dtype=np.float32)
                     norms = np.linalg.norm(raw, axis=1)
-                    emb = raw / np.maximum(norms, 1e-12)[:, None]
+                    emb = l2_normalize(raw)
                 else:  # an embedder that overrides embed(): its own normalisation
                     emb = self.embedder.embed(crops)
                     norms = [None] * len(emb)

@@ -47,3 +47,21 @@ def arcface():
     import fiqa_sdk as fq
 
     return fq.create_embedder("arcface")
+
+
+#: A very small UNet (the same 112 -> 7 layout as the presets) so that DifFIQA training and
+#: scoring tests stay fast: ``UNet("tiny", **MICRO_UNET)``.
+MICRO_UNET = dict(dim=8, mults=(1, 1, 2, 2), num_res_blocks=1, attn_resolutions=(7,), attn_heads=2,
+                  residual=False)
+
+
+@pytest.fixture
+def torch_one_thread():
+    """One torch thread for the test: the models are small, and two threads on a busy 2-core
+    machine run 4x slower."""
+    import torch
+
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)

@@ -16,16 +16,10 @@ import torch
 from fiqa_sdk.diffusion.unet import UNet
 
 REPO = Path(__file__).resolve().parents[1]
-MICRO = dict(dim=8, mults=(1, 1, 2, 2), num_res_blocks=1, attn_resolutions=(7,), attn_heads=2,
-             residual=False)
+from conftest import MICRO_UNET as MICRO  # noqa: E402
 
 
-@pytest.fixture(autouse=True)
-def _threads():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -20,18 +20,10 @@ from fiqa_sdk.diffusion.schedule import (
 from fiqa_sdk.diffusion.unet import PRESETS, UNet, count_parameters
 from fiqa_sdk.errors import WeightsError
 
-# a very small UNet (same 112 -> 7 layout) so that training and scoring tests stay fast
-MICRO = dict(dim=8, mults=(1, 1, 2, 2), num_res_blocks=1, attn_resolutions=(7,), attn_heads=2,
-             residual=False)
+from conftest import MICRO_UNET as MICRO  # noqa: E402
 
 
-@pytest.fixture(autouse=True)
-def _threads():
-    # one thread: these models are small, and two threads on a busy 2-core machine run 4x slower
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -21,16 +21,10 @@ from fiqa_sdk.train.labels import (
     read_labels,
 )
 
-MICRO = dict(dim=8, mults=(1, 1, 2, 2), num_res_blocks=1, attn_resolutions=(7,), attn_heads=2,
-             residual=False)
+from conftest import MICRO_UNET as MICRO  # noqa: E402
 
 
-@pytest.fixture(autouse=True)
-def _threads():
-    old = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(old)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 # -- label maths (hand-worked) ------------------------------------------------------------
@@ -207,7 +201,9 @@ def test_onnx_export_parity(trained, tmp_path):
     np.testing.assert_allclose(o.score(crops), s.score(crops), atol=1e-4)
 
 
-def test_free_variant_scores_from_embeddings(crops, tmp_path, arcface):
+@pytest.fixture(scope="module")
+def free_weights(crops, tmp_path_factory, arcface) -> str:
+    """A short ediffiqa-free run (head only) on the degraded crops, labels = -severity."""
     from fiqa_sdk.nets.mobilefacenet import load_mobilefacenet
     from fiqa_sdk.train.distill import DistillConfig, distill
 
@@ -216,13 +212,19 @@ def test_free_variant_scores_from_embeddings(crops, tmp_path, arcface):
     ef = arcface.embed_raw(np.ascontiguousarray(crops[:, :, ::-1]))
     cfg = DistillConfig(method="ediffiqa-free", epochs=3, batch_size=8, val_fraction=0.0,
                         min_count=1, p=0.5)
-    summary = distill(crops, np.arange(24) // 6, labels, e, ef, load_mobilefacenet(), tmp_path, cfg,
+    summary = distill(crops, np.arange(24) // 6, labels, e, ef, load_mobilefacenet(),
+                      tmp_path_factory.mktemp("free"), cfg,
                       meta={"backbone": {"arch": "mobilefacenet", "base": "w600k_mbf.onnx"}},
                       raw_target=True)
-    s = fq.create_scorer("ediffiqa-free", weights=summary["weights"])
-    assert json.loads(open(summary["weights"].replace(".safetensors", ".json")).read())["backbone"][
+    return summary["weights"]
+
+
+def test_free_variant_scores_from_embeddings(crops, free_weights, arcface):
+    s = fq.create_scorer("ediffiqa-free", weights=free_weights)
+    assert json.loads(open(free_weights.replace(".safetensors", ".json")).read())["backbone"][
         "stored_tensors"] == 0  # the backbone is ArcFace itself: nothing of it is stored
     # the head on ArcFace's own raw embeddings equals the full forward pass
+    e = arcface.embed_raw(crops)
     np.testing.assert_allclose(s.score_embeddings(e), s.score(crops), atol=1e-4)
 
 
@@ -249,20 +251,9 @@ def test_shared_stem_gives_the_same_scores(trained, tmp_path):
         RegressorScorer(summary["weights"], shared_stem=SharedStem(cut=17))
 
 
-def test_gate_reads_quality_from_its_own_embedding(crops, tmp_path, arcface, astronaut):
+def test_gate_reads_quality_from_its_own_embedding(free_weights, astronaut):
     """ediffiqa-free in a gate with the arcface embedder: same scores, no second backbone pass."""
-    from fiqa_sdk.nets.mobilefacenet import load_mobilefacenet
-    from fiqa_sdk.train.distill import DistillConfig, distill
-
-    labels = -(np.arange(24) % 6).astype(float)
-    e = arcface.embed_raw(crops)
-    ef = arcface.embed_raw(np.ascontiguousarray(crops[:, :, ::-1]))
-    cfg = DistillConfig(method="ediffiqa-free", epochs=2, batch_size=8, val_fraction=0.0,
-                        min_count=1, p=0.5)
-    summary = distill(crops, np.arange(24) // 6, labels, e, ef, load_mobilefacenet(), tmp_path, cfg,
-                      meta={"backbone": {"arch": "mobilefacenet", "base": "w600k_mbf.onnx"}},
-                      raw_target=True)
-    scorer = fq.create_scorer("ediffiqa-free", weights=summary["weights"])
+    scorer = fq.create_scorer("ediffiqa-free", weights=free_weights)
     gate = fq.QualityGate(scorer=scorer)
     assert gate._quality_from_embedding
     calls = []

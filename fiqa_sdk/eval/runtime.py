@@ -370,12 +370,27 @@ def add_cli_parser(bench_subparsers) -> None:
     r.set_defaults(func=_cli_runtime)
 
 
+def run_from_args(args, log: Callable[[str], None] | None = None) -> dict:
+    """:func:`run_runtime_bench` from parsed options (``fiqa bench runtime`` and
+    ``benchmarks/runtime.py``): ``--quick`` / default sizes, ``$FIQA_DIFFIQA_WEIGHTS``."""
+    from .diffiqa_checks import default_weights
+
+    weights = args.weights if args.weights is not None else default_weights()
+    images = args.images or (QUICK_IMAGES if args.quick else DEFAULT_IMAGES)
+    repeats = args.repeats or (QUICK_REPEATS if args.quick else DEFAULT_REPEATS)
+    if log is not None:
+        log(f"weights {weights or 'shipped'}; {images} images, {repeats} runs")
+    return run_runtime_bench(
+        weights=weights, regressors=parse_regressors(args.regressor), images=images,
+        repeats=repeats, gate_images=args.gate_images or (QUICK_GATE_IMAGES if args.quick else None),
+        t=args.t, n=args.n, fast_n=args.fast_n, threads=args.threads, lfw_root=args.lfw,
+        seed=args.seed, gate=not args.no_gate, quick=args.quick, log=log)
+
+
 def _cli_runtime(args) -> int:
     import json
     import shlex
     import sys
-
-    from .diffiqa_checks import default_weights
 
     out = Path(args.out)
     if out.exists() and not out.is_dir():
@@ -384,14 +399,7 @@ def _cli_runtime(args) -> int:
     def log(msg: str) -> None:
         print(f"fiqa bench runtime: {msg}", file=sys.stderr, flush=True)
 
-    result = run_runtime_bench(
-        weights=args.weights if args.weights is not None else default_weights(),
-        regressors=parse_regressors(args.regressor),
-        images=args.images or (QUICK_IMAGES if args.quick else DEFAULT_IMAGES),
-        repeats=args.repeats or (QUICK_REPEATS if args.quick else DEFAULT_REPEATS),
-        gate_images=args.gate_images or (QUICK_GATE_IMAGES if args.quick else None),
-        t=args.t, n=args.n, fast_n=args.fast_n, threads=args.threads, lfw_root=args.lfw,
-        seed=args.seed, gate=not args.no_gate, quick=args.quick, log=log)
+    result = run_from_args(args, log)
     result["command"] = "fiqa " + shlex.join(getattr(args, "argv", None) or sys.argv[1:])
     out.mkdir(parents=True, exist_ok=True)
     table = markdown(result)
@@ -402,4 +410,4 @@ def _cli_runtime(args) -> int:
     return 0
 
 
-__all__ = ["run_runtime_bench", "diffiqa_staged", "markdown", "StageTimer", "add_cli_parser"]
+__all__ = ["run_runtime_bench", "run_from_args", "diffiqa_staged", "markdown", "StageTimer", "add_cli_parser"]

@@ -186,8 +186,9 @@ class SharedStem:
 
         key = hashlib.blake2b(np.ascontiguousarray(batch).tobytes(), digest_size=16).digest()
         if key != self._key:
-            x = torch.from_numpy(np.ascontiguousarray(batch)).to(self.device)
-            self._value = self.stem(x.permute(0, 3, 1, 2).float().div(127.5).sub(1.0))
+            from ..train.ddpm import to_model_range
+
+            self._value = self.stem(to_model_range(batch).to(self.device))
             self._key = key
         return self._value
 
@@ -248,6 +249,8 @@ class RegressorScorer(Scorer):
 
     @torch.inference_mode()
     def _score(self, aligned: np.ndarray, faces: Sequence[Face] | None) -> np.ndarray:
+        from ..train.ddpm import to_model_range
+
         prev = torch.get_num_threads()
         if self.threads:
             torch.set_num_threads(int(self.threads))
@@ -259,9 +262,7 @@ class RegressorScorer(Scorer):
                     e = self._tail(self._stem(batch).to(self.device))
                     q = self.model.head(e).squeeze(-1)
                 else:
-                    x = torch.from_numpy(np.ascontiguousarray(batch))
-                    x = x.to(self.device).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
-                    q = self.model.quality(x)
+                    q = self.model.quality(to_model_range(batch).to(self.device))
                 out[i : i + len(batch)] = q.float().cpu().numpy()
             return out
         finally:

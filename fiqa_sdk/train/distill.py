@@ -37,6 +37,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..quality.ediffiqa import QualityRegressor, save_regressor
+from .ddpm import to_model_range
+from .labels import save_npy
 
 METHODS = ("ediffiqa", "ediffiqa-free", "diffiqa-r")
 
@@ -73,11 +75,6 @@ def split_identities(ids: np.ndarray, fraction: float, seed: int) -> np.ndarray:
     return np.isin(ids, val_ids)
 
 
-def to_tensor(faces: np.ndarray) -> torch.Tensor:
-    """``(N, 112, 112, 3)`` uint8 RGB -> ``(N, 3, 112, 112)`` float32 in [-1, 1]."""
-    return torch.from_numpy(np.array(faces, dtype=np.uint8)).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
-
-
 def _split(backbone: nn.Module, cut: int, method: str) -> tuple[nn.Module, nn.Module]:
     """(frozen stem, trainable tail); a backbone without ``split`` is fine-tuned whole."""
     if method == "ediffiqa-free":
@@ -91,7 +88,7 @@ def _split(backbone: nn.Module, cut: int, method: str) -> tuple[nn.Module, nn.Mo
 def _run(module: nn.Module, faces: np.ndarray, flip: bool, batch: int = 64) -> torch.Tensor:
     outs = []
     for i in range(0, len(faces), batch):
-        x = to_tensor(faces[i : i + batch])
+        x = to_model_range(faces[i : i + batch])
         if flip:
             x = x.flip(-1)
         outs.append(module(x).float())
@@ -123,9 +120,7 @@ def _stem_features(stem: nn.Module, faces: np.ndarray, cfg: DistillConfig,
     if paths is not None:
         paths[0].parent.mkdir(parents=True, exist_ok=True)
         for p_, t in zip(paths, out):
-            tmp = p_.with_suffix(".tmp.npy")
-            np.save(tmp, t.numpy())
-            os.replace(tmp, p_)
+            save_npy(p_, t.numpy())
     return out[0], (out[1] if cfg.hflip else None)
 
 

@@ -31,6 +31,15 @@ LABELS_VERSION = 1
 CHUNK = 64  # faces per chunk file
 
 
+def save_npy(path: str | os.PathLike, array: np.ndarray) -> Path:
+    """``np.save`` through a temporary file and a rename: readers never see a partial file."""
+    path = Path(path)
+    tmp = path.with_suffix(".tmp.npy")
+    np.save(tmp, array)
+    os.replace(tmp, path)
+    return path
+
+
 def faces_fingerprint(faces: np.ndarray) -> str:
     """sha256 of an ``(N, 112, 112, 3)`` uint8 array's shape and bytes (hex, 16 chars)."""
     h = hashlib.sha256(repr(tuple(faces.shape)).encode())
@@ -45,7 +54,8 @@ def teacher_identity(scorer) -> dict:
     meta = getattr(scorer, "meta", {}) or {}
     return {
         "method": "diffiqa",
-        "weights_sha256": meta.get("sha256"),
+        # the sidecar's sha256 when loaded from a file, else a digest of the module's tensors
+        "weights_sha256": meta.get("sha256") or getattr(scorer, "weights_sha256", None),
         "t": scorer.t, "n": scorer.n, "seed": scorer.seed, "eta": scorer.eta,
         "fast": scorer.fast, "flip": scorer.flip,
         "embedder": getattr(scorer.embedder, "name", type(scorer.embedder).__name__),
@@ -92,9 +102,7 @@ def pseudo_labels(faces: np.ndarray, scorer, cache_dir: str | os.PathLike,
             log(f"stopped after {done_here} faces (max_minutes)")
             break
         q = scorer.score(np.asarray(faces[s : s + CHUNK]))
-        tmp = path.with_suffix(".tmp.npy")
-        np.save(tmp, q.astype(np.float64))
-        os.replace(tmp, path)
+        save_npy(path, q.astype(np.float64))
         done_here += len(q)
         rate = (time.time() - t0) / done_here
         log(f"labels {s + len(q)}/{len(faces)} ({rate:.2f} s/face)")
@@ -197,7 +205,5 @@ def target_embeddings(faces: np.ndarray, embedder, cache_dir: str | os.PathLike 
     if paths is not None:
         paths[0].parent.mkdir(parents=True, exist_ok=True)
         for p, a in zip(paths, (emb, emb_f)):
-            tmp = p.with_suffix(".tmp.npy")
-            np.save(tmp, a)
-            os.replace(tmp, p)
+            save_npy(p, a)
     return emb, emb_f
