@@ -8,8 +8,14 @@ then evaluates all of them side by side on LFW with ``benchmarks/regressors_lfw.
         --out results/ablation
 
 eps in {0, 0.1, 0.5, 1.0} at theta = 0.5 and theta in {0.1, 0.5, 0.9} at eps = 0.5 (six runs;
-eps = 0.5, theta = 0.5 is shared). The teacher options (--weights, --t, --n, --fast, --seed)
-must match the ones the labels were computed with, or the labels are computed anew.
+eps = 0.5, theta = 0.5 is shared); ``--grid``: all twelve (eps, theta) pairs. The teacher
+options (--weights, --t, --n, --fast, --seed) must match the ones the labels were computed
+with, or the labels are computed anew.
+
+Model selection without LFW: every run also reports the EDC pAUC on its *held-out* training
+identities (celeba-subset, 10 % of the identities, never trained on; see
+``fiqa_sdk.train.distill.HeldOutVerification``) next to the teacher's and embedding-norm's on
+the same faces; the table ``held_out.md`` ranks the settings by it (``--no-lfw`` stops there).
 """
 
 from __future__ import annotations
@@ -22,6 +28,35 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 
 SETTINGS = [(0.0, 0.5), (0.1, 0.5), (0.5, 0.5), (1.0, 0.5), (0.5, 0.1), (0.5, 0.9)]
+GRID = [(eps, theta) for theta in (0.1, 0.5, 0.9) for eps in (0.0, 0.1, 0.5, 1.0)]
+
+
+def held_out_table(runs: list[tuple[float, float, Path]]) -> str:
+    """Markdown table of the held-out (celeba validation identities) pAUC of each run, best
+    first, with the teacher's and embedding-norm's on the same faces."""
+    import json
+
+    rows, ref = [], None
+    for eps, theta, run in runs:
+        meta = json.loads((run / "ediffiqa_mbf.json").read_text())
+        final = meta["history"][-1]
+        ref = meta.get("held_out_verification") or ref
+        rows.append((final["val_pauc_0.2"], final["val_pauc_0.3"], eps, theta,
+                     final.get("val_spearman_q", float("nan"))))
+    rows.sort()
+    lines = ["| eps | theta | held-out pAUC@0.2 | @0.3 | Spearman with the teacher |",
+             "|---|---|---|---|---|"]
+    lines += [f"| {e:g} | {t:g} | {a:.3f} | {b:.3f} | {sp:.3f} |" for a, b, e, t, sp in rows]
+    if ref:
+        for name in ("teacher", "embedding-norm"):
+            if name in ref:
+                lines.append(f"| {name} | | {ref[name]['pauc_0.2']:.3f} | "
+                             f"{ref[name]['pauc_0.3']:.3f} | |")
+        lines.append("")
+        lines.append(f"{ref['mated']} mated / {ref['nonmated']} non-mated pairs of the held-out "
+                     f"identities, threshold {ref['threshold']:.4f} at FMR {ref['fmr']:g}, "
+                     f"FNMR_0 {ref['fnmr0']:.4f}.")
+    return "\n".join(lines) + "\n"
 
 
 def main(argv=None) -> int:
@@ -37,6 +72,9 @@ def main(argv=None) -> int:
     ap.add_argument("--eval-embedders", nargs="+", default=["arcface"])
     ap.add_argument("--out", type=Path, default=Path("results/ablation"))
     ap.add_argument("--skip-training", action="store_true", help="evaluate existing runs only")
+    ap.add_argument("--grid", action="store_true", help="all 12 (eps, theta) pairs")
+    ap.add_argument("--no-lfw", action="store_true",
+                    help="stop after the held-out (celeba) table; no LFW evaluation")
     args = ap.parse_args(argv)
 
     teacher = ["--weights", args.weights, "--t", str(args.t), "--seed", str(args.seed),
@@ -45,15 +83,22 @@ def main(argv=None) -> int:
         teacher += ["--n", str(args.n)]
     if args.fast:
         teacher.append("--fast")
-    regressors = []
-    for eps, theta in SETTINGS:
+    regressors, runs = [], []
+    for eps, theta in (GRID if args.grid else SETTINGS):
         run = args.out / f"eps{eps:g}-theta{theta:g}"
+        runs.append((eps, theta, run))
         if not args.skip_training:
             cmd = [sys.executable, "-m", "fiqa_sdk.cli", "train", "ediffiqa", "--out", str(run),
                    "--eps", str(eps), "--theta", str(theta), "--epochs", str(args.epochs), *teacher]
             print(" ".join(cmd), file=sys.stderr, flush=True)
             subprocess.run(cmd, check=True)
         regressors += ["--regressor", f"eps={eps:g} theta={theta:g}={run / 'ediffiqa_mbf.safetensors'}"]
+    table = held_out_table(runs)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "held_out.md").write_text(table)
+    print(table, flush=True)
+    if args.no_lfw:
+        return 0
     sys.path.insert(0, str(HERE))
     import regressors_lfw
 

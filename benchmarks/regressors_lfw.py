@@ -13,7 +13,13 @@ cost is one stem pass plus one tail per regressor.
         --protocols lfw-pairs lfw-all --eval-embedders arcface dlib --out results/regressors
 
 ``--diffiqa PATH`` adds the DifFIQA teacher (expensive: ~0.4 s per image per repeat here).
-Writes ``OUT/<protocol>-<embedder>.json`` and prints one Markdown table.
+Writes ``OUT/<protocol>-<embedder>.json`` and prints one Markdown table. Without
+``--regressor`` the three shipped regressors are evaluated.
+
+``--quick`` (the CI smoke test; about a minute from a cold cache): lfw-pairs only, the first
+10 mated + 10 non-mated pairs of each fold (200 pairs, ~390 images; the same
+subset as `fiqa bench alignment --quick`), baselines random, inter-eye and
+embedding-norm. Its numbers are far too noisy to compare scorers; it checks the plumbing.
 """
 
 from __future__ import annotations
@@ -42,7 +48,15 @@ def main(argv=None) -> int:
     ap.add_argument("--cut", type=int, default=15, help="shared-stem cut of the regressors")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", type=Path, default=Path("results/regressors"))
+    ap.add_argument("--lfw", default=None, help="LFW root (default $FIQA_LFW or ../shared/data/lfw)")
+    ap.add_argument("--cache", type=Path, default=None,
+                    help="cache folder (default $FIQA_CACHE/lfw)")
+    ap.add_argument("--quick", action="store_true",
+                    help="200 lfw-pairs pairs, three baselines: a smoke run of about a minute")
     args = ap.parse_args(argv)
+    if args.quick:
+        args.protocols = ["lfw-pairs"]
+        args.baselines = ["random", "inter-eye", "embedding-norm"]
 
     import torch
 
@@ -52,8 +66,14 @@ def main(argv=None) -> int:
     from fiqa_sdk.eval.features import default_cache_dir
     from fiqa_sdk.quality.ediffiqa import RegressorScorer, SharedStem
 
+    from fiqa_sdk.quality.ediffiqa import shipped_weights
+
     stem = SharedStem(args.cut)
     scorers: list = []
+    if not args.regressor:
+        args.regressor = [f"{m}={shipped_weights(m)}" for m in ("ediffiqa", "diffiqa-r",
+                                                              "ediffiqa-free")
+                          if shipped_weights(m) is not None]
     for item in args.regressor:
         name, sep, path = item.rpartition("=")  # names may contain "=", paths do not
         if not sep:
@@ -68,18 +88,21 @@ def main(argv=None) -> int:
                                         n=args.diffiqa_n, fast=args.diffiqa_fast))
     scorers += list(args.baselines)
 
-    cache = default_cache_dir() / "lfw"
+    cache = args.cache or default_cache_dir() / "lfw"
+    lfw = args.lfw or protocols.default_lfw_root()
     args.out.mkdir(parents=True, exist_ok=True)
     tables = []
     for proto_name in args.protocols:
         if proto_name == "lfw-pairs":
-            proto = protocols.read_lfw_pairs()
+            proto = protocols.read_lfw_pairs(lfw)
+            if args.quick:
+                proto = protocols.pairs_subset(proto, 10)
         elif proto_name == "lfw-all":
-            proto = protocols.lfw_all_vs_all()
+            proto = protocols.lfw_all_vs_all(lfw)
         else:
             from fiqa_sdk.eval import xq
 
-            root = xq.build_lfw_xq(protocols.default_lfw_root(), default_cache_dir())
+            root = xq.build_lfw_xq(lfw, default_cache_dir())
             proto = (protocols.read_lfw_pairs(root) if proto_name == "lfw-xq-pairs"
                      else protocols.lfw_all_vs_all(root))
         for ev in args.eval_embedders:

@@ -5,11 +5,15 @@
     python benchmarks/runtime.py --regressor ediffiqa=RUN/ediffiqa_mbf.safetensors \
         --regressor ediffiqa-free=RUN/ediffiqa_free_mbf.safetensors
     fiqa bench runtime --quick --out DIR          # the same from the CLI
+    python benchmarks/runtime.py --throughput     # regressors only: torch / onnxruntime x
+        # threads 1, 2 x batch 1, 16, 64 on 64 aligned LFW crops, 7 interleaved rounds (~4 min)
+    python benchmarks/runtime.py --throughput --quick   # 16 crops, 2 rounds, batches 1 and 16
 
 Per-face medians over --repeats runs, every stage timed side by side in each run: decode,
 detect (RetinaFace), align, embed (ArcFace onnxruntime); DifFIQA default (t = 5, n = 10) and
 fast mode split into forward diffusion, backward diffusion and quality computation; the
-baselines and each --regressor (one forward pass per face, batch 64); the eDifFIQA-free head on
+baselines and each --regressor (one forward pass per face, batch 64; --regressor-backend
+torch onnxruntime adds NAME@onnxruntime rows); the eDifFIQA-free head on
 the raw embedding; and QualityGate.filter end to end for each scorer. Prints ms/face per stage,
 s/face, faces/s and speed ratios; writes JSON (with threads and load average: the machine may
 be shared) to --out (default results/runtime.json). Details: fiqa_sdk/eval/runtime.py.
@@ -50,8 +54,14 @@ def main(argv=None) -> int:
                     help="torch / onnxruntime threads (default 1)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--lfw", default=None)
-    ap.add_argument("--out", default=str(REPO / "results" / "runtime.json"))
+    rt.add_throughput_arguments(ap)
+    ap.add_argument("--out", default=None,
+                    help="JSON file (default results/runtime.json, results/runtime_throughput.json "
+                         "with --throughput)")
     args = ap.parse_args(argv)
+    if args.out is None:
+        args.out = str(REPO / "results" / ("runtime_throughput.json" if args.throughput
+                                           else "runtime.json"))
 
     def log(msg: str) -> None:
         print(f"runtime: {msg}", file=sys.stderr, flush=True)
@@ -62,7 +72,7 @@ def main(argv=None) -> int:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
-    print(rt.markdown(result))
+    print(rt.render(result))
     log(f"wrote {out} ({result['seconds']} s)")
     return 0
 

@@ -7,6 +7,8 @@
     fiqa bench quality ...        EDC / pAUC of quality scorers on LFW or an identity folder / CSV
                                   (--weights SCORER=PATH for trained models)
     fiqa bench templates ...      TAR of template methods (mean, best, quality-weighted, top-k)
+    fiqa bench alignment ...      EDC / pAUC of quality scorers under other detectors and landmark
+                                  jitter (--quick: a one-minute smoke run)
     fiqa bench runtime ...        per-face runtime of the pipeline stages, DifFIQA, regressors
     fiqa train ddpm ...           train the DifFIQA denoiser (resumable; --t-max, --init-from)
     fiqa train labels ...         DifFIQA pseudo-labels of the training faces (cached, shardable)
@@ -54,6 +56,10 @@ def _cmd_assess(args: argparse.Namespace) -> int:
     from .gate import QualityGate
 
     kw = {"scorer": args.scorer} if args.scorer else {}
+    opts = {k: v for k, v in (("backend", args.scorer_backend), ("threads", args.scorer_threads))
+            if v is not None}
+    if opts:
+        kw["scorer_options"] = opts
     gate = QualityGate(detector=args.detector, face_policy=args.face_policy, device=args.device,
                        threshold=args.threshold, **kw)
     inputs = [(p, p) for p in args.images] or [("sample:astronaut", sample_image())]
@@ -144,6 +150,13 @@ def _cmd_bench_quality(args: argparse.Namespace) -> int:
         if not sep or not name or not path:
             raise EvaluationError(f"--weights takes SCORER=PATH, got {item!r}")
         weights[name] = path
+    params = bench.parse_scorer_params(args.scorer_param)
+    shard = None
+    if args.shard is not None:
+        i, sep, k = args.shard.partition("/")
+        if not (sep and i.isdigit() and k.isdigit() and 0 <= int(i) < int(k)):
+            raise EvaluationError(f"--shard takes I/K with 0 <= I < K, got {args.shard!r}")
+        shard = (int(i), int(k))
     if args.max_nonmated is not None and args.protocol in ("lfw-pairs", "lfw-xq-pairs"):
         raise EvaluationError("--max-nonmated applies to all-vs-all protocols (lfw-all, folder, "
                               "csv), not to lfw-pairs")
@@ -196,8 +209,12 @@ def _cmd_bench_quality(args: argparse.Namespace) -> int:
         quality_embedder=args.quality_embedder, detector=args.detector,
         face_policy=args.face_policy, fmr=args.fmr, limits=args.limits, cache_dir=cache,
         device=args.device, block_size=args.block_size, progress=progress,
-        protocol_name=args.protocol, log=log, weights=weights,
+        protocol_name=args.protocol, log=log, weights=weights, scorer_params=params,
+        shard=shard,
     )
+    if result is None:
+        log(f"shard {args.shard} scored and cached ({time.perf_counter() - t0:.0f} s)")
+        return 0
     result.meta["seconds"]["total"] = round(time.perf_counter() - t0, 1)
     import shlex
 
@@ -288,6 +305,59 @@ def _cmd_bench_templates(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_bench_alignment(args: argparse.Namespace) -> int:
+    import shlex
+    import time
+    from pathlib import Path
+
+    from .errors import EvaluationError
+    from .eval import alignment as al
+    from .eval.features import default_cache_dir
+    from .eval.protocols import pairs_subset, read_lfw_pairs
+
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise EvaluationError(f"--out must be a folder, but {out} is a file")
+    detectors = args.detectors or list(al.QUICK_DETECTORS if args.quick else al.DETECTORS)
+    jitter = args.jitter if args.jitter is not None else \
+        list(al.QUICK_JITTER if args.quick else al.DEFAULT_JITTER)
+    scorers = args.scorers or list(al.QUICK_SCORERS if args.quick else al.DEFAULT_SCORERS)
+    per_fold = args.pairs_per_fold if args.pairs_per_fold is not None else \
+        (al.QUICK_PAIRS_PER_FOLD if args.quick else None)
+    al.conditions(detectors, jitter)  # bad values fail before the protocol is read
+    progress = sys.stderr.isatty() if args.progress is None else args.progress
+    command = "fiqa " + shlex.join(getattr(args, "argv", None) or sys.argv[1:])
+
+    def log(msg: str) -> None:
+        print(f"fiqa bench alignment: {msg}", file=sys.stderr, flush=True)
+
+    t0 = time.perf_counter()
+    proto, name = read_lfw_pairs(args.lfw), "lfw-pairs"
+    if per_fold is not None:
+        proto = pairs_subset(proto, per_fold)
+        name += f" (first {per_fold} mated + {per_fold} non-mated pairs of each fold)"
+    log(f"LFW pairs: {len(proto.pairs)} pairs, {len(proto.paths)} images")
+
+    def save(result: al.AlignmentBenchResult, complete: bool = False) -> str:
+        # written after every condition, so that a long run that is stopped keeps what finished
+        result.meta.update(command=command, quick=bool(args.quick), complete=complete,
+                           seconds_total=round(time.perf_counter() - t0, 1))
+        table = al.markdown_table(result)
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "alignment.json").write_text(json.dumps(result.as_dict(), indent=2) + "\n")
+        (out / "alignment.md").write_text(f"`{command}`\n\n{table}\n")
+        return table
+
+    result = al.run_alignment_bench(
+        proto, detectors=detectors, jitter=jitter, scorers=scorers, seed=args.seed,
+        cache_dir=args.cache or default_cache_dir() / "lfw", progress=progress, log=log,
+        on_condition=save, protocol_name=name)
+    print(save(result, complete=True))
+    log(f"wrote {out / 'alignment.json'}, {out / 'alignment.md'} "
+        f"({time.perf_counter() - t0:.0f} s)")
+    return EXIT_OK
+
+
 #: Scorers ``fiqa export onnx`` can export (the distilled regressors).
 EXPORT_SCORERS = ("ediffiqa", "ediffiqa-free", "diffiqa-r")
 
@@ -344,6 +414,11 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("images", nargs="*", help="image files (none: the bundled sample face)")
     a.add_argument("--detector", default="retinaface")
     a.add_argument("--scorer", default=None, help="quality scorer (default: the gate's default)")
+    a.add_argument("--scorer-backend", default=None, choices=["torch", "onnxruntime"],
+                   help="backend of a regressor scorer (ediffiqa, diffiqa-r, ediffiqa-free); "
+                        "onnxruntime: same scores, faster on CPU")
+    a.add_argument("--scorer-threads", type=int, default=None, metavar="K",
+                   help="threads of a regressor scorer (see RegressorScorer)")
     a.add_argument("--face-policy", default="largest",
                    choices=["largest", "central", "confidence", "all"])
     a.add_argument("--threshold", type=float, default=None, help="accept scores >= this")
@@ -394,6 +469,13 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--weights", nargs="+", default=[], metavar="SCORER=PATH",
                    help="weights for scorers with trained models (diffiqa, ediffiqa, "
                         "ediffiqa-free, diffiqa-r) instead of the shipped ones")
+    q.add_argument("--scorer-param", nargs="+", default=[], metavar="SCORER.KEY=VALUE",
+                   help="keyword arguments of the scorers, e.g. diffiqa.n=1 diffiqa.fast=true "
+                        "(values parsed as JSON where they can be)")
+    q.add_argument("--shard", default=None, metavar="I/K",
+                   help="only compute (and cache) the quality scores of every K-th image from "
+                        "the I-th, then exit: run K such processes in parallel, then once "
+                        "without --shard to assemble the scores and compute the EDC")
     q.add_argument("--eval-embedder", default="arcface",
                    help="FR model of the comparison scores (default arcface)")
     q.add_argument("--quality-embedder", default="arcface",
@@ -472,6 +554,45 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                    help="progress bars on stderr (default: when stderr is a terminal)")
     t.set_defaults(func=_cmd_bench_templates)
+    from .eval import alignment as _al
+
+    al = bsub.add_parser(
+        "alignment", help="sensitivity of quality scorers to the face alignment (detectors, "
+                          "landmark jitter)",
+        description="LFW pairs.txt under several alignment conditions: faces detected and "
+                    "aligned by each of --detectors, and the RetinaFace landmarks moved by "
+                    "seeded uniform noise of +-k pixels (original image) per coordinate for "
+                    "each k of --jitter. Per condition: ArcFace 10-fold accuracy and, per "
+                    "scorer, the normalized pAUC@0.2/0.3 of the FNMR-EDC at FMR 1e-3 with its "
+                    "change against RetinaFace without jitter. Writes OUT/alignment.json and "
+                    "OUT/alignment.md (after every condition); features are cached "
+                    "($FIQA_CACHE/lfw or --cache).")
+    al.add_argument("--detectors", nargs="+", default=None, metavar="NAME",
+                    help=f"detector conditions (default {' '.join(_al.DETECTORS)}; --quick: "
+                         f"{' '.join(_al.QUICK_DETECTORS)})")
+    ks = {q: " ".join(f"{k:g}" for k in v) for q, v in ((False, _al.DEFAULT_JITTER),
+                                                       (True, _al.QUICK_JITTER))}
+    al.add_argument("--jitter", type=float, nargs="+", default=None, metavar="K",
+                    help="landmark jitter magnitudes in pixels of the original image, on the "
+                         f"RetinaFace landmarks (default {ks[False]}; --quick: {ks[True]}; 0 is "
+                         "the reference, always run)")
+    al.add_argument("--scorers", nargs="+", default=None, metavar="NAME",
+                    help="quality scorers (default: the baselines, ediffiqa, diffiqa-r, "
+                         f"ediffiqa-free; --quick: {' '.join(_al.QUICK_SCORERS)})")
+    al.add_argument("--seed", type=int, default=0, help="seed of the landmark jitter (default 0)")
+    al.add_argument("--pairs-per-fold", type=int, default=None, metavar="N",
+                    help="only the first N mated and N non-mated pairs of each fold (default "
+                         f"all 300; --quick: {_al.QUICK_PAIRS_PER_FOLD})")
+    al.add_argument("--quick", action="store_true",
+                    help="smoke run: the --quick defaults above (about a minute of CPU time "
+                         "from a cold cache)")
+    al.add_argument("--out", required=True, help="output folder")
+    al.add_argument("--lfw", default=None,
+                    help="LFW root (default $FIQA_LFW or ../shared/data/lfw)")
+    al.add_argument("--cache", default=None, help="cache folder (default $FIQA_CACHE/lfw)")
+    al.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                    help="progress bars on stderr (default: when stderr is a terminal)")
+    al.set_defaults(func=_cmd_bench_alignment)
     from .eval.runtime import add_cli_parser as _add_bench_runtime
 
     _add_bench_runtime(bsub)  # fiqa bench runtime

@@ -138,6 +138,11 @@ class QualityGate:
         best-scored one.
     batch_size : int
         Images processed together; bounds memory in :meth:`filter` for any iterable.
+    scorer_options : dict or None
+        Keyword arguments for the scorer named by ``scorer`` (not for a Scorer object), saved
+        with the gate: e.g. ``{"backend": "onnxruntime", "threads": 2}`` runs the ``ediffiqa``
+        regressor with onnxruntime (same scores, ~2x the faces/s of torch on one thread, see
+        docs/benchmarks.md). Default None: the scorer's own defaults.
 
     A gate holds no per-call state: the same gate may be used from several threads and gives
     the same results as one thread (the ONNX sessions are thread-safe; dlib backends lock).
@@ -146,7 +151,8 @@ class QualityGate:
 
     def __init__(self, detector: Any = "retinaface", embedder: Any = "arcface",
                  scorer: Any = None, threshold: float | None = None, device: str = "cpu",
-                 face_policy: str = "largest", batch_size: int = 32) -> None:
+                 face_policy: str = "largest", batch_size: int = 32,
+                 scorer_options: dict | None = None) -> None:
         from .detect import FACE_POLICIES
 
         if not isinstance(face_policy, str) or face_policy not in FACE_POLICIES:
@@ -158,8 +164,14 @@ class QualityGate:
         self.batch_size = int(batch_size)
         self.pipeline = FacePipeline(detector=detector, embedder=embedder,
                                      face_policy=face_policy, device=self.device)
+        if scorer_options is not None and not isinstance(scorer_options, dict):
+            raise GateError(f"scorer_options must be a dict, got {type(scorer_options).__name__}")
+        self.scorer_options = dict(scorer_options or {})
         if scorer is None:
             scorer = default_scorer_name()
+        if self.scorer_options and not isinstance(scorer, str):
+            raise GateError("scorer_options go to a scorer created by name; configure a Scorer "
+                            "object when creating it")
         if isinstance(scorer, str):
             kw: dict[str, Any] = {}
             emb = self.pipeline.embedder
@@ -171,7 +183,14 @@ class QualityGate:
                 kw["device"] = device  # as asked: torch resolves "auto" itself
             elif scorer in _OWN_EMBEDDER_SCORERS and "embedder" not in kw:
                 kw["device"] = self.device  # goes to the scorer's own ArcFace (onnxruntime)
-            self.scorer = create_scorer(scorer, **kw)
+            kw.update(self.scorer_options)
+            try:
+                self.scorer = create_scorer(scorer, **kw)
+            except TypeError as exc:  # an option the scorer does not take
+                if not self.scorer_options:
+                    raise
+                raise GateError(f"scorer {scorer!r} does not accept the options "
+                                f"{sorted(self.scorer_options)}: {exc}") from None
         elif isinstance(scorer, Scorer):
             self.scorer = scorer
         else:
@@ -402,6 +421,7 @@ class QualityGate:
             "threshold": self.threshold,
             "face_policy": self.face_policy,
             "batch_size": self.batch_size,
+            **({"scorer_options": self.scorer_options} if self.scorer_options else {}),
         }
 
     def save(self, path: str | os.PathLike) -> Path:
@@ -424,7 +444,7 @@ class QualityGate:
         if not isinstance(cfg, dict) or cfg.get("format") != _FORMAT:
             raise GateError(f"{p} is not a fiqa QualityGate file")
         kw = {k: cfg[k] for k in ("detector", "embedder", "scorer", "threshold", "face_policy",
-                                  "batch_size") if k in cfg}
+                                  "batch_size", "scorer_options") if k in cfg}
         kw.update(overrides)
         return cls(device=device, **kw)
 

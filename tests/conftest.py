@@ -36,6 +36,14 @@ def lfw_root() -> Path:
 
 
 @pytest.fixture(scope="session")
+def lfw_quick_cache(tmp_path_factory) -> Path:
+    """One feature cache for the benchmarks' ``--quick`` smoke tests: they use the same 200
+    LFW pairs (``protocols.pairs_subset(pairs, 10)``), so detections and embeddings computed by
+    the first are reused by the next."""
+    return tmp_path_factory.mktemp("lfw-quick-cache")
+
+
+@pytest.fixture(scope="session")
 def retinaface():
     import fiqa_sdk as fq
 

@@ -310,6 +310,90 @@ def test_rows_are_reused_across_image_lists(tmp_path):
     assert det._calls == 8 and emb._seen == 8
 
 
+class CountingScorer:
+    """A stand-in scorer: the crop mean, counting the crops it scores."""
+
+    name = "counting-q"
+
+    def __init__(self, fail_after=None):
+        self._seen = 0
+        self._fail_after = fail_after  # private: not part of the cache key
+
+    def score(self, crops):
+        if self._fail_after is not None and self._seen >= self._fail_after:
+            raise KeyboardInterrupt  # the process is stopped
+        self._seen += len(crops)
+        return crops.reshape(len(crops), -1).mean(axis=1).astype(np.float64)
+
+
+def _random_faceset(tmp_path, n):
+    import cv2
+
+    rng = np.random.default_rng(1)
+    paths = []
+    for i in range(n):
+        p = tmp_path / f"img{i}.png"
+        cv2.imwrite(str(p), rng.integers(0, 255, (140, 140, 3), dtype=np.uint8))
+        paths.append(str(p))
+    lmk = np.repeat((ARCFACE_TEMPLATE + 14)[None].astype(np.float32), n, axis=0)
+    bbox = np.tile(np.array([10, 10, 130, 130], np.float32), (n, 1))
+    return FaceSet(paths, np.ones(n, bool), bbox, lmk, np.full(n, 0.9, np.float32), "fake")
+
+
+def test_score_all_shards_fill_the_cache_for_a_final_call(tmp_path):
+    """Disjoint shards (``rows``) write partial files only; a call without ``rows`` computes
+    nothing more, equals a fresh run, and removes the partial files."""
+    fs = _random_faceset(tmp_path, 7)
+    cache = tmp_path / "cache"
+    sc = CountingScorer()
+    (a,) = score_all(fs, [sc], cache_dir=cache, rows=[0, 2, 4, 6], batch_size=2)
+    assert sc._seen == 4 and np.isfinite(a[[0, 2, 4, 6]]).all() and np.isnan(a[[1, 3, 5]]).all()
+    (b,) = score_all(fs, [sc], cache_dir=cache, rows=np.array([1, 3, 5]), batch_size=2)
+    assert sc._seen == 7
+    parts = sorted(x.name for x in cache.glob("*~part-*.npy"))
+    assert len(parts) == 2 and not [x for x in cache.glob("*.npy") if "~part-" not in x.name]
+    (full,) = score_all(fs, [sc], cache_dir=cache)
+    assert sc._seen == 7  # assembled from the shards
+    (fresh,) = score_all(fs, [CountingScorer()])
+    assert np.array_equal(full, fresh)
+    assert not list(cache.glob("*~part-*"))  # the complete file replaced them
+    with pytest.raises(ValueError, match="rows"):
+        score_all(fs, [sc], cache_dir=cache, rows=[7])
+
+
+def test_score_all_checkpoints_resume_after_an_interruption(tmp_path):
+    """With ``checkpoint_s=0`` every batch is saved; a run killed mid-way resumes from there."""
+    fs = _random_faceset(tmp_path, 6)
+    cache = tmp_path / "cache"
+    with pytest.raises(KeyboardInterrupt):  # stopped after two batches
+        score_all(fs, [CountingScorer(fail_after=4)], cache_dir=cache, batch_size=2,
+                  checkpoint_s=0.0)
+    assert len(list(cache.glob("*~part-all.npy"))) == 1
+    sc = CountingScorer()
+    (q,) = score_all(fs, [sc], cache_dir=cache, batch_size=2, checkpoint_s=0.0)
+    assert sc._seen == 2  # only the last batch was left
+    (fresh,) = score_all(fs, [CountingScorer()])
+    assert np.array_equal(q, fresh) and not list(cache.glob("*~part-*"))
+
+
+def test_parse_scorer_params():
+    from fiqa_sdk.eval.bench import make_scorers, parse_scorer_params
+
+    got = parse_scorer_params(["diffiqa.n=1", "diffiqa.fast=true", "random.seed=3",
+                               "x.name=abc", "ediffiqa-free.batch_size=8"])
+    assert got == {"diffiqa": {"n": 1, "fast": True}, "random": {"seed": 3},
+                   "x": {"name": "abc"}, "ediffiqa-free": {"batch_size": 8}}
+    for bad in ("n=1", "diffiqa.n", ".n=1", "diffiqa.=1", "diffiqa.1x=2"):
+        with pytest.raises(EvaluationError, match="SCORER.KEY=VALUE"):
+            parse_scorer_params([bad])
+    (r,) = make_scorers(["random"], None, params={"random": {"seed": 3}})
+    assert r.seed == 3
+    with pytest.raises(EvaluationError, match="parameters given for scorer"):
+        make_scorers(["random"], None, params={"sharpness": {"x": 1}})
+    with pytest.raises(EvaluationError, match="cannot create scorer"):
+        make_scorers(["random"], None, params={"random": {"no_such_option": 1}})
+
+
 # ---------------------------------------------------------------------------------------------
 # The command line
 # ---------------------------------------------------------------------------------------------
@@ -327,6 +411,12 @@ def test_cli_bench_quality_user_errors(tmp_path, capsys):
           "random", "random"], "twice"),
         (["--protocol", "folder", "--data", str(tmp_path / "f"), "--scorers", "nope"], "nope"),
         (["--protocol", "folder", "--data", str(tmp_path / "f"), "--limits", "0"], "limits"),
+        (["--protocol", "folder", "--data", str(tmp_path / "f"), "--shard", "2/2"], "--shard"),
+        (["--protocol", "folder", "--data", str(tmp_path / "f"), "--shard", "a"], "--shard"),
+        (["--protocol", "folder", "--data", str(tmp_path / "f"), "--scorer-param", "n=1"],
+         "SCORER.KEY=VALUE"),
+        (["--protocol", "folder", "--data", str(tmp_path / "f"), "--scorers", "random",
+          "--scorer-param", "random.bogus=1"], "cannot create scorer"),
     ]
     for extra, match in cases:
         rc = main(["bench", "quality", "--out", out, *extra])
@@ -398,6 +488,21 @@ def test_cli_bench_quality_smoke(lfw_mini, tmp_path, capsys):
     res2 = json.loads((out2 / "quality.json").read_text())
     assert res2["n_mated"] == 2 and res2["n_nonmated"] == 2 and not (out2 / "edc.png").exists()
     assert res2["nonmated"] == "listed pairs"
+
+    # shards fill the quality cache in parallel; the final run assembles them
+    cache3 = tmp_path / "cache3"
+    base = ["bench", "quality", "--protocol", "lfw-all", "--lfw", str(lfw_mini), "--scorers",
+            "random", "--scorer-param", "random.seed=5", "--cache", str(cache3), "--no-plot",
+            "--no-progress"]
+    for shard in ("0/2", "1/2"):
+        assert main([*base, "--out", str(tmp_path / "s"), "--shard", shard]) == 0
+    assert not (tmp_path / "s" / "quality.json").exists()
+    assert len(list(cache3.glob("quality-*-random-*~part-*.npy"))) == 2
+    assert main([*base, "--out", str(tmp_path / "o3")]) == 0
+    res3 = json.loads((tmp_path / "o3" / "quality.json").read_text())
+    assert res3["scorer_params"] == {"random": {"seed": 5}}
+    assert not list(cache3.glob("*~part-*"))
+    capsys.readouterr()
 
 
 def test_cli_bench_quality_without_matplotlib_names_the_extra(tmp_path, capsys, monkeypatch):

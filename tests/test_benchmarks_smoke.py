@@ -243,3 +243,24 @@ def test_runtime_cli_and_script(fake_lfw, micro_weights, tmp_path, capsys):
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(pytest.main([__file__, "-q"]))
+
+
+def test_regressors_lfw_quick(lfw_root, lfw_quick_cache, tmp_path, capsys):
+    """``benchmarks/regressors_lfw.py --quick``: the shipped regressors and three baselines on
+    200 real LFW pairs, end to end (detection, alignment, embeddings, EDC)."""
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    import regressors_lfw
+
+    out = tmp_path / "out"
+    rc = regressors_lfw.main(["--quick", "--out", str(out), "--lfw", str(lfw_root),
+                              "--cache", str(lfw_quick_cache)])
+    assert rc == 0
+    res = json.loads((out / "lfw-pairs-arcface.json").read_text())
+    assert res["n_mated"] == 100 and res["n_nonmated"] == 100
+    rows = {r["scorer"]: r for r in res["results"]}
+    assert set(rows) == {"ediffiqa", "diffiqa-r", "ediffiqa-free", "random", "inter-eye",
+                         "embedding-norm"}
+    assert rows["ediffiqa"]["setting"] == "same-model"
+    for r in rows.values():
+        assert math.isfinite(r["fnmr0"]) and r["n_mated"] == 100
+    assert "| ediffiqa |" in capsys.readouterr().out

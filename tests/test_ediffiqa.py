@@ -129,6 +129,37 @@ def test_pseudo_labels_with_a_real_diffiqa_teacher(crops, tmp_path, arcface):
     np.testing.assert_allclose(q, teacher.score(crops[:6]), atol=1e-6)
 
 
+def test_held_out_verification_equals_the_edc_toolkit():
+    """The model-selection EDC over validation identities is the toolkit's EDC of the same
+    all-vs-all comparisons (brute force), and a quality that sees the failures ranks best."""
+    from fiqa_sdk.eval import edc
+    from fiqa_sdk.train.distill import HeldOutVerification
+
+    rng = np.random.default_rng(3)
+    ids = np.repeat(np.arange(12), 5)
+    centres = rng.normal(size=(12, 16))
+    noise = rng.uniform(0.1, 1.2, size=len(ids))  # per-face noise
+    emb = centres[ids] + noise[:, None] * rng.normal(size=(len(ids), 16))
+    hv = HeldOutVerification(emb, ids, fmr=0.01)
+    e = emb / np.linalg.norm(emb, axis=1, keepdims=True)
+    i, j = np.triu_indices(len(ids), 1)
+    same = ids[i] == ids[j]
+    sims = np.einsum("ij,ij->i", e[i].astype(np.float32), e[j].astype(np.float32))
+    quality = -noise
+    ref = edc(sims[same], sims[~same], np.stack([quality[i[same]], quality[j[same]]], 1), fmr=0.01)
+    assert hv.fnmr0 == pytest.approx(ref.fnmr0) and 0 < hv.fnmr0 < 1
+    got = hv.pauc(quality)
+    assert got["pauc_0.2"] == pytest.approx(ref.pauc(0.2, normalized=True))
+    assert got["pauc_0.3"] == pytest.approx(ref.pauc(0.3, normalized=True))
+    # an oracle quality (each face's worst mated score) discards the failing pairs first
+    oracle = np.full(len(ids), np.inf)
+    np.minimum.at(oracle, i[same], sims[same])
+    np.minimum.at(oracle, j[same], sims[same])
+    assert hv.pauc(oracle)["pauc_0.2"] < hv.pauc(rng.random(len(ids)))["pauc_0.2"]
+    with pytest.raises(ValueError, match="mated"):
+        HeldOutVerification(emb[::5], ids[::5])
+
+
 # -- distillation -----------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def trained(crops, tmp_path_factory, arcface):

@@ -218,9 +218,30 @@ def _scorer_model(scorer) -> str | None:
     return None
 
 
-def make_scorers(names: Sequence[str], quality_embedder, weights: dict | None = None) -> list:
+def parse_scorer_params(items: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """``["diffiqa.n=1", "diffiqa.fast=true"]`` -> ``{"diffiqa": {"n": 1, "fast": True}}``.
+
+    Values are read as JSON where they parse (numbers, ``true``/``false``, ``null``), else kept
+    as strings. Raises :class:`EvaluationError` on a malformed item."""
+    out: dict[str, dict[str, Any]] = {}
+    for item in items:
+        lhs, sep, value = item.partition("=")
+        name, dot, key = lhs.rpartition(".")
+        if not sep or not dot or not name or not key.isidentifier():
+            raise EvaluationError(f"scorer parameters take SCORER.KEY=VALUE, got {item!r}")
+        try:
+            parsed: Any = json.loads(value)
+        except ValueError:
+            parsed = value
+        out.setdefault(name, {})[key] = parsed
+    return out
+
+
+def make_scorers(names: Sequence[str], quality_embedder, weights: dict | None = None,
+                 params: dict[str, dict[str, Any]] | None = None) -> list:
     """Create scorers by name; those built on an FR model get ``embedder=quality_embedder``,
-    those named in ``weights`` get ``weights=weights[name]`` (trained, unshipped models)."""
+    those named in ``weights`` get ``weights=weights[name]`` (trained, unshipped models) and
+    those named in ``params`` get those keyword arguments (e.g. ``{"diffiqa": {"n": 1}}``)."""
     from ..quality import create_scorer
 
     if not names:
@@ -230,11 +251,15 @@ def make_scorers(names: Sequence[str], quality_embedder, weights: dict | None = 
         raise EvaluationError(f"scorer(s) listed twice: {', '.join(dup)}")
     out = []
     weights = dict(weights or {})
-    unknown = sorted(set(weights) - set(names))
-    if unknown:
-        raise EvaluationError(f"weights given for scorer(s) not in the list: {', '.join(unknown)}")
+    params = dict(params or {})
+    for what, given in (("weights", weights), ("parameters", params)):
+        unknown = sorted(set(given) - set(names))
+        if unknown:
+            raise EvaluationError(f"{what} given for scorer(s) not in the list: "
+                                  f"{', '.join(unknown)}")
     for name in names:
         kw = {"weights": weights[name]} if name in weights else {}
+        kw.update(params.get(name, {}))
         try:
             # Scorers built on an FR model take ``embedder=``; the others take no such argument
             # (a TypeError), and are created without it.
@@ -265,8 +290,14 @@ def run_quality_bench(
     protocol_name: str = "custom",
     weights: dict | None = None,
     log: Callable[[str], None] | None = None,
-) -> QualityBenchResult:
-    """Run quality scorers on a protocol and return their EDC results (see the module doc)."""
+    scorer_params: dict[str, dict[str, Any]] | None = None,
+    shard: tuple[int, int] | None = None,
+) -> QualityBenchResult | None:
+    """Run quality scorers on a protocol and return their EDC results (see the module doc).
+
+    ``shard=(i, k)`` only fills the quality cache for every k-th image starting at i (for
+    parallel processes on long scorers such as DifFIQA) and returns None; a later call without
+    ``shard`` reuses those scores."""
     import fiqa_sdk as fq
 
     from .features import default_cache_dir, detect_all, embed_all, score_all
@@ -295,7 +326,11 @@ def run_quality_bench(
         emb_quality = emb_eval
     else:
         emb_quality = fq.create_embedder(quality_embedder, **dev(quality_embedder))
-    scorer_objs = make_scorers(list(scorers), emb_quality, weights)
+    scorer_objs = make_scorers(list(scorers), emb_quality, weights, scorer_params)
+    if shard is not None:
+        i, k = (int(v) for v in shard)
+        if not 0 <= i < k:
+            raise EvaluationError(f"shard must be i/k with 0 <= i < k, got {i}/{k}")
 
     paths = [str(p) for p in protocol.paths]
     mated_pairs = np.asarray(protocol.mated_pairs, dtype=np.int64)
@@ -311,6 +346,13 @@ def run_quality_bench(
     no_face = int((~faces.found).sum())
     if no_face == len(paths):
         raise EvaluationError(f"no face detected in any of the {len(paths)} images")
+
+    if shard is not None:
+        say(f"quality scores of shard {shard[0]}/{shard[1]}: "
+            + ", ".join(sc.name for sc in scorer_objs))
+        score_all(faces, scorer_objs, fallback=True, cache_dir=cache_dir, progress=progress,
+                  rows=np.arange(shard[0], len(paths), shard[1]))
+        return None
 
     t0 = time.perf_counter()
     say(f"embedding with {emb_eval.name}")
@@ -375,6 +417,7 @@ def run_quality_bench(
                      "all" if nonmated_pairs is None else
                      f"seeded uniform sample (seed {protocol.seed})"),
         "pair_quality": "min",
+        "scorer_params": {k: dict(v) for k, v in (scorer_params or {}).items()},
         "limits": list(limits),
         "seconds": {k: round(v, 1) for k, v in timings.items()},
     }

@@ -339,7 +339,9 @@ def face_objects(faces: FaceSet, indices: Sequence[int], fallback: bool = True) 
 
 def score_all(faces: FaceSet, scorers: Sequence, fallback: bool = True,
               cache_dir: str | Path | None = None, batch_size: int = 64,
-              progress: bool = False, timings: dict | None = None) -> list[np.ndarray]:
+              progress: bool = False, timings: dict | None = None,
+              rows: Sequence[int] | np.ndarray | None = None,
+              checkpoint_s: float | None = 300.0) -> list[np.ndarray]:
     """Quality scores ``(N,)`` float64 of every image for each scorer (cached when ``cache_dir``).
 
     Scores are computed on the ArcFace 112x112 crops aligned from the cached landmarks
@@ -350,13 +352,29 @@ def score_all(faces: FaceSet, scorers: Sequence, fallback: bool = True,
     (scorer name + parameters, detector, image list, detections, fallback); rows of other cached
     image lists scored by the same scorer from the same face (landmarks, box, detector score)
     are reused. ``timings``, if given, receives the seconds each scorer spent scoring.
+
+    Long runs (DifFIQA on 13k images) are resumable and can be split across processes: with a
+    cache, the rows finished so far are saved every ``checkpoint_s`` seconds to a *partial* file
+    (``...~part-<tag>.npy``, same row-reuse index), which any later call reuses; the partial file
+    is removed once the complete cache file is written. ``rows`` restricts the scoring to those
+    image indices (a shard; the other entries are NaN) and only ever writes a partial file, so
+    ``k`` processes given disjoint ``rows`` fill the cache in parallel and a final call without
+    ``rows`` only assembles them.
     """
     n = len(faces.paths)
     use, lmk, bbox, det = _used_faces(faces, fallback)
     cond = np.concatenate([lmk.reshape(n, 10), bbox, det[:, None]], axis=1)
     cond[~use] = np.nan
+    subset = None
+    if rows is not None:
+        subset = np.zeros(n, dtype=bool)
+        r = np.asarray(rows, dtype=np.int64).reshape(-1)
+        if r.size and (r.min() < 0 or r.max() >= n):
+            raise ValueError(f"rows must be image indices in [0, {n}), got {r.min()}..{r.max()}")
+        subset[r] = True
     results: list[np.ndarray | None] = [None] * len(scorers)
     caches: list[Path | None] = [None] * len(scorers)
+    partials: list[Path | None] = [None] * len(scorers)
     keys = [_key("quality", scorer_key(sc)) for sc in scorers]
     todo_rows: dict[int, np.ndarray] = {}
     spent = [0.0] * len(scorers)
@@ -364,9 +382,11 @@ def score_all(faces: FaceSet, scorers: Sequence, fallback: bool = True,
         det_key = hashlib.sha1(np.nan_to_num(faces.landmarks).tobytes()
                                + np.nan_to_num(faces.bbox).tobytes()
                                + np.nan_to_num(faces.det_score).tobytes()).hexdigest()
+        tag = "all" if subset is None else _key(*np.flatnonzero(subset).tolist())[:8]
         for s, scorer in enumerate(scorers):
             key = _key(scorer_key(scorer), fallback, _paths_key(faces.paths), det_key)
             caches[s] = Path(cache_dir) / f"quality-{faces.detector}-{scorer.name}-{key}.npy"
+            partials[s] = caches[s].with_name(f"{caches[s].stem}~part-{tag}.npy")
             if caches[s].is_file():
                 results[s] = np.load(caches[s])
                 if not _index_path(caches[s]).is_file():
@@ -375,15 +395,22 @@ def score_all(faces: FaceSet, scorers: Sequence, fallback: bool = True,
         if results[s] is not None:
             continue
         q = np.full(n, np.nan)
-        need = use.copy()
+        need = use.copy() if subset is None else use & subset
         if caches[s] is not None and caches[s].parent.is_dir():
-            for src, rows, dst in _reusable_rows(caches[s], keys[s], faces.paths, cond):
-                v = np.load(src, mmap_mode="r")[rows]
+            for src, src_rows, dst in _reusable_rows(caches[s], keys[s], faces.paths, cond):
+                v = np.load(src, mmap_mode="r")[src_rows]
                 ok = np.isfinite(v) & use[dst]
                 q[dst[ok]] = v[ok]
                 need[dst[ok]] = False
         results[s] = q
         todo_rows[s] = need
+
+    def save_partial(s: int) -> None:
+        done = np.flatnonzero(np.isfinite(results[s]))  # type: ignore[arg-type]
+        if partials[s] is not None and done.size:
+            _save(partials[s], [faces.paths[i] for i in done], keys[s], cond[done],
+                  q=results[s][done])  # type: ignore[index]
+
     if timings is not None:
         for scorer in scorers:
             timings[scorer.name] = 0.0
@@ -391,6 +418,7 @@ def score_all(faces: FaceSet, scorers: Sequence, fallback: bool = True,
         any_need = np.logical_or.reduce(list(todo_rows.values()))
         idx = np.flatnonzero(any_need)
         names = ",".join(scorers[s].name for s in todo_rows)
+        last_save = time.perf_counter()
         for start in _progress(range(0, len(idx), batch_size), progress, f"quality ({names})",
                                (len(idx) + batch_size - 1) // batch_size, unit="batch"):
             crops, ok = _aligned_crops(faces.paths, lmk, idx[start : start + batch_size])
@@ -402,17 +430,27 @@ def score_all(faces: FaceSet, scorers: Sequence, fallback: bool = True,
                 sel = need[ok_arr]
                 if not sel.any():
                     continue
-                rows = ok_arr[sel]
+                sel_rows = ok_arr[sel]
                 t0 = time.perf_counter()
                 if getattr(scorers[s], "needs_faces", False):
-                    results[s][rows] = scorers[s].score(batch[sel],
-                                                        face_objects(faces, rows, fallback))
+                    results[s][sel_rows] = scorers[s].score(batch[sel],
+                                                            face_objects(faces, sel_rows, fallback))
                 else:
-                    results[s][rows] = scorers[s].score(batch[sel])
+                    results[s][sel_rows] = scorers[s].score(batch[sel])
                 spent[s] += time.perf_counter() - t0
+            if checkpoint_s is not None and time.perf_counter() - last_save >= checkpoint_s:
+                for s in todo_rows:
+                    save_partial(s)
+                last_save = time.perf_counter()
         for s in todo_rows:
             if timings is not None:
                 timings[scorers[s].name] = spent[s]
-            if caches[s] is not None:
+            if caches[s] is None:
+                continue
+            if subset is None:
                 _save(caches[s], faces.paths, keys[s], cond, q=results[s])
+                for part in caches[s].parent.glob(glob_escape(caches[s].stem) + "~part-*"):
+                    part.unlink(missing_ok=True)  # assembled into the complete file
+            else:
+                save_partial(s)
     return results  # type: ignore[return-value]

@@ -20,6 +20,14 @@ detected face), and the result is the per-face median over ``repeats`` runs:
 - the :class:`~fiqa_sdk.QualityGate` end to end: ``gate.filter(files, discard=0.2)`` on
   ``gate_images`` files for each scorer (file read + decode + detect + align + embed + score).
 
+Regressors may also be timed with ``regressor_backends=("torch", "onnxruntime")``: a row
+``NAME@onnxruntime`` per regressor (the same model run by onnxruntime, see
+:mod:`fiqa_sdk.quality.regressor_onnx`), with its own gate timing.
+
+:func:`run_regressor_throughput` (``fiqa bench runtime --throughput``) times the regressors
+alone on batched aligned crops: every (backend, threads) variant at every batch size, side by
+side in interleaved rounds, with each variant's max abs score difference from torch on 1 thread.
+
 Per scorer: ``scorer_ms`` (its stages), ``end_to_end_ms`` = decode + detect + align + embed +
 ``scorer_ms`` (the modular pipeline, which embeds once for templates and again inside the
 embedding-based scorers), faces/s, and speed ratios against DifFIQA (default and fast).
@@ -45,6 +53,10 @@ DIFFIQA_STAGES = ("forward", "backward", "quality")
 DEFAULT_IMAGES, DEFAULT_REPEATS = 20, 5
 QUICK_IMAGES, QUICK_REPEATS, QUICK_GATE_IMAGES = 2, 2, 1
 GATE_DISCARD = 0.2
+#: Defaults of the regressor throughput mode (full / quick).
+THROUGHPUT_IMAGES, THROUGHPUT_ROUNDS, THROUGHPUT_BATCHES = 64, 7, (1, 16, 64)
+QUICK_THROUGHPUT_IMAGES, QUICK_THROUGHPUT_ROUNDS, QUICK_THROUGHPUT_BATCHES = 16, 2, (1, 16)
+THROUGHPUT_BACKENDS, THROUGHPUT_THREADS = ("torch", "onnxruntime"), (1, 2)
 
 
 class StageTimer:
@@ -115,13 +127,16 @@ def run_runtime_bench(weights: str | Path | None = None,
                       diffiqa_batch: int = 40, lfw_root: str | Path | None = None,
                       paths: Sequence[str | Path] | None = None, seed: int = 0,
                       gate: bool = True, quick: bool = False,
+                      regressor_backends: Sequence[str] = ("torch",),
                       log: Callable[[str], None] | None = None) -> dict:
     """Measure the runtime breakdown (see the module doc); returns a JSON-able dict.
 
     ``paths``: image files to use instead of a seeded LFW sample (the first ``images`` of them
     with a detected face). ``threads``: torch threads during the run and the onnxruntime threads
     of the models built here (None: leave torch's setting and onnxruntime's default).
-    ``gate=False`` skips the QualityGate timing.
+    ``gate=False`` skips the QualityGate timing. ``regressor_backends``: each regressor is
+    timed with each backend (rows ``NAME`` for torch, ``NAME@onnxruntime``; the onnxruntime
+    rows run ``threads`` single-threaded inferences at once, onnxruntime's default if None).
     """
     import cv2
     import torch
@@ -160,8 +175,13 @@ def run_runtime_bench(weights: str | Path | None = None,
             "embedding-norm": create_scorer("embedding-norm", embedder=emb),
             "flip-consistency": create_scorer("flip-consistency", embedder=emb),
         }
+        from ..quality.regressor_onnx import check_backend
+
+        backends = [check_backend(b, None)[0] for b in regressor_backends]
         for name, path in regressors.items():
-            configs[name] = create_scorer(name, weights=path, batch_size=regressor_batch, **ort)
+            for b in backends:
+                configs[name if b == "torch" else f"{name}@{b}"] = create_scorer(
+                    name, weights=path, batch_size=regressor_batch, backend=b, **ort)
 
         # the images: the first `images` files of the sample with a detected face
         pool = [str(p) for p in paths] if paths is not None else lfw_sample(lfw_root, None, seed)
@@ -287,6 +307,7 @@ def run_runtime_bench(weights: str | Path | None = None,
         "quick": bool(quick),
         "images": images,
         "repeats": repeats,
+        "regressor_backends": list(regressor_backends),
         "gate_images": gate_images if gate else 0,
         "gate_discard": GATE_DISCARD,
         "seed": seed,
@@ -334,6 +355,132 @@ def markdown(result: dict) -> str:
 
 
 # --------------------------------------------------------------------------------------------
+# Regressor throughput: backends x threads x batch sizes
+# --------------------------------------------------------------------------------------------
+
+def _priority() -> dict:
+    """The process's nice value and (Linux) scheduler autogroup: with autogroups on, nice only
+    ranks processes of one session, so timings on a shared machine depend on both."""
+    import os
+
+    out: dict[str, Any] = {"nice": os.nice(0) if hasattr(os, "nice") else None}
+    try:
+        out["autogroup"] = Path("/proc/self/autogroup").read_text().strip()
+    except OSError:
+        pass
+    return out
+
+
+def run_regressor_throughput(regressors: Mapping[str, str] | Sequence[str] | None = None,
+                             backends: Sequence[str] = THROUGHPUT_BACKENDS,
+                             threads: Sequence[int] = THROUGHPUT_THREADS,
+                             batch_sizes: Sequence[int] = THROUGHPUT_BATCHES,
+                             images: int = THROUGHPUT_IMAGES, rounds: int = THROUGHPUT_ROUNDS,
+                             lfw_root: str | Path | None = None,
+                             paths: Sequence[str | Path] | None = None, seed: int = 0,
+                             cache_dir: str | Path | None = None, quick: bool = False,
+                             log: Callable[[str], None] | None = None) -> dict:
+    """Faces/s of each regressor per (backend, threads) variant and batch size.
+
+    ``images`` aligned LFW crops (RetinaFace, central face; or of ``paths``) are scored whole
+    by every variant with its ``batch_size`` set to each of ``batch_sizes``; per batch size the
+    variants run in turn, ``rounds`` times (after one warm-up call each), and the result is the
+    per-face median. ``threads``: the scorer's ``threads=`` (torch intra-op threads; for
+    onnxruntime that many single-threaded inferences at once). Each variant's scores are
+    compared with the torch 1-thread scores of the same crops (max abs difference).
+    Regressors default to the shipped ``ediffiqa``. Returns a JSON-able dict.
+    """
+    import torch
+
+    from ..quality import create_scorer
+    from ..quality.ediffiqa import shipped_weights
+    from ..quality.regressor_onnx import check_backend
+    from .diffiqa_checks import aligned_lfw_faces
+
+    if images < 1 or rounds < 1 or not batch_sizes or any(int(b) < 1 for b in batch_sizes):
+        raise EvaluationError("images, rounds and batch sizes must be >= 1")
+    backends = [check_backend(b, None)[0] for b in backends]
+    threads = [int(t) for t in threads]
+    if not threads or any(t < 1 for t in threads):
+        raise EvaluationError(f"threads must be ints >= 1, got {threads}")
+    regressors = parse_regressors(regressors)
+    if not regressors:
+        w = shipped_weights("ediffiqa")
+        if w is None:
+            raise EvaluationError("no regressor given and ediffiqa's weights are not shipped")
+        regressors = {"ediffiqa": str(w)}
+    log = log or (lambda msg: None)
+    t_start = time.perf_counter()
+    crops, files = aligned_lfw_faces(images, seed=seed, lfw_root=lfw_root, cache_dir=cache_dir,
+                                     paths=[str(p) for p in paths] if paths is not None else None)
+    prev_threads = torch.get_num_threads()
+    try:
+        variants: dict[tuple[str, str, int], Any] = {}
+        for name, path in regressors.items():
+            for b in backends:
+                for t in threads:
+                    log(f"building {name} {b} threads={t}")
+                    variants[(name, b, t)] = create_scorer(name, weights=path, backend=b, threads=t)
+        reference: dict[str, np.ndarray] = {}
+        for name, path in regressors.items():
+            ref = variants.get((name, "torch", 1)) or create_scorer(name, weights=path, threads=1)
+            ref.batch_size = max(int(b) for b in batch_sizes)
+            reference[name] = ref.score(crops)
+        per_face: dict[tuple[str, str, int, int], list[float]] = {}
+        diffs: dict[tuple[str, str, int], float] = {}
+        for bs in [int(b) for b in batch_sizes]:
+            for key, sc in variants.items():
+                sc.batch_size = bs
+                sc.score(crops[:bs])  # warm-up (sessions, buffers) at this batch shape
+            for r in range(rounds):
+                for key, sc in variants.items():
+                    t0 = time.perf_counter()
+                    q = sc.score(crops)
+                    per_face.setdefault((*key, bs), []).append((time.perf_counter() - t0) / len(crops))
+                    diffs[key] = max(diffs.get(key, 0.0),
+                                     float(np.abs(q - reference[key[0]]).max()))
+            log(f"batch {bs}: {rounds} rounds done")
+        loadavg_end = machine_info()["loadavg"]
+    finally:
+        torch.set_num_threads(prev_threads)
+    rows = []
+    for (name, b, t, bs), secs in per_face.items():
+        ms = _median(secs) * 1000.0
+        rows.append({"scorer": name, "backend": b, "threads": t, "batch": bs,
+                     "ms_per_face": ms, "faces_per_s": 1000.0 / ms,
+                     "max_abs_diff_vs_torch_1_thread": diffs[(name, b, t)]})
+    base = {(r["scorer"], r["batch"]): r["ms_per_face"] for r in rows
+            if r["backend"] == "torch" and r["threads"] == 1}
+    for r in rows:
+        ref_ms = base.get((r["scorer"], r["batch"]))
+        r["speedup_vs_torch_1_thread"] = ref_ms / r["ms_per_face"] if ref_ms else None
+    machine = machine_info()
+    machine.update(_priority(), loadavg_end=loadavg_end)
+    return {"benchmark": "regressor-throughput", "quick": bool(quick), "images": len(crops),
+            "rounds": rounds, "batch_sizes": [int(b) for b in batch_sizes],
+            "backends": backends, "threads": threads, "regressors": regressors, "seed": seed,
+            "machine": machine, "rows": rows, "files": files,
+            "seconds": round(time.perf_counter() - t_start, 1)}
+
+
+def throughput_markdown(result: dict) -> str:
+    """The table of :func:`run_regressor_throughput`'s result."""
+    m = result["machine"]
+    out = [f"{result['images']} aligned LFW crops, per-face median of {result['rounds']} "
+           f"interleaved rounds; load average {m['loadavg']} -> {m.get('loadavg_end')}, nice "
+           f"{m.get('nice')}, {m.get('autogroup', 'no autogroup')}", "",
+           "| scorer | backend | threads | batch | ms/face | faces/s | vs torch 1 thread "
+           "| max abs diff vs torch |", "|---|---|---|---|---|---|---|---|"]
+    for r in sorted(result["rows"], key=lambda r: (r["scorer"], r["batch"], r["backend"] != "torch",
+                                                   r["backend"], r["threads"])):
+        sp = "-" if r["speedup_vs_torch_1_thread"] is None else f"{r['speedup_vs_torch_1_thread']:.2f}x"
+        out.append(f"| {r['scorer']} | {r['backend']} | {r['threads']} | {r['batch']} | "
+                   f"{r['ms_per_face']:.2f} | {r['faces_per_s']:.1f} | {sp} | "
+                   f"{r['max_abs_diff_vs_torch_1_thread']:.1e} |")
+    return "\n".join(out)
+
+
+# --------------------------------------------------------------------------------------------
 # ``fiqa bench runtime``
 # --------------------------------------------------------------------------------------------
 
@@ -345,12 +492,14 @@ def add_cli_parser(bench_subparsers) -> None:
         description="Time decode / detect / align / embed, DifFIQA (default and fast: forward, "
                     "backward, quality), the baselines, regressors and QualityGate.filter per "
                     "face on LFW images (median over --repeats runs); writes OUT/runtime.json "
-                    "and OUT/runtime.md.")
+                    "and OUT/runtime.md. --throughput: faces/s of the regressors per backend, "
+                    "threads and batch size (OUT/runtime-throughput.json and .md).")
     r.add_argument("--weights", default=None,
                    help="DifFIQA denoiser .safetensors with its .json sidecar (default "
                         "$FIQA_DIFFIQA_WEIGHTS, else the shipped one)")
     r.add_argument("--regressor", action="append", default=[], metavar="NAME=PATH",
                    help="time a regressor too: ediffiqa, ediffiqa-free or diffiqa-r (repeatable)")
+    add_throughput_arguments(r)
     r.add_argument("--quick", action="store_true",
                    help=f"smoke run: {QUICK_IMAGES} images, {QUICK_REPEATS} runs, gate on "
                         f"{QUICK_GATE_IMAGES} image(s)")
@@ -370,10 +519,50 @@ def add_cli_parser(bench_subparsers) -> None:
     r.set_defaults(func=_cli_runtime)
 
 
+def add_throughput_arguments(parser) -> None:
+    """The regressor-backend options shared by ``fiqa bench runtime`` and
+    ``benchmarks/runtime.py``."""
+    parser.add_argument("--regressor-backend", nargs="+", default=["torch"],
+                        choices=list(THROUGHPUT_BACKENDS), metavar="BACKEND",
+                        help="backends each --regressor is timed with in the full breakdown "
+                             "(default torch; onnxruntime adds NAME@onnxruntime rows)")
+    parser.add_argument("--throughput", action="store_true",
+                        help="only the regressor throughput table: every --backends x "
+                             "--thread-counts variant at every --batch-sizes on aligned LFW "
+                             "crops (default regressor: the shipped ediffiqa); --images crops "
+                             f"(default {THROUGHPUT_IMAGES}), --repeats rounds (default "
+                             f"{THROUGHPUT_ROUNDS}); --quick: {QUICK_THROUGHPUT_IMAGES} crops, "
+                             f"{QUICK_THROUGHPUT_ROUNDS} rounds, batches "
+                             f"{' '.join(map(str, QUICK_THROUGHPUT_BATCHES))}")
+    parser.add_argument("--backends", nargs="+", default=list(THROUGHPUT_BACKENDS),
+                        choices=list(THROUGHPUT_BACKENDS), help="--throughput: backends")
+    parser.add_argument("--thread-counts", nargs="+", type=int,
+                        default=list(THROUGHPUT_THREADS), metavar="K",
+                        help="--throughput: the scorers' threads= values (default 1 2)")
+    parser.add_argument("--batch-sizes", nargs="+", type=int, default=None, metavar="B",
+                        help="--throughput: batch sizes (default 1 16 64; quick 1 16)")
+
+
+def throughput_from_args(args, log: Callable[[str], None] | None = None) -> dict:
+    """:func:`run_regressor_throughput` from parsed options (``--throughput``)."""
+    quick = bool(args.quick)
+    return run_regressor_throughput(
+        regressors=parse_regressors(args.regressor), backends=args.backends,
+        threads=args.thread_counts,
+        batch_sizes=args.batch_sizes or (QUICK_THROUGHPUT_BATCHES if quick else THROUGHPUT_BATCHES),
+        images=args.images or (QUICK_THROUGHPUT_IMAGES if quick else THROUGHPUT_IMAGES),
+        rounds=args.repeats or (QUICK_THROUGHPUT_ROUNDS if quick else THROUGHPUT_ROUNDS),
+        lfw_root=args.lfw, seed=args.seed, quick=quick, log=log)
+
+
 def run_from_args(args, log: Callable[[str], None] | None = None) -> dict:
     """:func:`run_runtime_bench` from parsed options (``fiqa bench runtime`` and
-    ``benchmarks/runtime.py``): ``--quick`` / default sizes, ``$FIQA_DIFFIQA_WEIGHTS``."""
+    ``benchmarks/runtime.py``): ``--quick`` / default sizes, ``$FIQA_DIFFIQA_WEIGHTS``;
+    :func:`run_regressor_throughput` with ``--throughput``."""
     from .diffiqa_checks import default_weights
+
+    if getattr(args, "throughput", False):
+        return throughput_from_args(args, log)
 
     weights = args.weights if args.weights is not None else default_weights()
     images = args.images or (QUICK_IMAGES if args.quick else DEFAULT_IMAGES)
@@ -384,7 +573,15 @@ def run_from_args(args, log: Callable[[str], None] | None = None) -> dict:
         weights=weights, regressors=parse_regressors(args.regressor), images=images,
         repeats=repeats, gate_images=args.gate_images or (QUICK_GATE_IMAGES if args.quick else None),
         t=args.t, n=args.n, fast_n=args.fast_n, threads=args.threads, lfw_root=args.lfw,
-        seed=args.seed, gate=not args.no_gate, quick=args.quick, log=log)
+        seed=args.seed, gate=not args.no_gate, quick=args.quick,
+        regressor_backends=getattr(args, "regressor_backend", None) or ("torch",), log=log)
+
+
+def render(result: dict) -> str:
+    """The markdown of either result kind (:func:`markdown` or :func:`throughput_markdown`)."""
+    if result.get("benchmark") == "regressor-throughput":
+        return throughput_markdown(result)
+    return markdown(result)
 
 
 def _cli_runtime(args) -> int:
@@ -402,12 +599,15 @@ def _cli_runtime(args) -> int:
     result = run_from_args(args, log)
     result["command"] = "fiqa " + shlex.join(getattr(args, "argv", None) or sys.argv[1:])
     out.mkdir(parents=True, exist_ok=True)
-    table = markdown(result)
-    (out / "runtime.json").write_text(json.dumps(result, indent=2) + "\n")
-    (out / "runtime.md").write_text(table + "\n")
+    stem = "runtime-throughput" if args.throughput else "runtime"
+    table = render(result)
+    (out / f"{stem}.json").write_text(json.dumps(result, indent=2) + "\n")
+    (out / f"{stem}.md").write_text(table + "\n")
     print(table)
-    log(f"wrote {out / 'runtime.json'}, {out / 'runtime.md'}")
+    log(f"wrote {out / (stem + '.json')}, {out / (stem + '.md')}")
     return 0
 
 
-__all__ = ["run_runtime_bench", "run_from_args", "diffiqa_staged", "markdown", "StageTimer", "add_cli_parser"]
+__all__ = ["run_runtime_bench", "run_regressor_throughput", "run_from_args", "diffiqa_staged",
+           "markdown", "throughput_markdown", "render", "StageTimer", "add_cli_parser",
+           "add_throughput_arguments"]

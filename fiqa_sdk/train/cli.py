@@ -143,6 +143,13 @@ def add_train_parser(subparsers) -> argparse.ArgumentParser:
         r.add_argument("--cut", type=int, default=15,
                        help="fine-tune MobileFaceNet blocks [cut:] (0..20, default 15)")
         r.add_argument("--name", default=None, help="file name stem of the weights")
+        r.add_argument("--backbone", default=None, metavar="MODULE:FACTORY",
+                       help="a user-supplied FR backbone instead of the shipped ArcFace "
+                            "MobileFaceNet: FACTORY() in MODULE (a module path, or a .py file) "
+                            "returns a torch module with its trained weights, mapping (N, 3, 112, "
+                            "112) RGB crops scaled to [-1, 1] to (N, D) embeddings; it is also "
+                            "the target model M. Load the result with "
+                            "RegressorScorer(weights, backbone=FACTORY())")
         r.set_defaults(func=_cmd_train_distill, method=method)
     return t
 
@@ -218,6 +225,60 @@ def _cmd_train_labels(args: argparse.Namespace) -> int:
     return 0
 
 
+def load_backbone_factory(spec: str):
+    """``"pkg.module:factory"`` or ``"path/to/file.py:factory"`` -> ``factory()``, a torch module.
+
+    Raises :class:`~fiqa_sdk.errors.InvalidArgumentError` with the reason when the spec is
+    malformed, the module or the factory cannot be found, or the result is not a torch module.
+    """
+    import importlib
+    import importlib.util
+
+    from torch import nn
+
+    from ..errors import InvalidArgumentError
+
+    module_name, sep, attr = str(spec).rpartition(":")
+    if not sep or not module_name or not attr.isidentifier():
+        raise InvalidArgumentError(f"--backbone takes MODULE:FACTORY, got {spec!r}")
+    try:
+        if module_name.endswith(".py"):
+            path = Path(module_name).expanduser()
+            if not path.is_file():
+                raise InvalidArgumentError(f"--backbone: file not found: {path}")
+            mspec = importlib.util.spec_from_file_location(f"fiqa_user_backbone_{path.stem}", path)
+            module = importlib.util.module_from_spec(mspec)
+            mspec.loader.exec_module(module)  # type: ignore[union-attr]
+        else:
+            module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise InvalidArgumentError(f"--backbone: cannot import {module_name!r}: {exc}") from None
+    factory = getattr(module, attr, None)
+    if not callable(factory):
+        raise InvalidArgumentError(f"--backbone: {module_name!r} has no callable {attr!r}")
+    net = factory()
+    if not isinstance(net, nn.Module):
+        raise InvalidArgumentError(f"--backbone: {spec}() returned {type(net).__name__}, "
+                                   "not a torch module")
+    return net.eval()
+
+
+class ModuleEmbedder:
+    """A torch FR module as the target model ``M`` for :func:`~.labels.target_embeddings`:
+    raw ``(N, D)`` outputs of ArcFace-style 112x112 RGB crops scaled to [-1, 1]."""
+
+    def __init__(self, module, name: str) -> None:
+        self.module, self.name = module, name
+
+    def embed_raw(self, crops) -> "np.ndarray":
+        import torch
+
+        from .distill import _run
+
+        with torch.inference_mode():
+            return _run(self.module.eval(), crops, flip=False).numpy()
+
+
 def _cmd_train_distill(args: argparse.Namespace) -> int:
     import numpy as np
     import torch
@@ -233,21 +294,36 @@ def _cmd_train_distill(args: argparse.Namespace) -> int:
     if not np.isfinite(q).all():
         return _die(f"{int((~np.isfinite(q)).sum())} of {n} pseudo-labels are missing in {folder}; "
                     "run `fiqa train labels` with the same teacher options to finish them")
-    emb = create_embedder("arcface", threads=args.threads)
-    _log("target embeddings (ArcFace w600k_mbf, crops and mirrors; cached)")
+    torch.set_num_threads(args.threads)
+    if args.backbone:
+        from ..quality.base import model_digest
+
+        backbone = load_backbone_factory(args.backbone)
+        digest = model_digest(backbone)
+        emb = ModuleEmbedder(backbone, f"custom-{digest}")
+        _log(f"target embeddings (the user backbone {args.backbone}, crops and mirrors; cached)")
+        backbone_meta = {"arch": "custom", "factory": args.backbone, "base_digest": digest}
+        target_model = f"custom:{args.backbone}"
+    else:
+        emb = create_embedder("arcface", threads=args.threads)
+        _log("target embeddings (ArcFace w600k_mbf, crops and mirrors; cached)")
+        backbone = load_mobilefacenet()
+        backbone_meta = {"arch": "mobilefacenet", "base": "w600k_mbf.onnx",
+                         "base_sha256": sha256_file(emb.model_path)}
+        target_model = "arcface:w600k_mbf"
     e, ef = target_embeddings(data.faces[:n], emb, cache_dir=data.path)
     cfg = DistillConfig(method=args.method, eps=args.eps, theta=args.theta, p=args.p,
                         min_count=args.min_count, epochs=args.epochs, cut=args.cut, seed=args.seed)
     meta = {
-        "backbone": {"arch": "mobilefacenet", "base": "w600k_mbf.onnx",
-                     "base_sha256": sha256_file(emb.model_path)},
-        "target_model": "arcface:w600k_mbf",
+        "backbone": backbone_meta,
+        "target_model": target_model,
         "teacher": json.loads((folder / "meta.json").read_text())["teacher"],
         "data": {"source": str(data.path), "faces": n, "identities": int(len(np.unique(data.identities[:n])))},
     }
-    torch.set_num_threads(args.threads)
-    summary = distill(np.asarray(data.faces[:n]), data.identities[:n], q, e, ef, load_mobilefacenet(),
+    # frozen-stem activations are worth caching only for a backbone that can be split
+    features = data.path / "stem-features" if hasattr(backbone, "split") else None
+    summary = distill(np.asarray(data.faces[:n]), data.identities[:n], q, e, ef, backbone,
                       args.out, cfg, meta=meta, log=_log, name=args.name,
-                      feature_cache=data.path / "stem-features", raw_target=True)
+                      feature_cache=features, raw_target=True)
     print(json.dumps({k: summary[k] for k in ("weights", "final", "labels", "seconds")}))
     return 0

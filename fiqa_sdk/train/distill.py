@@ -36,6 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..errors import FiqaError
 from ..quality.ediffiqa import QualityRegressor, save_regressor
 from .ddpm import to_model_range
 from .labels import save_npy
@@ -124,6 +125,44 @@ def _stem_features(stem: nn.Module, faces: np.ndarray, cfg: DistillConfig,
     return out[0], (out[1] if cfg.hflip else None)
 
 
+class HeldOutVerification:
+    """ISO/IEC 29794-1 FNMR-EDC on the validation identities: model selection without LFW.
+
+    All-vs-all comparisons of the validation faces with the target FR model's embeddings
+    (same-model setting), the threshold at ``fmr`` over all their non-mated pairs, pair quality
+    = min of the two faces; :meth:`pauc` gives the normalized pAUC of any quality vector over
+    those faces (lower = better). Needs at least two faces of one identity and one non-mated pair.
+    """
+
+    def __init__(self, emb: np.ndarray, ids: np.ndarray, fmr: float = 1e-3) -> None:
+        from ..eval.bench import pair_scores, threshold_all_nonmated
+
+        e = np.asarray(emb, np.float32)
+        e = e / np.linalg.norm(e, axis=1, keepdims=True)
+        ids = np.asarray(ids)
+        self.fmr = float(fmr)
+        self.threshold, self.n_nonmated = threshold_all_nonmated(e, ids, self.fmr)
+        i, j = np.triu_indices(len(ids), 1)
+        same = ids[i] == ids[j]
+        self.mated = np.stack([i[same], j[same]], axis=1)
+        if not len(self.mated):
+            raise ValueError("the validation identities have no mated pairs")
+        self.scores = pair_scores(e, self.mated)
+        self.fnmr0 = float(np.mean(self.scores < self.threshold.threshold))
+
+    def pauc(self, quality: np.ndarray, limits: tuple[float, ...] = (0.2, 0.3)) -> dict:
+        from ..eval.bench import edc_at_threshold
+
+        res = edc_at_threshold(self.scores, np.asarray(quality, np.float64)[self.mated],
+                               self.threshold, self.fmr, self.n_nonmated)
+        return {f"pauc_{lim:g}": float(res.pauc(lim, normalized=True)) for lim in limits}
+
+    def describe(self) -> dict:
+        return {"mated": int(len(self.mated)), "nonmated": int(self.n_nonmated),
+                "fmr": self.fmr, "threshold": float(self.threshold.threshold),
+                "fnmr0": self.fnmr0}
+
+
 def _spearman(a: np.ndarray, b: np.ndarray) -> float:
     from scipy.stats import spearmanr
 
@@ -179,6 +218,13 @@ def distill(faces: np.ndarray, ids: np.ndarray, labels: np.ndarray, target_emb: 
     q = minmax(labels)
     val = split_identities(ids, cfg.val_fraction, cfg.seed)
     tr = ~val
+    val_all = np.flatnonzero(val)  # every validation face (also those without a class centre)
+    verification = None
+    if len(val_all):
+        try:
+            verification = HeldOutVerification(np.asarray(target_emb)[val_all], ids[val_all])
+        except (ValueError, FiqaError) as exc:  # too few validation faces for an EDC
+            log(f"no held-out verification EDC: {exc}")
     stats: dict = {"faces": n, "train": int(tr.sum()), "val": int(val.sum()),
                    "identities": int(len(np.unique(ids))),
                    "raw_min": float(labels.min()), "raw_max": float(labels.max())}
@@ -237,7 +283,8 @@ def distill(faces: np.ndarray, ids: np.ndarray, labels: np.ndarray, target_emb: 
         e = tail(h)
         return e, model.head(e).squeeze(-1)
 
-    def evaluate(rows: np.ndarray) -> dict:
+    def predict(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(predicted qualities, 1 - cos with the target embedding) of ``rows``, unflipped."""
         with torch.inference_mode():
             preds, rc = [], []
             for i in range(0, len(rows), 256):
@@ -245,9 +292,25 @@ def distill(faces: np.ndarray, ids: np.ndarray, labels: np.ndarray, target_emb: 
                 e, qh = forward(r, np.zeros(len(r), bool))
                 preds.append(qh)
                 rc.append(1 - F.cosine_similarity(e, tgt[r], dim=1))
-            qh = torch.cat(preds).numpy()
-            return {"l1": float(np.abs(qh - q_o[rows]).mean()), "rc": float(torch.cat(rc).mean()),
-                    "spearman_q_o": _spearman(qh, q_o[rows]), "spearman_q": _spearman(qh, q[rows])}
+            return torch.cat(preds).numpy(), torch.cat(rc).numpy()
+
+    def evaluate(rows: np.ndarray) -> dict:
+        qh, rc = predict(rows)
+        out = {"l1": float(np.abs(qh - q_o[rows]).mean()), "rc": float(rc.mean()),
+               "spearman_q_o": _spearman(qh, q_o[rows]), "spearman_q": _spearman(qh, q[rows])}
+        if verification is not None:
+            out.update(verification.pauc(predict(val_all)[0]))
+        return out
+
+    held_out: dict = {}
+    if verification is not None:
+        # the references on the same held-out faces: the teacher's labels and, where the target
+        # embeddings are raw, the embedding-norm baseline of the same FR model
+        held_out = {**verification.describe(), "teacher": verification.pauc(labels[val_all])}
+        norms = np.linalg.norm(np.asarray(target_emb, np.float64)[val_all], axis=1)
+        if not np.allclose(norms, 1.0, atol=1e-3):
+            held_out["embedding-norm"] = verification.pauc(norms)
+        log(f"held-out verification: {json.dumps(held_out)}")
 
     train_rows, val_rows = np.flatnonzero(tr), np.flatnonzero(val)
     history = []
@@ -281,13 +344,14 @@ def distill(faces: np.ndarray, ids: np.ndarray, labels: np.ndarray, target_emb: 
                     "diffiqa-r": "diffiqa_r_mbf"}[cfg.method]
     sidecar = dict(meta or {})
     sidecar.update({"method": cfg.method, "config": cfg.to_dict(), "labels": stats,
-                    "history": history})
+                    "history": history, "held_out_verification": held_out})
     sidecar.setdefault("backbone", {})["frozen"] = cfg.method == "ediffiqa-free"
     sidecar.setdefault("head", {}).update({"dim": dim, "hidden": 1024})
     path = save_regressor(model, out / f"{name}.safetensors", sidecar, base_state=base_state)
     with open(out / f"{name}.history.json", "w") as f:
         json.dump(history, f, indent=1)
     return {"weights": str(path), "history": history, "labels": stats,
+            "held_out_verification": held_out,
             "seconds": round(time.time() - t0, 1), "final": history[-1] if history else {},
             "lr_groups": [g["lr"] for g in groups],
             "trainable_params": int(sum(p_.numel() for p_ in tail_params)) + sum(

@@ -1,0 +1,211 @@
+"""The onnxruntime backend of the distilled regressors: parity with torch on real faces, the
+export cache, typed errors, the gate option and the runtime throughput mode."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import fiqa_sdk as fq
+from fiqa_sdk.errors import GateError, InvalidArgumentError
+
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
+
+
+@pytest.fixture(scope="module")
+def face(astronaut):
+    return fq.create_detector("retinaface").detect(astronaut)[0]
+
+
+@pytest.fixture(scope="module")
+def real_crops(astronaut, face, lfw_root_or_none) -> np.ndarray:
+    """Aligned crops of real faces: the astronaut (jittered, blurred, noisy, downscaled, mirrored)
+    and, when LFW is present, a few LFW faces."""
+    from fiqa_sdk.align import align_face, jitter_landmarks
+
+    rng = np.random.default_rng(0)
+    out = []
+    for k in range(10):
+        crop = align_face(astronaut, jitter_landmarks(face, 3.0, k) if k else face)
+        s = k % 5
+        if s:
+            crop = cv2.GaussianBlur(crop, (0, 0), 0.7 * s)
+            small = cv2.resize(crop, (112 // (s + 1),) * 2, interpolation=cv2.INTER_AREA)
+            crop = cv2.resize(small, (112, 112), interpolation=cv2.INTER_LINEAR)
+            crop = np.clip(crop + rng.normal(0, 3 * s, crop.shape), 0, 255).astype(np.uint8)
+        out.append(crop if k % 2 else np.ascontiguousarray(crop[:, ::-1]))
+    if lfw_root_or_none is not None:
+        det = fq.create_detector("retinaface")
+        for p in sorted((lfw_root_or_none / "images").glob("A*/*.jpg"))[:6]:
+            img = fq.load_image(p)
+            faces = det.detect(img)
+            if faces:
+                out.append(align_face(img, faces[0]))
+    return np.stack(out)
+
+
+@pytest.fixture(scope="module")
+def lfw_root_or_none():
+    from conftest import LFW_ROOT
+
+    return LFW_ROOT if (LFW_ROOT / "images").is_dir() else None
+
+
+# -- the export -----------------------------------------------------------------------------
+def test_blocked_prelu_is_prelu():
+    from fiqa_sdk.quality.regressor_onnx import BlockedPReLU
+
+    torch.manual_seed(0)
+    x = torch.randn(3, 6, 5, 5)
+    fast = nn.PReLU(6)
+    with torch.no_grad():
+        fast.weight.copy_(torch.tensor([-0.8, -0.1, 0.0, 0.25, 0.5, 0.99]))
+    general = nn.PReLU(6)
+    with torch.no_grad():
+        general.weight.copy_(torch.tensor([-0.5, 0.2, 1.0, 1.5, 3.0, 0.9]))  # slopes >= 1
+    for p in (fast, general, nn.PReLU(1, init=0.3)):
+        b = BlockedPReLU(p)
+        torch.testing.assert_close(b(x), p(x), atol=1e-6, rtol=1e-5)
+    assert BlockedPReLU(fast).fast and not BlockedPReLU(general).fast
+    v = torch.randn(4, 6)  # not 4-D: plain PReLU
+    torch.testing.assert_close(BlockedPReLU(fast)(v), fast(v))
+
+
+def test_onnxruntime_matches_torch_on_real_faces(real_crops):
+    """The ORT fp32 scores equal the torch scores within 1e-4 (measured ~4e-7), for every
+    threads setting and batch size, and the graph is exported once to $FIQA_CACHE/onnx."""
+    from fiqa_sdk.eval.features import default_cache_dir
+
+    ref = fq.create_scorer("ediffiqa").score(real_crops)
+    assert ref.std() > 0.01  # the crops are of varied quality
+    for threads, bs in ((None, 64), (1, 3), (2, 4), (2, 1)):
+        s = fq.create_scorer("ediffiqa", backend="onnxruntime", threads=threads, batch_size=bs)
+        np.testing.assert_allclose(s.score(real_crops), ref, atol=1e-4)
+    assert isinstance(s._ort.source, Path) and s._ort.source.parent == default_cache_dir() / "onnx"
+    assert s._ort.workers == 2 and s.backend == "onnxruntime"
+    # the graph is the blocked-PReLU form: no PRelu node left
+    import onnx
+
+    ops = {n.op_type for n in onnx.load(str(s._ort.source)).graph.node}
+    assert "PRelu" not in ops and {"Conv", "Relu", "Add"} <= ops
+
+
+def test_export_cache_is_reused_and_optional(tmp_path, monkeypatch):
+    from fiqa_sdk.quality import regressor_onnx as ro
+
+    s = fq.create_scorer("diffiqa-r", backend="onnxruntime")
+    path = s._ort.source
+    assert path.is_file() and path.name.startswith("diffiqa-r-")
+    monkeypatch.setattr(ro, "export_bytes", lambda *a, **k: pytest.fail("exported again"))
+    again = fq.create_scorer("diffiqa-r", backend="onnxruntime")
+    assert again._ort.source == path
+    monkeypatch.undo()
+    # a cache folder that cannot be created: the graph is built in memory
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    data = ro.cached_graph(s.model, "diffiqa-r", cache_dir=blocker / "sub")
+    assert isinstance(data, bytes) and len(data) > 1_000_000
+
+
+@pytest.mark.parametrize("name, expected", [
+    ("ediffiqa", (0.685304, 0.683534)),
+    ("diffiqa-r", (0.902806, 0.880866)),
+    ("ediffiqa-free", (0.675324, 0.649601)),
+])
+def test_onnxruntime_reproduces_recorded_scores(name, expected, astronaut, face):
+    """The recorded scores of tests/test_ediffiqa.py, with backend="onnxruntime"."""
+    from fiqa_sdk.align import align_face
+
+    crop = align_face(astronaut, face)
+    s = fq.create_scorer(name, backend="onnxruntime", threads=2)
+    np.testing.assert_allclose(s.score(np.stack([crop, crop[:, ::-1]])), expected, atol=5e-4)
+
+
+def test_bad_options_raise_typed_errors():
+    from fiqa_sdk.quality.ediffiqa import RegressorScorer, SharedStem
+
+    for bad in ("tensorrt", "ONNXRUNTIME", None, 1):
+        with pytest.raises(InvalidArgumentError, match="backend"):
+            fq.create_scorer("ediffiqa", backend=bad)
+    for bad in (-1, 1.5, True, "2"):
+        with pytest.raises(InvalidArgumentError, match="threads"):
+            fq.create_scorer("ediffiqa", backend="onnxruntime", threads=bad)
+    with pytest.raises(InvalidArgumentError, match="batch_size"):
+        fq.create_scorer("ediffiqa", batch_size=0)
+    with pytest.raises(InvalidArgumentError, match="shared_stem"):
+        RegressorScorer(shared_stem=SharedStem(cut=15), backend="onnxruntime")
+
+
+# -- the gate -------------------------------------------------------------------------------
+def test_gate_scorer_options(astronaut, tmp_path):
+    gate = fq.QualityGate(scorer_options={"backend": "onnxruntime", "threads": 2})
+    assert gate.scorer.name == "ediffiqa" and gate.scorer.backend == "onnxruntime"
+    r = gate.assess(astronaut, color="rgb")
+    assert r.score == pytest.approx(0.685304, abs=5e-4)
+    p = gate.save(tmp_path / "gate.json")
+    assert json.loads(p.read_text())["scorer_options"] == {"backend": "onnxruntime", "threads": 2}
+    loaded = fq.QualityGate.load(p)
+    assert loaded.scorer.backend == "onnxruntime" and loaded.scorer.threads == 2
+    assert "scorer_options" not in fq.QualityGate(scorer="inter-eye").config()  # default: as before
+    with pytest.raises(GateError, match="scorer_options"):
+        fq.QualityGate(scorer=gate.scorer, scorer_options={"threads": 1})
+    with pytest.raises(GateError, match="does not accept"):
+        fq.QualityGate(scorer="inter-eye", scorer_options={"backend": "onnxruntime"})
+    with pytest.raises(GateError, match="dict"):
+        fq.QualityGate(scorer_options=[("backend", "onnxruntime")])
+    with pytest.raises(InvalidArgumentError, match="backend"):
+        fq.QualityGate(scorer_options={"backend": "nope"})
+
+
+def test_cli_assess_scorer_backend(capsys):
+    from fiqa_sdk.cli import main
+
+    assert main(["assess", "--scorer-backend", "onnxruntime", "--scorer-threads", "2"]) == 0
+    rec = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert rec["score"] == pytest.approx(0.685304, abs=5e-4)
+
+
+# -- the runtime throughput mode ------------------------------------------------------------
+@pytest.fixture(scope="module")
+def tiny_lfw(astronaut, tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("lfw")
+    bgr = cv2.cvtColor(astronaut, cv2.COLOR_RGB2BGR)
+    for i in range(2):
+        d = root / "images" / f"P_{i}"
+        d.mkdir(parents=True)
+        cv2.imwrite(str(d / f"P_{i}_0001.jpg"), cv2.resize(bgr, (256 - 16 * i,) * 2))
+    return root
+
+
+def test_runtime_throughput(tiny_lfw, tmp_path, capsys):
+    from fiqa_sdk.cli import main
+    from fiqa_sdk.eval import runtime as rt
+
+    res = rt.run_regressor_throughput(images=2, rounds=1, batch_sizes=(1, 2), threads=(1, 2),
+                                      lfw_root=tiny_lfw, cache_dir=tmp_path / "c")
+    json.dumps(res)
+    assert res["benchmark"] == "regressor-throughput" and res["images"] == 2
+    rows = res["rows"]
+    assert len(rows) == 2 * 2 * 2  # backends x threads x batch sizes
+    for r in rows:
+        assert r["ms_per_face"] > 0 and r["faces_per_s"] > 0
+        assert r["max_abs_diff_vs_torch_1_thread"] < 1e-4 and r["speedup_vs_torch_1_thread"] > 0
+    assert torch.get_num_threads() == 1  # restored
+    assert "| ediffiqa | onnxruntime | 2 | 2 |" in rt.throughput_markdown(res)
+    out = tmp_path / "out"
+    assert main(["bench", "runtime", "--throughput", "--quick", "--images", "2", "--batch-sizes",
+                 "2", "--thread-counts", "1", "--backends", "onnxruntime", "--lfw", str(tiny_lfw),
+                 "--out", str(out)]) == 0
+    got = json.loads((out / "runtime-throughput.json").read_text())
+    assert got["command"].startswith("fiqa bench runtime --throughput") and len(got["rows"]) == 1
+    assert "faces/s" in (out / "runtime-throughput.md").read_text()
+    with pytest.raises(fq.errors.EvaluationError):
+        rt.run_regressor_throughput(images=0)
+    with pytest.raises(InvalidArgumentError):
+        rt.run_regressor_throughput(backends=("tvm",))
