@@ -41,8 +41,8 @@ import numpy as np
 from ..align import jitter_landmarks
 from ..errors import EvaluationError
 from ._edc import EDCResult, threshold_at_fmr
-from .bench import (BASELINE_SCORERS, DEFAULT_LIMITS, _num, edc_at_threshold, make_scorers,
-                    pair_scores)
+from .bench import (BASELINE_SCORERS, DEFAULT_LIMITS, _num, check_fmr_limits, edc_at_threshold,
+                    make_scorers, pair_scores)
 from .features import FaceSet
 from .protocols import PairsProtocol
 from .verification import VerificationResult, kfold_accuracy
@@ -288,12 +288,7 @@ def run_alignment_bench(
     from .features import default_cache_dir, detect_all, embed_all, score_all
 
     say = log or (lambda msg: None)
-    fmr = float(fmr)
-    if not 0.0 < fmr < 1.0:
-        raise EvaluationError(f"fmr must be in the open interval (0, 1), got {fmr!r}")
-    limits = tuple(float(x) for x in limits)
-    if not limits or any(not 0.0 < x <= 1.0 for x in limits):
-        raise EvaluationError(f"pAUC limits must be in (0, 1], got {list(limits)}")
+    fmr, limits = check_fmr_limits(fmr, limits)
     conds = conditions(detectors, jitter)
     cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     # Every model first, so that a bad name fails before any long step.

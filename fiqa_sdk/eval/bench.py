@@ -274,6 +274,18 @@ def make_scorers(names: Sequence[str], quality_embedder, weights: dict | None = 
     return out
 
 
+def check_fmr_limits(fmr: float, limits: Sequence[float]) -> tuple[float, tuple[float, ...]]:
+    """``(fmr, limits)`` as floats, or :class:`EvaluationError` if the FMR is not in (0, 1) or a
+    pAUC limit is not in (0, 1] (shared by the quality and alignment benchmarks)."""
+    fmr = float(fmr)
+    if not 0.0 < fmr < 1.0:
+        raise EvaluationError(f"fmr must be in the open interval (0, 1), got {fmr!r}")
+    limits = tuple(float(x) for x in limits)
+    if not limits or any(not 0.0 < x <= 1.0 for x in limits):
+        raise EvaluationError(f"pAUC limits must be in (0, 1], got {list(limits)}")
+    return fmr, limits
+
+
 def run_quality_bench(
     protocol: PairsProtocol | IdentityProtocol,
     scorers: Sequence[str] = BASELINE_SCORERS,
@@ -303,12 +315,7 @@ def run_quality_bench(
     from .features import default_cache_dir, detect_all, embed_all, score_all
 
     say = log or (lambda msg: None)
-    fmr = float(fmr)
-    if not 0.0 < fmr < 1.0:
-        raise EvaluationError(f"fmr must be in the open interval (0, 1), got {fmr!r}")
-    limits = tuple(float(x) for x in limits)
-    if not limits or any(not 0.0 < x <= 1.0 for x in limits):
-        raise EvaluationError(f"pAUC limits must be in (0, 1], got {list(limits)}")
+    fmr, limits = check_fmr_limits(fmr, limits)
     if int(block_size) < 1:
         raise EvaluationError(f"block size must be positive, got {block_size}")
     cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
