@@ -96,7 +96,7 @@ def main(argv=None) -> int:
         if proto_name == "lfw-pairs":
             proto = protocols.read_lfw_pairs(lfw)
             if args.quick:
-                proto = protocols.pairs_subset(proto, 10)
+                proto = protocols.pairs_subset(proto, protocols.QUICK_PAIRS_PER_FOLD)
         elif proto_name == "lfw-all":
             proto = protocols.lfw_all_vs_all(lfw)
         else:

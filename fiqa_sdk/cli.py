@@ -168,6 +168,8 @@ def _cmd_bench_quality(args: argparse.Namespace) -> int:
         raise EvaluationError("--data is for --protocol folder/csv; use --lfw for LFW")
     if args.image_root and args.protocol != "csv":
         raise EvaluationError("--image-root applies to --protocol csv only")
+    if args.quick and args.protocol not in ("lfw-pairs", "lfw-xq-pairs"):
+        raise EvaluationError("--quick applies to --protocol lfw-pairs and lfw-xq-pairs only")
     if not 0.0 < args.plot_max_discard <= 1.0:
         raise EvaluationError(f"--plot-max-discard must be in (0, 1], got {args.plot_max_discard}")
     out = Path(args.out)
@@ -193,6 +195,8 @@ def _cmd_bench_quality(args: argparse.Namespace) -> int:
         log(f"lfw-xq images in {lfw}")
     if args.protocol in ("lfw-pairs", "lfw-xq-pairs"):
         proto = protocols.read_lfw_pairs(lfw)
+        if args.quick:  # the first 10 + 10 pairs of each fold, as the other --quick benchmarks
+            proto = protocols.pairs_subset(proto, protocols.QUICK_PAIRS_PER_FOLD)
     elif args.protocol in ("lfw-all", "lfw-xq"):
         proto = protocols.lfw_all_vs_all(lfw, args.max_nonmated, args.seed)
     elif args.protocol == "folder":
@@ -216,6 +220,7 @@ def _cmd_bench_quality(args: argparse.Namespace) -> int:
         log(f"shard {args.shard} scored and cached ({time.perf_counter() - t0:.0f} s)")
         return 0
     result.meta["seconds"]["total"] = round(time.perf_counter() - t0, 1)
+    result.meta["quick"] = bool(args.quick)
     import shlex
 
     result.meta["command"] = "fiqa " + shlex.join(getattr(args, "argv", None) or sys.argv[1:])
@@ -313,7 +318,7 @@ def _cmd_bench_alignment(args: argparse.Namespace) -> int:
     from .errors import EvaluationError
     from .eval import alignment as al
     from .eval.features import default_cache_dir
-    from .eval.protocols import pairs_subset, read_lfw_pairs
+    from .eval.protocols import QUICK_PAIRS_PER_FOLD, pairs_subset, read_lfw_pairs
 
     out = Path(args.out)
     if out.exists() and not out.is_dir():
@@ -323,7 +328,7 @@ def _cmd_bench_alignment(args: argparse.Namespace) -> int:
         list(al.QUICK_JITTER if args.quick else al.DEFAULT_JITTER)
     scorers = args.scorers or list(al.QUICK_SCORERS if args.quick else al.DEFAULT_SCORERS)
     per_fold = args.pairs_per_fold if args.pairs_per_fold is not None else \
-        (al.QUICK_PAIRS_PER_FOLD if args.quick else None)
+        (QUICK_PAIRS_PER_FOLD if args.quick else None)
     al.conditions(detectors, jitter)  # bad values fail before the protocol is read
     progress = sys.stderr.isatty() if args.progress is None else args.progress
     command = "fiqa " + shlex.join(getattr(args, "argv", None) or sys.argv[1:])
@@ -457,6 +462,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "OUT/quality.csv and OUT/edc.png. Detections, embeddings and quality scores "
                     "are cached ($FIQA_CACHE or --cache).")
     from .eval.bench import BASELINE_SCORERS, DEFAULT_LIMITS
+    from .eval.protocols import QUICK_PAIRS_PER_FOLD
 
     q.add_argument("--protocol", default="lfw-pairs",
                    choices=["lfw-pairs", "lfw-all", "lfw-xq-pairs", "lfw-xq", "folder", "csv"],
@@ -506,6 +512,10 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--plot-max-discard", type=float, default=0.5,
                    help="x-axis end of the EDC plot (default 0.5)")
     q.add_argument("--no-plot", action="store_true", help="skip edc.png")
+    q.add_argument("--quick", action="store_true",
+                   help=f"smoke run: only the first {QUICK_PAIRS_PER_FOLD} mated and "
+                        f"{QUICK_PAIRS_PER_FOLD} non-mated pairs of each pairs.txt fold (200 pairs; "
+                        "its pAUCs are too coarse to rank scorers)")
     q.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                    help="progress bars on stderr (default: when stderr is a terminal)")
     q.set_defaults(func=_cmd_bench_quality)
@@ -582,7 +592,7 @@ def build_parser() -> argparse.ArgumentParser:
     al.add_argument("--seed", type=int, default=0, help="seed of the landmark jitter (default 0)")
     al.add_argument("--pairs-per-fold", type=int, default=None, metavar="N",
                     help="only the first N mated and N non-mated pairs of each fold (default "
-                         f"all 300; --quick: {_al.QUICK_PAIRS_PER_FOLD})")
+                         f"all 300; --quick: {QUICK_PAIRS_PER_FOLD})")
     al.add_argument("--quick", action="store_true",
                     help="smoke run: the --quick defaults above (about a minute of CPU time "
                          "from a cold cache)")

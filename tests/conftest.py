@@ -29,6 +29,51 @@ def astronaut() -> np.ndarray:
 
 
 @pytest.fixture(scope="session")
+def astronaut_face(astronaut):
+    """RetinaFace's detection of the sample face (landmarks for the crops below)."""
+    import fiqa_sdk as fq
+
+    return fq.create_detector("retinaface").detect(astronaut)[0]
+
+
+def graded_crops(img: np.ndarray, face, count: int, *, period: int = 1, jitter: float = 3.0,
+                 blur: float = 0.6, seed: int = 0) -> np.ndarray:
+    """``count`` aligned crops of ``face`` in ``img``: crop k uses the landmarks jittered by
+    ``jitter`` px (seed k; crop 0 unjittered) and severity ``k % period`` of a graded
+    degradation (Gaussian blur ``blur x s``, downscale by ``s + 1`` and back, Gaussian noise
+    ``3 s``). ``period=1``: jittered, undegraded crops."""
+    import cv2
+
+    from fiqa_sdk.align import align_face, jitter_landmarks
+
+    rng = np.random.default_rng(seed)
+    out = []
+    for k in range(count):
+        crop = align_face(img, jitter_landmarks(face, jitter, k) if k else face)
+        s = k % period
+        if s:
+            crop = cv2.GaussianBlur(crop, (0, 0), blur * s)
+            small = cv2.resize(crop, (112 // (s + 1),) * 2, interpolation=cv2.INTER_AREA)
+            crop = cv2.resize(small, (112, 112), interpolation=cv2.INTER_LINEAR)
+            crop = np.clip(crop + rng.normal(0, 3 * s, crop.shape), 0, 255).astype(np.uint8)
+        out.append(crop)
+    return np.stack(out)
+
+
+def fake_lfw(root: Path, img: np.ndarray, identities: int) -> Path:
+    """An LFW-shaped folder ``root/images/Person_i/Person_i_0001.jpg`` of ``img`` (RGB) at
+    slightly different sizes, one image per identity."""
+    import cv2
+
+    bgr = cv2.cvtColor(img, cv2.COLOR_RGB2BGR)
+    for i in range(identities):
+        d = root / "images" / f"Person_{i}"
+        d.mkdir(parents=True)
+        cv2.imwrite(str(d / f"Person_{i}_0001.jpg"), cv2.resize(bgr, (256 - 16 * i,) * 2))
+    return root
+
+
+@pytest.fixture(scope="session")
 def lfw_root() -> Path:
     if not (LFW_ROOT / "pairs.txt").is_file():
         pytest.skip(f"LFW not found at {LFW_ROOT}")

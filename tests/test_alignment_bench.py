@@ -13,7 +13,7 @@ from fiqa_sdk.eval import alignment as al
 from fiqa_sdk.eval.bench import edc_at_threshold
 from fiqa_sdk.eval._edc import FMRThreshold
 from fiqa_sdk.eval.features import FaceSet
-from fiqa_sdk.eval.protocols import pairs_subset, read_lfw_pairs
+from fiqa_sdk.eval.protocols import QUICK_PAIRS_PER_FOLD, pairs_subset, read_lfw_pairs
 from fiqa_sdk.eval.verification import VerificationResult
 
 
@@ -217,7 +217,7 @@ def test_cli_quick_on_lfw(lfw_root, lfw_quick_cache, tmp_path, capsys):
     stdout = capsys.readouterr().out
     rec = json.loads((out / "alignment.json").read_text())
     assert rec["command"] == "fiqa " + " ".join(argv) and rec["complete"] and rec["quick"]
-    assert rec["n_mated"] == rec["n_nonmated"] == 10 * al.QUICK_PAIRS_PER_FOLD
+    assert rec["n_mated"] == rec["n_nonmated"] == 10 * QUICK_PAIRS_PER_FOLD
     names = [c["condition"] for c in rec["conditions"]]
     assert names == ["retinaface", "retinaface ±4px"]
     for c in rec["conditions"]:

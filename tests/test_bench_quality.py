@@ -21,10 +21,12 @@ from fiqa_sdk.eval import edc, threshold_at_fmr
 from fiqa_sdk.eval.bench import edc_at_threshold, threshold_all_nonmated
 from fiqa_sdk.eval.features import FaceSet, score_all
 from fiqa_sdk.eval.protocols import (
+    QUICK_PAIRS_PER_FOLD,
     csv_protocol,
     folder_protocol,
     lfw_all_vs_all,
     nonmated_count,
+    pairs_subset,
     read_lfw_pairs,
     sample_nonmated_pairs,
 )
@@ -407,6 +409,7 @@ def test_cli_bench_quality_user_errors(tmp_path, capsys):
         (["--protocol", "folder", "--data", str(tmp_path / "nope")], "not found"),
         (["--protocol", "lfw-pairs", "--lfw", str(tmp_path / "nope")], "pairs file not found"),
         (["--protocol", "lfw-all", "--image-root", "x"], "--image-root"),
+        (["--protocol", "lfw-all", "--quick"], "--quick"),
         (["--protocol", "folder", "--data", str(make_folder(tmp_path / "f")), "--scorers",
           "random", "random"], "twice"),
         (["--protocol", "folder", "--data", str(tmp_path / "f"), "--scorers", "nope"], "nope"),
@@ -542,3 +545,20 @@ def test_cli_bench_quality_lfw_xq(lfw_mini, tmp_path, capsys):
                "--scorers", "random", "--out", str(tmp_path / "xqp"), "--cache",
                str(tmp_path / "cache"), "--no-plot", "--no-progress"])
     assert rc == 0, capsys.readouterr().err
+
+
+def test_cli_bench_quality_quick_on_lfw(lfw_root, lfw_quick_cache, tmp_path, capsys):
+    """``fiqa bench quality --quick``: the 200 pairs.txt pairs the other ``--quick`` benchmarks
+    use (detections and embeddings shared through ``lfw_quick_cache``), real scorers."""
+    out = tmp_path / "out"
+    argv = ["bench", "quality", "--quick", "--scorers", "det-score", "inter-eye", "embedding-norm",
+            "--out", str(out), "--lfw", str(lfw_root), "--cache", str(lfw_quick_cache),
+            "--no-progress", "--no-plot"]
+    assert main(argv) == 0
+    table = capsys.readouterr().out
+    rec = json.loads((out / "quality.json").read_text())
+    assert rec["quick"] is True and rec["command"] == "fiqa " + " ".join(argv)
+    assert rec["n_mated"] == rec["n_nonmated"] == 10 * QUICK_PAIRS_PER_FOLD
+    assert [r["scorer"] for r in rec["results"]] == ["det-score", "inter-eye", "embedding-norm"]
+    assert rec["images"] == len(pairs_subset(read_lfw_pairs(lfw_root), QUICK_PAIRS_PER_FOLD).paths)
+    assert "| embedding-norm |" in table

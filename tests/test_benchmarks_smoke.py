@@ -8,7 +8,6 @@ import math
 import sys
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
 import torch
@@ -17,6 +16,8 @@ from fiqa_sdk.diffusion.unet import UNet
 
 REPO = Path(__file__).resolve().parents[1]
 from conftest import MICRO_UNET as MICRO  # noqa: E402
+from conftest import fake_lfw as make_fake_lfw  # noqa: E402
+from conftest import graded_crops  # noqa: E402
 
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
@@ -45,26 +46,14 @@ def free_head(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def crops(astronaut) -> np.ndarray:
-    import fiqa_sdk as fq
-    from fiqa_sdk.align import align_face, jitter_landmarks
-
-    face = fq.create_detector("retinaface").detect(astronaut)[0]
-    return np.stack([align_face(astronaut, face)]
-                    + [align_face(astronaut, jitter_landmarks(face, 3.0, s)) for s in range(3)])
+def crops(astronaut, astronaut_face) -> np.ndarray:
+    return graded_crops(astronaut, astronaut_face, 4, jitter=3.0)
 
 
 @pytest.fixture(scope="module")
 def fake_lfw(astronaut, tmp_path_factory) -> Path:
     """An LFW-shaped folder (``images/<identity>/<file>.jpg``) of astronaut JPEGs."""
-    root = tmp_path_factory.mktemp("lfw")
-    bgr = cv2.cvtColor(astronaut, cv2.COLOR_RGB2BGR)
-    for i in range(3):
-        d = root / "images" / f"Person_{i}"
-        d.mkdir(parents=True)
-        img = cv2.resize(bgr, (256 - 16 * i, 256 - 16 * i))
-        cv2.imwrite(str(d / f"Person_{i}_0001.jpg"), img)
-    return root
+    return make_fake_lfw(tmp_path_factory.mktemp("lfw"), astronaut, 3)
 
 
 def _load_script(name: str):
@@ -264,3 +253,26 @@ def test_regressors_lfw_quick(lfw_root, lfw_quick_cache, tmp_path, capsys):
     for r in rows.values():
         assert math.isfinite(r["fnmr0"]) and r["n_mated"] == 100
     assert "| ediffiqa |" in capsys.readouterr().out
+
+
+# -- DifFIQA settings / eq. 7 terms ---------------------------------------------------------
+def test_diffiqa_settings_terms_match_the_scorer(crops, micro_weights, arcface):
+    """The per-term decomposition of benchmarks/diffiqa_settings.py gives back the scorer's own
+    eq. 7 quality (and flip-consistency's cosine) for the chain and the one-step mode."""
+    import fiqa_sdk as fq
+
+    mod = _load_script("diffiqa_settings")
+    assert mod.parse_setting("fast:20:2") == ("fast", 20, 2)
+    for bad in ("slow:5:1", "chain:0:1", "chain:5:0", "chain:5"):
+        with pytest.raises(ValueError):
+            mod.parse_setting(bad)
+    flip = fq.create_scorer("flip-consistency", embedder=arcface).score(crops)
+    for fast in (False, True):
+        sc = fq.create_scorer("diffiqa", weights=micro_weights, embedder=arcface, t=3, n=2,
+                              fast=fast, batch_size=8)
+        cos = mod.term_cosines(sc, crops, chunk=3)
+        q = mod.combine(cos)
+        assert set(q) == set(mod.TERMS)
+        np.testing.assert_allclose(q["eq7"], sc.score(crops), atol=1e-5)
+        np.testing.assert_allclose(q["flip"], flip, atol=1e-5)
+        np.testing.assert_allclose(q["no-flip"], (cos["t"] + cos["hat"]) / 2)

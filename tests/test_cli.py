@@ -11,6 +11,8 @@ import pytest
 from fiqa_sdk import __version__
 from fiqa_sdk.cli import main
 
+from conftest import graded_crops  # noqa: E402
+
 
 def test_assess_sample(capsys):
     assert main(["assess"]) == 0
@@ -134,28 +136,17 @@ def test_cuda_without_cuda_onnxruntime_is_one_line(monkeypatch, capsys):
 def tiny_regressor(tmp_path_factory):
     """An eDifFIQA regressor distilled for one epoch on degraded crops of the sample face
     (labels = -severity), as in tests/test_ediffiqa.py's ``trained`` fixture but smaller."""
-    import cv2
     import numpy as np
     import torch
 
     import fiqa_sdk as fq
-    from fiqa_sdk.align import align_face, jitter_landmarks
     from fiqa_sdk.cli import sample_image
     from fiqa_sdk.nets.mobilefacenet import load_mobilefacenet
     from fiqa_sdk.train.distill import DistillConfig, distill
 
     img = sample_image()
     face = fq.create_detector("retinaface").detect(img)[0]
-    rng = np.random.default_rng(0)
-    crops = []
-    for k in range(12):
-        crop = align_face(img, jitter_landmarks(face, 2.0, k) if k else face)
-        s = k % 6
-        if s:
-            crop = cv2.GaussianBlur(crop, (0, 0), 0.6 * s)
-            crop = np.clip(crop + rng.normal(0, 3 * s, crop.shape), 0, 255).astype(np.uint8)
-        crops.append(crop)
-    crops = np.stack(crops)
+    crops = graded_crops(img, face, 12, period=6, jitter=2.0, blur=0.6)
     arcface = fq.create_embedder("arcface")
     e = arcface.embed_raw(crops)
     ef = arcface.embed_raw(np.ascontiguousarray(crops[:, :, ::-1]))

@@ -21,21 +21,16 @@ from fiqa_sdk.diffusion.unet import PRESETS, UNet, count_parameters
 from fiqa_sdk.errors import WeightsError
 
 from conftest import MICRO_UNET as MICRO  # noqa: E402
+from conftest import graded_crops  # noqa: E402
 
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 @pytest.fixture(scope="module")
-def faces(astronaut) -> np.ndarray:
+def faces(astronaut, astronaut_face) -> np.ndarray:
     """Four aligned crops of a real face: the astronaut, with slightly jittered landmarks."""
-    import fiqa_sdk as fq
-    from fiqa_sdk.align import align_face, jitter_landmarks
-
-    face = fq.create_detector("retinaface").detect(astronaut)[0]
-    crops = [align_face(astronaut, face)]
-    crops += [align_face(astronaut, jitter_landmarks(face, 3.0, seed)) for seed in range(3)]
-    return np.stack(crops)
+    return graded_crops(astronaut, astronaut_face, 4, jitter=3.0)
 
 
 # -- schedule ---------------------------------------------------------------------------

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 
-import cv2
 import numpy as np
 import pytest
 import torch
@@ -22,6 +21,7 @@ from fiqa_sdk.train.labels import (
 )
 
 from conftest import MICRO_UNET as MICRO  # noqa: E402
+from conftest import graded_crops  # noqa: E402
 
 
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
@@ -64,23 +64,10 @@ def test_minmax():
 
 # -- data: real faces -----------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def crops(astronaut) -> np.ndarray:
-    """24 aligned crops of a real face with graded degradations (blur, noise, downscaling)."""
-    from fiqa_sdk.align import align_face, jitter_landmarks
-
-    face = fq.create_detector("retinaface").detect(astronaut)[0]
-    rng = np.random.default_rng(0)
-    out = []
-    for k in range(24):
-        crop = align_face(astronaut, jitter_landmarks(face, 2.0, k) if k else face)
-        s = k % 6  # severity 0..5
-        if s:
-            crop = cv2.GaussianBlur(crop, (0, 0), 0.6 * s)
-            small = cv2.resize(crop, (112 // (s + 1), 112 // (s + 1)), interpolation=cv2.INTER_AREA)
-            crop = cv2.resize(small, (112, 112), interpolation=cv2.INTER_LINEAR)
-            crop = np.clip(crop + rng.normal(0, 3 * s, crop.shape), 0, 255).astype(np.uint8)
-        out.append(crop)
-    return np.stack(out)
+def crops(astronaut, astronaut_face) -> np.ndarray:
+    """24 aligned crops of a real face with graded degradations (severity k % 6: blur, noise,
+    downscaling)."""
+    return graded_crops(astronaut, astronaut_face, 24, period=6, jitter=2.0, blur=0.6)
 
 
 class CountingScorer(fq.Scorer):

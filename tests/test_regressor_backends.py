@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import cv2
 import numpy as np
 import pytest
 import torch
@@ -15,31 +14,19 @@ from torch import nn
 import fiqa_sdk as fq
 from fiqa_sdk.errors import GateError, InvalidArgumentError
 
+from conftest import fake_lfw, graded_crops  # noqa: E402
+
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 @pytest.fixture(scope="module")
-def face(astronaut):
-    return fq.create_detector("retinaface").detect(astronaut)[0]
+def real_crops(astronaut, astronaut_face, lfw_root_or_none) -> np.ndarray:
+    """Aligned crops of real faces: the astronaut (jittered, blurred, noisy, downscaled, every
+    other one mirrored) and, when LFW is present, a few LFW faces."""
+    from fiqa_sdk.align import align_face
 
-
-@pytest.fixture(scope="module")
-def real_crops(astronaut, face, lfw_root_or_none) -> np.ndarray:
-    """Aligned crops of real faces: the astronaut (jittered, blurred, noisy, downscaled, mirrored)
-    and, when LFW is present, a few LFW faces."""
-    from fiqa_sdk.align import align_face, jitter_landmarks
-
-    rng = np.random.default_rng(0)
-    out = []
-    for k in range(10):
-        crop = align_face(astronaut, jitter_landmarks(face, 3.0, k) if k else face)
-        s = k % 5
-        if s:
-            crop = cv2.GaussianBlur(crop, (0, 0), 0.7 * s)
-            small = cv2.resize(crop, (112 // (s + 1),) * 2, interpolation=cv2.INTER_AREA)
-            crop = cv2.resize(small, (112, 112), interpolation=cv2.INTER_LINEAR)
-            crop = np.clip(crop + rng.normal(0, 3 * s, crop.shape), 0, 255).astype(np.uint8)
-        out.append(crop if k % 2 else np.ascontiguousarray(crop[:, ::-1]))
+    graded = graded_crops(astronaut, astronaut_face, 10, period=5, jitter=3.0, blur=0.7)
+    out = [c if k % 2 else np.ascontiguousarray(c[:, ::-1]) for k, c in enumerate(graded)]
     if lfw_root_or_none is not None:
         det = fq.create_detector("retinaface")
         for p in sorted((lfw_root_or_none / "images").glob("A*/*.jpg"))[:6]:
@@ -118,11 +105,11 @@ def test_export_cache_is_reused_and_optional(tmp_path, monkeypatch):
     ("diffiqa-r", (0.902806, 0.880866)),
     ("ediffiqa-free", (0.675324, 0.649601)),
 ])
-def test_onnxruntime_reproduces_recorded_scores(name, expected, astronaut, face):
+def test_onnxruntime_reproduces_recorded_scores(name, expected, astronaut, astronaut_face):
     """The recorded scores of tests/test_ediffiqa.py, with backend="onnxruntime"."""
     from fiqa_sdk.align import align_face
 
-    crop = align_face(astronaut, face)
+    crop = align_face(astronaut, astronaut_face)
     s = fq.create_scorer(name, backend="onnxruntime", threads=2)
     np.testing.assert_allclose(s.score(np.stack([crop, crop[:, ::-1]])), expected, atol=5e-4)
 
@@ -174,13 +161,7 @@ def test_cli_assess_scorer_backend(capsys):
 # -- the runtime throughput mode ------------------------------------------------------------
 @pytest.fixture(scope="module")
 def tiny_lfw(astronaut, tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("lfw")
-    bgr = cv2.cvtColor(astronaut, cv2.COLOR_RGB2BGR)
-    for i in range(2):
-        d = root / "images" / f"P_{i}"
-        d.mkdir(parents=True)
-        cv2.imwrite(str(d / f"P_{i}_0001.jpg"), cv2.resize(bgr, (256 - 16 * i,) * 2))
-    return root
+    return fake_lfw(tmp_path_factory.mktemp("lfw"), astronaut, 2)
 
 
 def test_runtime_throughput(tiny_lfw, tmp_path, capsys):

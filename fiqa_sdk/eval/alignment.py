@@ -62,7 +62,6 @@ REFERENCE_DETECTOR = "retinaface"
 QUICK_DETECTORS = ("retinaface",)
 QUICK_JITTER = (0.0, 4.0)
 QUICK_SCORERS = ("embedding-norm", "inter-eye", "ediffiqa-free")
-QUICK_PAIRS_PER_FOLD = 10
 
 
 # --------------------------------------------------------------------------------------------

@@ -49,6 +49,10 @@ class PairsProtocol:
         return self.pairs[~self.mated]
 
 
+#: Pairs per fold and kind of the benchmarks' ``--quick`` modes (200 pairs of pairs.txt).
+QUICK_PAIRS_PER_FOLD = 10
+
+
 def pairs_subset(protocol: PairsProtocol, per_fold: int) -> PairsProtocol:
     """The first ``per_fold`` mated and the first ``per_fold`` non-mated pairs of every fold,
     with only the images they use (so 10-fold accuracy stays defined on a small subset; the
