@@ -143,13 +143,15 @@ def add_train_parser(subparsers) -> argparse.ArgumentParser:
         r.add_argument("--cut", type=int, default=15,
                        help="fine-tune MobileFaceNet blocks [cut:] (0..20, default 15)")
         r.add_argument("--name", default=None, help="file name stem of the weights")
-        r.add_argument("--backbone", default=None, metavar="MODULE:FACTORY",
+        r.add_argument("--backbone", default=None, metavar="MODULE:FACTORY|MODEL.onnx",
                        help="a user-supplied FR backbone instead of the shipped ArcFace "
                             "MobileFaceNet: FACTORY() in MODULE (a module path, or a .py file) "
                             "returns a torch module with its trained weights, mapping (N, 3, 112, "
-                            "112) RGB crops scaled to [-1, 1] to (N, D) embeddings; it is also "
-                            "the target model M. Load the result with "
-                            "RegressorScorer(weights, backbone=FACTORY())")
+                            "112) RGB crops scaled to [-1, 1] to (N, D) embeddings; or an "
+                            "insightface-format ONNX model (e.g. w600k_r50.onnx), run as a "
+                            "trainable torch module. It is also the target model M. Load the "
+                            "result with RegressorScorer(weights, backbone=FACTORY()) or "
+                            "backbone=OnnxGraphModule(MODEL.onnx)")
         r.set_defaults(func=_cmd_train_distill, method=method)
     return t
 
@@ -226,7 +228,9 @@ def _cmd_train_labels(args: argparse.Namespace) -> int:
 
 
 def load_backbone_factory(spec: str):
-    """``"pkg.module:factory"`` or ``"path/to/file.py:factory"`` -> ``factory()``, a torch module.
+    """``"pkg.module:factory"`` or ``"path/to/file.py:factory"`` -> ``factory()``, a torch module;
+    ``"path/to/model.onnx"`` (an insightface-format FR model) -> its
+    :class:`~fiqa_sdk.nets.onnx_graph.OnnxGraphModule`.
 
     Raises :class:`~fiqa_sdk.errors.InvalidArgumentError` with the reason when the spec is
     malformed, the module or the factory cannot be found, or the result is not a torch module.
@@ -236,11 +240,18 @@ def load_backbone_factory(spec: str):
 
     from torch import nn
 
-    from ..errors import InvalidArgumentError
+    from ..errors import InvalidArgumentError, WeightsError
 
+    if str(spec).lower().endswith(".onnx"):
+        from ..nets.onnx_graph import load_onnx_backbone
+
+        try:
+            return load_onnx_backbone(Path(spec).expanduser())
+        except WeightsError as exc:
+            raise InvalidArgumentError(f"--backbone: {exc}") from None
     module_name, sep, attr = str(spec).rpartition(":")
     if not sep or not module_name or not attr.isidentifier():
-        raise InvalidArgumentError(f"--backbone takes MODULE:FACTORY, got {spec!r}")
+        raise InvalidArgumentError(f"--backbone takes MODULE:FACTORY or MODEL.onnx, got {spec!r}")
     try:
         if module_name.endswith(".py"):
             path = Path(module_name).expanduser()
