@@ -8,7 +8,8 @@ then evaluates all of them side by side on LFW with ``benchmarks/regressors_lfw.
         --out results/ablation
 
 eps in {0, 0.1, 0.5, 1.0} at theta = 0.5 and theta in {0.1, 0.5, 0.9} at eps = 0.5 (six runs;
-eps = 0.5, theta = 0.5 is shared); ``--grid``: all twelve (eps, theta) pairs. The teacher
+eps = 0.5, theta = 0.5 is shared); ``--grid``: all twelve (eps, theta) pairs; ``--settings
+EPS:THETA ...``: any others (e.g. ``--settings 2:0.5 4:0.5`` beyond the paper's range). The teacher
 options (--weights, --t, --n, --fast, --seed) must match the ones the labels were computed
 with, or the labels are computed anew.
 
@@ -29,6 +30,17 @@ HERE = Path(__file__).resolve().parent
 
 SETTINGS = [(0.0, 0.5), (0.1, 0.5), (0.5, 0.5), (1.0, 0.5), (0.5, 0.1), (0.5, 0.9)]
 GRID = [(eps, theta) for theta in (0.1, 0.5, 0.9) for eps in (0.0, 0.1, 0.5, 1.0)]
+
+
+def _setting(text: str) -> tuple[float, float]:
+    """Parse ``EPS:THETA`` (eps >= 0, theta in [0, 1])."""
+    try:
+        eps, theta = (float(v) for v in text.split(":"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected EPS:THETA, e.g. 2:0.5, got {text!r}") from None
+    if eps < 0 or not 0 <= theta <= 1:
+        raise argparse.ArgumentTypeError(f"need eps >= 0 and 0 <= theta <= 1, got {text!r}")
+    return eps, theta
 
 
 def held_out_table(runs: list[tuple[float, float, Path]]) -> str:
@@ -73,6 +85,8 @@ def main(argv=None) -> int:
     ap.add_argument("--out", type=Path, default=Path("results/ablation"))
     ap.add_argument("--skip-training", action="store_true", help="evaluate existing runs only")
     ap.add_argument("--grid", action="store_true", help="all 12 (eps, theta) pairs")
+    ap.add_argument("--settings", nargs="+", type=_setting, metavar="EPS:THETA",
+                    help="these (eps, theta) pairs instead of the default six / the grid")
     ap.add_argument("--no-lfw", action="store_true",
                     help="stop after the held-out (celeba) table; no LFW evaluation")
     args = ap.parse_args(argv)
@@ -84,7 +98,9 @@ def main(argv=None) -> int:
     if args.fast:
         teacher.append("--fast")
     regressors, runs = [], []
-    for eps, theta in (GRID if args.grid else SETTINGS):
+    if args.settings and args.grid:
+        ap.error("--settings and --grid are alternatives")
+    for eps, theta in (args.settings or (GRID if args.grid else SETTINGS)):
         run = args.out / f"eps{eps:g}-theta{theta:g}"
         runs.append((eps, theta, run))
         if not args.skip_training:

@@ -315,6 +315,7 @@ def _cmd_bench_alignment(args: argparse.Namespace) -> int:
     import time
     from pathlib import Path
 
+    from ._deps import require
     from .errors import EvaluationError
     from .eval import alignment as al
     from .eval.features import default_cache_dir
@@ -330,6 +331,8 @@ def _cmd_bench_alignment(args: argparse.Namespace) -> int:
     per_fold = args.pairs_per_fold if args.pairs_per_fold is not None else \
         (QUICK_PAIRS_PER_FOLD if args.quick else None)
     al.conditions(detectors, jitter)  # bad values fail before the protocol is read
+    if not args.no_plot:
+        require("matplotlib", "plot")  # fail now, not after hours of scoring
     progress = sys.stderr.isatty() if args.progress is None else args.progress
     command = "fiqa " + shlex.join(getattr(args, "argv", None) or sys.argv[1:])
 
@@ -358,8 +361,10 @@ def _cmd_bench_alignment(args: argparse.Namespace) -> int:
         cache_dir=args.cache or default_cache_dir() / "lfw", progress=progress, log=log,
         on_condition=save, protocol_name=name)
     print(save(result, complete=True))
-    log(f"wrote {out / 'alignment.json'}, {out / 'alignment.md'} "
-        f"({time.perf_counter() - t0:.0f} s)")
+    written = [out / "alignment.json", out / "alignment.md"]
+    if not args.no_plot:
+        written.append(al.plot_alignment(result, out / "alignment.png"))
+    log(f"wrote {', '.join(str(w) for w in written)} ({time.perf_counter() - t0:.0f} s)")
     return EXIT_OK
 
 
@@ -602,6 +607,8 @@ def build_parser() -> argparse.ArgumentParser:
     al.add_argument("--cache", default=None, help="cache folder (default $FIQA_CACHE/lfw)")
     al.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                     help="progress bars on stderr (default: when stderr is a terminal)")
+    al.add_argument("--no-plot", action="store_true",
+                    help="skip OUT/alignment.png (pAUC@0.3 per scorer and condition)")
     al.set_defaults(func=_cmd_bench_alignment)
     from .eval.runtime import add_cli_parser as _add_bench_runtime
 

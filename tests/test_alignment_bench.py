@@ -135,6 +135,9 @@ def test_summary_deltas_and_table():
         (ref.pauc("good", 0.3) + dlib.pauc("good", 0.3)) / 2)  # jitter rows are not detectors
     assert summ["good"]["max_delta_0.3"] == pytest.approx(res.delta("good", 0.3, dlib))
     assert summ["random"]["mean_delta_0.2"] == pytest.approx(0.0)
+    assert summ["good"]["mean_delta_0.3_detectors"] == pytest.approx(res.delta("good", 0.3, dlib))
+    assert summ["good"]["mean_delta_0.3_jitter"] == pytest.approx(0.0)
+    assert summ["good"]["mean_delta_0.3"] == pytest.approx(res.delta("good", 0.3, dlib) / 2)
     d = res.as_dict()
     assert d["conditions"][1]["scorers"]["good"]["delta_pauc_norm_0.3"] == pytest.approx(
         res.delta("good", 0.3, dlib))
@@ -144,6 +147,18 @@ def test_summary_deltas_and_table():
     table = al.markdown_table(res)
     assert "| retinaface ±4px |" in table and "Normalized pAUC@0.3" in table
     assert "(+0.000)" in table and "mean over 2 detector(s)" in table
+    assert "| mean Δ, detectors | mean Δ, jitter |" in table
+
+
+def test_plot_alignment_writes_a_png(tmp_path):
+    pytest.importorskip("matplotlib")
+    mated = np.where(np.arange(100) < 20, 0.2, 0.9)
+    q = np.stack([mated, mated], axis=1)
+    res = al.AlignmentBenchResult(meta={"fmr_target": 1e-3}, conditions=[
+        _condition(al.Condition("retinaface"), {"good": q}, mated, 0.2),
+        _condition(al.Condition("retinaface", 2.0), {"good": q}, mated, 0.2)])
+    path = al.plot_alignment(res, tmp_path / "sub" / "a.png")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 5000
 
 
 # --------------------------------------------------------------------------------------------
@@ -229,3 +244,4 @@ def test_cli_quick_on_lfw(lfw_root, lfw_quick_cache, tmp_path, capsys):
     table = (out / "alignment.md").read_text()
     assert "| retinaface ±4px |" in stdout and "| retinaface ±4px |" in table
     assert rec["command"] in table
+    assert (out / "alignment.png").stat().st_size > 5000

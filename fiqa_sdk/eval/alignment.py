@@ -209,18 +209,27 @@ class AlignmentBenchResult:
 
     def summary(self) -> dict[str, dict[str, float | None]]:
         """Per scorer and limit: the mean pAUC over the detector conditions (the paper's
-        Tables 8-9 average) and the mean and largest change against the reference over the
-        other conditions (None where there are none)."""
+        Tables 8-9 average), the mean and largest change against the reference over the other
+        conditions, and the mean change over the other detectors and over the jitter conditions
+        alone (``mean_delta_L_detectors`` / ``mean_delta_L_jitter``; None where there are none)."""
         out: dict[str, dict[str, float | None]] = {}
         det = [c for c in self.conditions if c.condition.jitter is None]
         others = self.conditions[1:]
+
+        def finite_deltas(s: str, lim: float, conds) -> list[float]:
+            return [d for d in (self.delta(s, lim, c) for c in conds) if math.isfinite(d)]
+
         for s in self.scorers:
             row: dict[str, float | None] = {}
             for lim in self.limits:
                 row[f"mean_pauc_norm_{lim:g}_detectors"] = _mean([c.pauc(s, lim) for c in det])
-                deltas = [d for d in (self.delta(s, lim, c) for c in others) if math.isfinite(d)]
+                deltas = finite_deltas(s, lim, others)
                 row[f"mean_delta_{lim:g}"] = _mean(deltas)
                 row[f"max_delta_{lim:g}"] = max(deltas) if deltas else None
+                row[f"mean_delta_{lim:g}_detectors"] = _mean(finite_deltas(
+                    s, lim, [c for c in others if c.condition.jitter is None]))
+                row[f"mean_delta_{lim:g}_jitter"] = _mean(finite_deltas(
+                    s, lim, [c for c in others if c.condition.jitter is not None]))
             out[s] = row
         return out
 
@@ -380,7 +389,8 @@ def markdown_table(result: AlignmentBenchResult) -> str:
     """The result as markdown: one table of the conditions (accuracy, FNMR_0, faces not
     found) and, per pAUC limit, one table of scorers x conditions (normalized pAUC, its change
     against the reference in parentheses, lower is better) with the mean over the detector
-    conditions and the mean change over the non-reference conditions."""
+    conditions and the mean change over the non-reference conditions: all of them, the other
+    detectors, the jitter conditions (which scorer degrades least under misalignment)."""
 
     def f(x: float | None, d: int = 3, sign: bool = False) -> str:
         if x is None or not math.isfinite(x):
@@ -399,7 +409,8 @@ def markdown_table(result: AlignmentBenchResult) -> str:
     n_det = sum(c.condition.jitter is None for c in conds)
     for lim in result.limits:
         head = ["scorer"] + [c.condition.name for c in conds] + \
-            [f"mean over {n_det} detector(s)", "mean Δ vs reference"]
+            [f"mean over {n_det} detector(s)", "mean Δ vs reference", "mean Δ, detectors",
+             "mean Δ, jitter"]
         lines += ["", f"Normalized pAUC@{lim:g} (Δ vs {conds[0].condition.name if conds else '-'}"
                       "; lower is better)", "",
                   "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
@@ -412,7 +423,9 @@ def markdown_table(result: AlignmentBenchResult) -> str:
                 cells.append(cell)
             row = summary[s]
             cells += [f(row[f"mean_pauc_norm_{lim:g}_detectors"]),
-                      f(row[f"mean_delta_{lim:g}"], sign=True)]
+                      f(row[f"mean_delta_{lim:g}"], sign=True),
+                      f(row[f"mean_delta_{lim:g}_detectors"], sign=True),
+                      f(row[f"mean_delta_{lim:g}_jitter"], sign=True)]
             lines.append("| " + " | ".join(cells) + " |")
     if any(c.fnmr0 == 0 for c in conds):
         lines += ["", "n/a: no mated pair fails at the threshold (FNMR_0 = 0), so the normalized "
@@ -420,7 +433,46 @@ def markdown_table(result: AlignmentBenchResult) -> str:
     return "\n".join(lines)
 
 
+def plot_alignment(result: AlignmentBenchResult, path: str | Path, limit: float | None = None
+                   ) -> Path:
+    """PNG: normalized pAUC at ``limit`` (default the last limit, e.g. 0.3) of each scorer
+    (groups) under each condition (bars), lower is better; n/a bars are left out."""
+    from .._deps import require
+
+    require("matplotlib", "plot")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    lim = result.limits[-1] if limit is None else limit
+    conds, scorers = result.conditions, result.scorers
+    fig, ax = plt.subplots(figsize=(max(7.0, 1.1 * len(scorers) + 2.5), 4.6), dpi=110)
+    width = 0.8 / max(len(conds), 1)
+    x = np.arange(len(scorers))
+    for i, c in enumerate(conds):
+        vals = np.array([c.pauc(s, lim) for s in scorers], float)
+        ax.bar(x - 0.4 + (i + 0.5) * width, np.where(np.isfinite(vals), vals, 0.0), width,
+               label=c.condition.name)
+    ax.axhline(1.0, color="grey", ls="--", lw=0.8)
+    ax.set_xticks(x, scorers, rotation=20, ha="right", fontsize=8)
+    ax.set_ylabel(f"normalized pAUC@{lim:g} (lower is better)")
+    m = result.meta
+    ax.set_title(f"Alignment sensitivity, {m.get('protocol', 'lfw-pairs')}, comparison "
+                 f"{m.get('embedder', 'arcface')}, FMR {m.get('fmr_target', 1e-3):g}", fontsize=9)
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=7, title="alignment condition", title_fontsize=7,
+              loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
 __all__ = [
     "AlignmentBenchResult", "Condition", "ConditionResult", "DEFAULT_JITTER", "DEFAULT_SCORERS",
-    "DETECTORS", "conditions", "jitter_faces", "markdown_table", "run_alignment_bench",
+    "DETECTORS", "conditions", "jitter_faces", "markdown_table", "plot_alignment",
+    "run_alignment_bench",
 ]

@@ -140,6 +140,10 @@ def add_train_parser(subparsers) -> argparse.ArgumentParser:
         r.add_argument("--min-count", type=int, default=3,
                        help="top-p faces an identity needs for a centre (default 3)")
         r.add_argument("--epochs", type=int, default=8)
+        r.add_argument("--train-seed", type=int, default=None,
+                       help="seed of the regressor training and of the held-out identity split "
+                            "(default: --seed, which also seeds the teacher; a different "
+                            "--train-seed reuses the cached pseudo-labels)")
         r.add_argument("--cut", type=int, default=15,
                        help="fine-tune MobileFaceNet blocks [cut:] (0..20, default 15)")
         r.add_argument("--name", default=None, help="file name stem of the weights")
@@ -324,7 +328,8 @@ def _cmd_train_distill(args: argparse.Namespace) -> int:
         target_model = "arcface:w600k_mbf"
     e, ef = target_embeddings(data.faces[:n], emb, cache_dir=data.path)
     cfg = DistillConfig(method=args.method, eps=args.eps, theta=args.theta, p=args.p,
-                        min_count=args.min_count, epochs=args.epochs, cut=args.cut, seed=args.seed)
+                        min_count=args.min_count, epochs=args.epochs, cut=args.cut,
+                        seed=args.seed if args.train_seed is None else args.train_seed)
     meta = {
         "backbone": backbone_meta,
         "target_model": target_model,
