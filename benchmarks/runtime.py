@@ -50,6 +50,8 @@ def main(argv=None) -> int:
     ap.add_argument("--t", type=int, default=5)
     ap.add_argument("--n", type=int, default=10, help="DifFIQA repeats (default 10)")
     ap.add_argument("--fast-n", type=int, default=2, help="fast-mode repeats (default 2)")
+    ap.add_argument("--unet-batch", type=int, nargs="+", default=[], metavar="B",
+                    help="extra rows diffiqa@unet_batch=B (UNet samples per pass; default 8)")
     ap.add_argument("--threads", type=int, default=1,
                     help="torch / onnxruntime threads (default 1)")
     ap.add_argument("--seed", type=int, default=0)

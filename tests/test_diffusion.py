@@ -198,6 +198,13 @@ def test_diffiqa_scorer_deterministic_and_batch_independent(faces, micro_weights
     again = fq.create_scorer("diffiqa", weights=micro_weights, embedder=arcface, n=2, batch_size=16)
     np.testing.assert_allclose(again.score(faces[[2, 0, 1]]), q[[2, 0, 1]], atol=1e-5)
     np.testing.assert_allclose(s.score(faces[1]), q[1:2], atol=1e-5)  # alone, another chunking
+    assert s.unet_batch == 8  # the CPU default
+    for ub in (1, 3, 64):  # 4 copies per chunk split into passes of 1, 3 + 1, 4: same scores
+        sub = fq.create_scorer("diffiqa", weights=micro_weights, embedder=arcface, n=2,
+                               batch_size=4, unet_batch=ub)
+        np.testing.assert_allclose(sub.score(faces[:3]), q, atol=1e-5)
+    with pytest.raises(ValueError, match="unet_batch"):
+        fq.create_scorer("diffiqa", weights=micro_weights, embedder=arcface, unet_batch=0)
     other = fq.create_scorer("diffiqa", weights=micro_weights, embedder=arcface, n=2, seed=1)
     assert abs(other.score(faces[0])[0] - q[0]) > 1e-6
     # at t = 5 the noisy copies are nearly the input (noise std ~0.018 of the [-1, 1] range)

@@ -128,6 +128,7 @@ def run_runtime_bench(weights: str | Path | None = None,
                       paths: Sequence[str | Path] | None = None, seed: int = 0,
                       gate: bool = True, quick: bool = False,
                       regressor_backends: Sequence[str] = ("torch",),
+                      diffiqa_unet_batches: Sequence[int] = (),
                       log: Callable[[str], None] | None = None) -> dict:
     """Measure the runtime breakdown (see the module doc); returns a JSON-able dict.
 
@@ -137,6 +138,8 @@ def run_runtime_bench(weights: str | Path | None = None,
     ``gate=False`` skips the QualityGate timing. ``regressor_backends``: each regressor is
     timed with each backend (rows ``NAME`` for torch, ``NAME@onnxruntime``; the onnxruntime
     rows run ``threads`` single-threaded inferences at once, onnxruntime's default if None).
+    ``diffiqa_unet_batches``: extra default-mode DifFIQA rows ``diffiqa@unet_batch=B`` (the
+    UNet run on B samples per pass instead of the scorer's default), timed side by side.
     """
     import cv2
     import torch
@@ -172,6 +175,9 @@ def run_runtime_bench(weights: str | Path | None = None,
                                      batch_size=diffiqa_batch),
             "diffiqa-fast": DifFIQAScorer(weights=model, embedder=emb, t=t, n=fast_n, fast=True,
                                           seed=seed, batch_size=diffiqa_batch),
+            **{f"diffiqa@unet_batch={b}": DifFIQAScorer(
+                weights=model, embedder=emb, t=t, n=n, seed=seed, batch_size=diffiqa_batch,
+                unet_batch=b) for b in diffiqa_unet_batches},
             "embedding-norm": create_scorer("embedding-norm", embedder=emb),
             "flip-consistency": create_scorer("flip-consistency", embedder=emb),
         }
@@ -245,14 +251,16 @@ def run_runtime_bench(weights: str | Path | None = None,
         # warm-up (session / oneDNN primitive creation) on one image, the UNet at every batch
         # shape the runs will use
         log("warm-up")
-        for sc in (configs["diffiqa"], configs["diffiqa-fast"]):
+        slow = tuple(k for k, v in configs.items()
+                     if isinstance(v, DifFIQAScorer) and not v.fast)
+        for sc in (v for v in configs.values() if isinstance(v, DifFIQAScorer)):
             chunk = max(1, sc.batch_size // sc.copies)
             sizes = {min(chunk, k) * sc.copies for k in (images, gate_images) if k}
             sizes |= {(k % chunk) * sc.copies for k in (images, gate_images) if k % chunk}
             for s in sorted(sizes):
                 with torch.inference_mode():
                     sc._denoise(torch.zeros(s, 3, 112, 112), torch.full((s,), max(sc.t - 1, 0)))
-        one_run(1, skip=("diffiqa",))  # its UNet shapes are warm; a full face takes seconds
+        one_run(1, skip=slow)  # their UNet shapes are warm; a full face takes seconds
 
         runs = []
         for r in range(repeats):
@@ -285,7 +293,8 @@ def run_runtime_bench(weights: str | Path | None = None,
                                "end_to_end_ms": e2e_ms, "end_to_end_s": e2e_ms / 1000.0,
                                "faces_per_s": 1000.0 / e2e_ms}
         if isinstance(sc, DifFIQAScorer):
-            row.update(t=sc.t, n=sc.n, fast=sc.fast, unet_passes_per_face=sc.unet_passes_per_face,
+            row.update(t=sc.t, n=sc.n, fast=sc.fast, unet_batch=sc.unet_batch,
+                       unet_passes_per_face=sc.unet_passes_per_face,
                        fr_passes_per_face=2 * sc.copies + (2 if sc.flip else 1))
         if name + ":gate" in runs[0]:
             g_ms = per_face_ms(name + ":gate", gate_images)
@@ -511,6 +520,9 @@ def add_cli_parser(bench_subparsers) -> None:
     r.add_argument("--t", type=int, default=5, help="DifFIQA forward steps (default 5)")
     r.add_argument("--n", type=int, default=10, help="DifFIQA repeats (default 10)")
     r.add_argument("--fast-n", type=int, default=2, help="fast-mode repeats (default 2)")
+    r.add_argument("--unet-batch", type=int, nargs="+", default=[], metavar="B",
+                   help="extra rows diffiqa@unet_batch=B: default-mode DifFIQA with the UNet "
+                        "run on B samples per pass (the scorer's default: 8 on the CPU)")
     r.add_argument("--threads", type=int, default=None,
                    help="torch and onnxruntime threads (default: their own defaults)")
     r.add_argument("--seed", type=int, default=0, help="LFW sample seed (default 0)")
@@ -574,7 +586,8 @@ def run_from_args(args, log: Callable[[str], None] | None = None) -> dict:
         repeats=repeats, gate_images=args.gate_images or (QUICK_GATE_IMAGES if args.quick else None),
         t=args.t, n=args.n, fast_n=args.fast_n, threads=args.threads, lfw_root=args.lfw,
         seed=args.seed, gate=not args.no_gate, quick=args.quick,
-        regressor_backends=getattr(args, "regressor_backend", None) or ("torch",), log=log)
+        regressor_backends=getattr(args, "regressor_backend", None) or ("torch",),
+        diffiqa_unet_batches=getattr(args, "unet_batch", None) or (), log=log)
 
 
 def render(result: dict) -> str:
