@@ -42,7 +42,7 @@ from ..align import jitter_landmarks
 from ..errors import EvaluationError
 from ._edc import EDCResult, threshold_at_fmr
 from .bench import (BASELINE_SCORERS, DEFAULT_LIMITS, _num, check_fmr_limits, edc_at_threshold,
-                    make_scorers, pair_scores)
+                    make_scorers, pair_scores, pyplot, save_figure)
 from .features import FaceSet
 from .protocols import PairsProtocol
 from .verification import VerificationResult, kfold_accuracy
@@ -437,14 +437,7 @@ def plot_alignment(result: AlignmentBenchResult, path: str | Path, limit: float 
                    ) -> Path:
     """PNG: normalized pAUC at ``limit`` (default the last limit, e.g. 0.3) of each scorer
     (groups) under each condition (bars), lower is better; n/a bars are left out."""
-    from .._deps import require
-
-    require("matplotlib", "plot")
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     lim = result.limits[-1] if limit is None else limit
     conds, scorers = result.conditions, result.scorers
     fig, ax = plt.subplots(figsize=(max(7.0, 1.1 * len(scorers) + 2.5), 4.6), dpi=110)
@@ -463,12 +456,7 @@ def plot_alignment(result: AlignmentBenchResult, path: str | Path, limit: float 
     ax.grid(axis="y", alpha=0.3)
     ax.legend(fontsize=7, title="alignment condition", title_fontsize=7,
               loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 __all__ = [

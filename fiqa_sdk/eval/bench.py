@@ -457,9 +457,8 @@ def write_table(result: QualityBenchResult, out_dir: str | Path) -> tuple[Path, 
     return js, cs
 
 
-def plot_edc(result: QualityBenchResult, path: str | Path, max_discard: float = 0.5,
-             title: str | None = None) -> Path:
-    """PNG of the FNMR-EDC of each scorer (step-wise), the pAUC limits marked."""
+def pyplot():
+    """``matplotlib.pyplot`` on the Agg backend (files only); a clear error if missing."""
     from .._deps import require
 
     require("matplotlib", "plot")
@@ -468,6 +467,25 @@ def plot_edc(result: QualityBenchResult, path: str | Path, max_discard: float = 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    return plt
+
+
+def save_figure(fig, path: str | Path) -> Path:
+    """Lay out, write (creating the folder) and close a figure; returns the path."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
+
+
+def plot_edc(result: QualityBenchResult, path: str | Path, max_discard: float = 0.5,
+             title: str | None = None) -> Path:
+    """PNG of the FNMR-EDC of each scorer (step-wise), the pAUC limits marked."""
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(9.5, 5), dpi=110)
     lim0 = result.rows[0].limits[0] if result.rows else 0.2
     ymax = 0.0
@@ -493,12 +511,7 @@ def plot_edc(result: QualityBenchResult, path: str | Path, max_discard: float = 
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, title=f"scorer (normalized pAUC@{lim0:g})", title_fontsize=8,
               loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)
 
 
 def markdown_table(result: QualityBenchResult) -> str:
