@@ -562,3 +562,30 @@ def test_cli_bench_quality_quick_on_lfw(lfw_root, lfw_quick_cache, tmp_path, cap
     assert [r["scorer"] for r in rec["results"]] == ["det-score", "inter-eye", "embedding-norm"]
     assert rec["images"] == len(pairs_subset(read_lfw_pairs(lfw_root), QUICK_PAIRS_PER_FOLD).paths)
     assert "| embedding-norm |" in table
+
+
+def test_cache_writes_use_private_temporary_names(tmp_path, monkeypatch):
+    """Two processes finishing the same cache file at once must not rename each other's
+    temporary file (it happened with two `fiqa bench quality` runs over one FIQA_CACHE)."""
+    import os
+
+    from fiqa_sdk.eval import features
+
+    renamed = []
+    real_replace = os.replace
+
+    def spy(src, dst):
+        renamed.append((Path(src), Path(dst)))
+        real_replace(src, dst)
+
+    monkeypatch.setattr(features.os, "replace", spy)
+    cache = tmp_path / "quality-x-random-0123.npy"
+    for _ in range(2):
+        features._save(cache, ["a.jpg", "b.jpg"], "key", np.zeros((2, 1)), q=np.arange(2.0))
+    tmps = [src for src, _ in renamed]
+    assert len(tmps) == 4 and len(set(tmps)) == 4  # data + row index, twice: all distinct
+    assert all(f".{os.getpid()}-" in t.name and t.parent == tmp_path for t in tmps)
+    assert [d.name for _, d in renamed[:2]] == [cache.name, "quality-x-random-0123.rows.npz"]
+    np.testing.assert_array_equal(np.load(cache), [0.0, 1.0])
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([cache.name,
+                                                                  "quality-x-random-0123.rows.npz"])

@@ -205,6 +205,11 @@ def test_diffiqa_scorer_deterministic_and_batch_independent(faces, micro_weights
         np.testing.assert_allclose(sub.score(faces[:3]), q, atol=1e-5)
     with pytest.raises(ValueError, match="unet_batch"):
         fq.create_scorer("diffiqa", weights=micro_weights, embedder=arcface, unet_batch=0)
+    from fiqa_sdk.eval.features import scorer_key  # runtime knobs share one bench cache
+
+    assert scorer_key(sub) == scorer_key(s) != scorer_key(other_n := fq.create_scorer(
+        "diffiqa", weights=micro_weights, embedder=arcface, n=3))
+    assert other_n.n == 3
     other = fq.create_scorer("diffiqa", weights=micro_weights, embedder=arcface, n=2, seed=1)
     assert abs(other.score(faces[0])[0] - q[0]) > 1e-6
     # at t = 5 the noisy copies are nearly the input (noise std ~0.018 of the [-1, 1] range)

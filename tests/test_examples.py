@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pytest
 
+from conftest import graded_crops  # noqa: E402
+
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 SCRIPTS = ["assess.py", "filter_folder.py", "enrolment.py", "video_best_frame.py",
            "custom_embedder.py", "calibrate_threshold.py", "train_own_ediffiqa.py"]
@@ -182,6 +184,37 @@ def test_train_own_ediffiqa_demo(tmp_path):
     scores = [float(s) for s in re.findall(rf"^  \S+\.jpg +score={FLOAT}  reason=None$", out, re.M)]
     assert len(scores) == 6 and all(math.isfinite(s) for s in scores)
     assert len(set(scores)) > 1  # a trained head, not a constant
+
+
+def test_train_own_ediffiqa_user_folder(astronaut, astronaut_face, tmp_path):
+    """--data: a user-shaped folder (one sub-folder per person; aligned 112x112 crops as .png
+    and .jpg, one whole photo, a stray text file) through 1 epoch with a 1-repeat teacher."""
+    import cv2
+
+    data = tmp_path / "my_faces"
+    for i, person in enumerate(["alice", "bob", "carol"]):
+        (data / person).mkdir(parents=True)
+        crops = graded_crops(astronaut, astronaut_face, 3, period=3, jitter=2.0, seed=i)
+        for j, crop in enumerate(crops):
+            ext = ".png" if i == 1 else ".jpg"
+            cv2.imwrite(str(data / person / f"{j}{ext}"), crop[:, :, ::-1])
+    cv2.imwrite(str(data / "carol" / "photo.JPG"), astronaut[:, :, ::-1])  # detect + align
+    (data / "bob" / "notes.txt").write_text("not an image")
+    out = run_example("train_own_ediffiqa.py", tmp_path, "--data", data, "--out", tmp_path / "run",
+                      "--epochs", "1", "--teacher-n", "1", "--threads", "1")
+    assert grab(r"^training set: (\d+) images of (\d+) identities", out) == ["10", "3"]
+    with open(tmp_path / "run" / "trainset-run" / "identities.csv", newline="") as fh:
+        ids = {r["file"]: int(r["identity"]) for r in csv.DictReader(fh)}
+    assert ids["00000_0.jpg"] == 0 and ids["00001_2.png"] == 1 and ids["00002_photo.JPG"] == 2
+    assert grab(r"^faces aligned: (\d+)", out) == ["10"]
+    weights = tmp_path / "run" / "ediffiqa" / "ediffiqa_mbf.safetensors"
+    assert weights.is_file()
+    meta = json.loads(weights.with_suffix(".json").read_text())
+    assert meta["data"] == {"source": meta["data"]["source"], "faces": 10, "identities": 3}
+    assert [h["epoch"] for h in meta["history"]] == [1]
+    assert math.isfinite(meta["history"][0]["loss"])
+    scores = [float(s) for s in re.findall(rf"^  \S+ +score={FLOAT}  reason=None$", out, re.M)]
+    assert len(scores) == 6 and all(math.isfinite(s) for s in scores)
 
 
 def test_train_own_ediffiqa_bad_data(tmp_path):

@@ -16,6 +16,7 @@ import hashlib
 import json
 import os
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -60,10 +61,17 @@ def _index_path(cache: Path) -> Path:
     return cache.with_name(cache.name.rsplit(".", 1)[0] + ".rows.npz")
 
 
+def _tmp_path(path: Path, ext: str) -> Path:
+    """A temporary name next to ``path``, unique to this process and call (ends in ``ext``, so
+    numpy adds nothing), so that processes writing the same cache file (parallel runs over
+    one ``FIQA_CACHE``) never rename each other's half-written files."""
+    return path.with_name(f"{path.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp{ext}")
+
+
 def _write_index(cache: Path, paths: Sequence[str], model_key: str, cond: np.ndarray) -> None:
     """Record which image each row of ``cache`` is and what it was computed from."""
     idx = _index_path(cache)
-    tmp = idx.with_name(idx.name + ".tmp.npz")
+    tmp = _tmp_path(idx, ".npz")
     np.savez(tmp, paths=np.asarray(paths, dtype=np.str_), model_key=np.asarray(model_key),
              cond=np.asarray(cond, dtype=np.float32).reshape(len(paths), -1))
     os.replace(tmp, idx)
@@ -72,10 +80,10 @@ def _write_index(cache: Path, paths: Sequence[str], model_key: str, cond: np.nda
 def _save(cache: Path, paths: Sequence[str], model_key: str, cond: np.ndarray, **arrays) -> None:
     cache.parent.mkdir(parents=True, exist_ok=True)
     if cache.suffix == ".npz":
-        tmp = cache.with_suffix(".tmp.npz")
+        tmp = _tmp_path(cache, ".npz")
         np.savez(tmp, **arrays)
     else:
-        tmp = cache.with_suffix(".tmp.npy")
+        tmp = _tmp_path(cache, ".npy")
         (value,) = arrays.values()
         np.save(tmp, value)
     os.replace(tmp, cache)
@@ -296,7 +304,7 @@ def embed_all(faces: FaceSet, embedder: Embedder, fallback: bool = True,
 # Quality scores
 # --------------------------------------------------------------------------------------------
 
-_RUNTIME_ATTRS = {"batch_size", "threads", "device", "verify"}  # do not change the scores
+_RUNTIME_ATTRS = {"batch_size", "unet_batch", "threads", "device", "verify"}  # do not change the scores
 
 
 def scorer_key(scorer: object) -> str:
