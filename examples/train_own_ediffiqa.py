@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import hashlib
 import json
 import shutil
 import subprocess
@@ -77,27 +78,36 @@ def demo_folder(root: Path, identities: int = 5, per_identity: int = 8) -> Path:
 
 
 def training_layout(data: Path, out: Path) -> tuple[Path, int, int]:
-    """Copy ``data/<identity>/<image>`` to ``out/images/`` and write ``out/identities.csv``
-    (file, integer identity). Returns the layout root and the image and identity counts."""
+    """Copy ``data/<identity>/<image>`` to ``out/trainset-<digest>/images/`` and write its
+    ``identities.csv`` (file, integer identity). Returns the layout root and the image and
+    identity counts. ``fiqa train`` caches the aligned faces by the root's folder name, so the
+    name is a digest of the file list: changed data gets a new folder, the same data reuses it."""
     people = sorted(p for p in data.iterdir() if p.is_dir())
     if not people:
         raise SystemExit(f"error: {data} has no identity sub-folders")
-    images = out / "images"
-    images.mkdir(parents=True, exist_ok=True)
-    rows = []
-    for ident, person in enumerate(people):
-        for src in sorted(person.iterdir()):
-            if src.suffix.lower() in IMAGE_SUFFIXES:
-                name = f"{ident:05d}_{src.name}"
-                shutil.copyfile(src, images / name)
-                rows.append({"file": name, "identity": ident})
-    if not rows:
+    sources = [(ident, src) for ident, person in enumerate(people)
+               for src in sorted(person.iterdir())
+               if src.is_file() and src.suffix.lower() in IMAGE_SUFFIXES]
+    if not sources:
         raise SystemExit(f"error: no images ({', '.join(sorted(IMAGE_SUFFIXES))}) under {data}")
-    with open(out / "identities.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=["file", "identity"])
-        writer.writeheader()
-        writer.writerows(rows)
-    return out, len(rows), len(people)
+    digest = hashlib.sha256()
+    for ident, src in sources:
+        st = src.stat()
+        digest.update(f"{ident}/{src.parent.name}/{src.name}/{st.st_size}/{st.st_mtime_ns}\n"
+                      .encode())
+    root = out / f"trainset-{digest.hexdigest()[:12]}"
+    if not (root / "identities.csv").is_file():
+        (root / "images").mkdir(parents=True, exist_ok=True)
+        rows = []
+        for ident, src in sources:
+            name = f"{ident:05d}_{src.name}"
+            shutil.copyfile(src, root / "images" / name)
+            rows.append({"file": name, "identity": ident})
+        with open(root / "identities.csv", "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=["file", "identity"])
+            writer.writeheader()
+            writer.writerows(rows)
+    return root, len(sources), len(people)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -122,8 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     data = args.data or demo_folder(out / "demo-faces")
     if not data.is_dir():
         ap.error(f"--data {data} is not a folder")
-    # a fresh folder name per data set: fiqa train caches the aligned faces by folder name
-    root, n_images, n_people = training_layout(data, out / f"trainset-{out.name}")
+    root, n_images, n_people = training_layout(data, out)
     print(f"training set: {n_images} images of {n_people} identities -> {root}")
 
     run = out / "ediffiqa"

@@ -12,6 +12,7 @@ import json
 import math
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -202,19 +203,27 @@ def test_train_own_ediffiqa_user_folder(astronaut, astronaut_face, tmp_path):
     (data / "bob" / "notes.txt").write_text("not an image")
     out = run_example("train_own_ediffiqa.py", tmp_path, "--data", data, "--out", tmp_path / "run",
                       "--epochs", "1", "--teacher-n", "1", "--threads", "1")
-    assert grab(r"^training set: (\d+) images of (\d+) identities", out) == ["10", "3"]
-    with open(tmp_path / "run" / "trainset-run" / "identities.csv", newline="") as fh:
+    *counts, root = grab(r"^training set: (\d+) images of (\d+) identities -> (.+)$", out)
+    assert counts == ["10", "3"]
+    with open(tmp_path / root / "identities.csv", newline="") as fh:
         ids = {r["file"]: int(r["identity"]) for r in csv.DictReader(fh)}
     assert ids["00000_0.jpg"] == 0 and ids["00001_2.png"] == 1 and ids["00002_photo.JPG"] == 2
     assert grab(r"^faces aligned: (\d+)", out) == ["10"]
     weights = tmp_path / "run" / "ediffiqa" / "ediffiqa_mbf.safetensors"
     assert weights.is_file()
     meta = json.loads(weights.with_suffix(".json").read_text())
-    assert meta["data"] == {"source": meta["data"]["source"], "faces": 10, "identities": 3}
+    assert (meta["data"]["faces"], meta["data"]["identities"]) == (10, 3)
     assert [h["epoch"] for h in meta["history"]] == [1]
     assert math.isfinite(meta["history"][0]["loss"])
     scores = [float(s) for s in re.findall(rf"^  \S+ +score={FLOAT}  reason=None$", out, re.M)]
     assert len(scores) == 6 and all(math.isfinite(s) for s in scores)
+    # the same --out with changed data: a new layout, not the stale cached faces of the first
+    shutil.rmtree(data / "carol")
+    out = run_example("train_own_ediffiqa.py", tmp_path, "--data", data, "--out", tmp_path / "run",
+                      "--epochs", "1", "--teacher-n", "1", "--threads", "1")
+    *counts, root2 = grab(r"^training set: (\d+) images of (\d+) identities -> (.+)$", out)
+    assert counts == ["6", "2"] and root2 != root
+    assert grab(r"^faces aligned: (\d+)", out) == ["6"]
 
 
 def test_train_own_ediffiqa_bad_data(tmp_path):
