@@ -94,6 +94,25 @@ def test_arcface_embeddings(astronaut, retinaface, arcface):
         arcface.embed(np.zeros((112, 112, 3), np.float32))
 
 
+def test_arcface_fast_prelu_is_the_same_function(astronaut, retinaface, arcface):
+    """The PReLU rewrite (CPU default) changes the speed, not the embedding."""
+    onnx = pytest.importorskip("onnx")
+    from fiqa_sdk._onnx import blocked_prelu_bytes
+    from fiqa_sdk.embed.arcface import default_model_path
+
+    assert arcface.fast_prelu
+    plain = fq.create_embedder("arcface", fast_prelu=False)
+    assert not plain.fast_prelu
+    face = fq.align_face(astronaut, retinaface.detect(astronaut)[0])
+    crops = np.stack([face, face[:, ::-1], np.full_like(face, 128)])
+    np.testing.assert_allclose(arcface.embed_raw(crops), plain.embed_raw(crops), atol=2e-5)
+    rewritten = onnx.load_from_string(blocked_prelu_bytes(default_model_path()))
+    ops = [n.op_type for n in rewritten.graph.node]
+    original = [n.op_type for n in onnx.load(str(default_model_path())).graph.node]
+    assert "PRelu" not in ops and original.count("PRelu") > 0
+    assert ops.count("Relu") == original.count("Relu") + original.count("PRelu")
+
+
 def test_arcface_bad_weights_file_refused(tmp_path):
     bad = tmp_path / "w600k_mbf.onnx"  # a known name with the wrong content
     bad.write_bytes(b"not a model")

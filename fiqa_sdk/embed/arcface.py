@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from .._deps import package_dir
-from .._onnx import make_session
+from .._onnx import blocked_prelu_bytes, make_session
 from .._weights import verify_file
 from .base import Embedder
 
@@ -36,13 +36,18 @@ class ArcFaceEmbedder(Embedder):
     verify : bool
         Check the shipped model's sha256 (files passed by path are checked only if their name
         is one of the known files).
+    fast_prelu : bool
+        On the CPU, run the model with its PReLUs rewritten as Conv / Relu / Add
+        (:func:`fiqa_sdk._onnx.blocked_prelu_bytes`): the same function, ~1.5x faster in
+        onnxruntime here; embeddings equal to ~3e-6. Off: the file as it is.
     """
 
     name = "arcface"
     input_size = 112
 
     def __init__(self, model_path: str | Path | None = None, batch_size: int = 32,
-                 device: str = "cpu", threads: int | None = None, verify: bool = True) -> None:
+                 device: str = "cpu", threads: int | None = None, verify: bool = True,
+                 fast_prelu: bool = True) -> None:
         path = Path(model_path) if model_path is not None else default_model_path()
         if verify:
             verify_file(path)
@@ -51,7 +56,10 @@ class ArcFaceEmbedder(Embedder):
 
             raise WeightsError(f"model file not found: {path}")
         self.model_path = path
-        self.session = make_session(path, device=device, threads=threads)
+        self.fast_prelu = bool(fast_prelu) and device == "cpu"
+        model = (blocked_prelu_bytes(path) if self.fast_prelu else None) or path
+        self.fast_prelu = isinstance(model, bytes)
+        self.session = make_session(model, device=device, threads=threads)
         inp = self.session.get_inputs()[0]
         self._input = inp.name
         if len(inp.shape) != 4 or inp.shape[1] != 3:

@@ -304,7 +304,8 @@ def embed_all(faces: FaceSet, embedder: Embedder, fallback: bool = True,
 # Quality scores
 # --------------------------------------------------------------------------------------------
 
-_RUNTIME_ATTRS = {"batch_size", "unet_batch", "threads", "device", "verify"}  # do not change the scores
+# knobs that do not change the scores (fast_prelu: the same ArcFace function, equal to ~3e-6)
+_RUNTIME_ATTRS = {"batch_size", "unet_batch", "threads", "device", "verify", "fast_prelu"}
 
 
 def scorer_key(scorer: object) -> str:
