@@ -230,6 +230,20 @@ def test_runtime_cli_and_script(fake_lfw, micro_weights, tmp_path, capsys):
     assert main(["bench", "runtime", "--regressor", "bogus=x", "--out", str(tmp_path)]) == 1
 
 
+def test_runtime_quick_mode(fake_lfw, micro_weights, tmp_path):
+    """`fiqa bench runtime --quick` itself (the CI smoke run of the breakdown benchmark)."""
+    from fiqa_sdk.cli import main
+    from fiqa_sdk.eval import runtime as rt
+
+    assert main(["bench", "runtime", "--quick", "--weights", str(micro_weights), "--lfw",
+                 str(fake_lfw), "--threads", "1", "--out", str(tmp_path / "q")]) == 0
+    res = json.loads((tmp_path / "q" / "runtime.json").read_text())
+    assert res["quick"] is True and res["images"] == rt.QUICK_IMAGES
+    assert res["repeats"] == rt.QUICK_REPEATS and res["gate_images"] == rt.QUICK_GATE_IMAGES
+    rows = {r["scorer"]: r for r in res["scorers"]}
+    assert rows["diffiqa"]["unet_passes_per_face"] == 120 and rows["diffiqa"]["gate_ms"] > 0
+
+
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(pytest.main([__file__, "-q"]))
 
