@@ -1,9 +1,10 @@
-"""Typical score values of the baseline quality scorers (the numbers in docs/faq.md).
+"""Typical score values of the registered quality scorers (the numbers in docs/faq.md).
 
 Scores the sample face that ships with scikit-image (``astronaut``) and a seeded sample of LFW
 images (the first image of ``--people`` randomly chosen identities) and a copy of the astronaut
 blurred with a Gaussian of sigma 8 pixels (a clearly poor image), each aligned from the
-RetinaFace detection with the ``central`` face policy, with every baseline scorer, and prints
+RetinaFace detection with the ``central`` face policy, with every scorer of ``--scorers``
+(default: all registered ones; ``diffiqa`` with its defaults, t = 5, n = 10), and prints
 min / median / max per scorer. Scores are in each scorer's own units: only their order means
 something, and only within one scorer.
 
@@ -24,6 +25,7 @@ from fiqa_sdk.eval.protocols import default_lfw_root
 
 BASELINES = ["random", "det-score", "inter-eye", "sharpness", "embedding-norm",
              "flip-consistency"]
+ARCFACE_SCORERS = ("embedding-norm", "flip-consistency", "diffiqa")  # share one embedder
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -32,6 +34,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="LFW root (default $FIQA_LFW or ../shared/data/lfw)")
     ap.add_argument("--people", type=int, default=20)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--scorers", nargs="+", default=None,
+                    help="scorers (default: every registered one, fq.list_scorers())")
     args = ap.parse_args(argv)
 
     from skimage.data import astronaut
@@ -56,8 +60,8 @@ def main(argv: list[str] | None = None) -> int:
           "(sharp and blurred)")
     print("| scorer | LFW min | LFW median | LFW max | astronaut | astronaut, blur sigma 8 |")
     print("|---|---|---|---|---|---|")
-    for name in BASELINES:
-        kw = {"embedder": arcface} if name in ("embedding-norm", "flip-consistency") else {}
+    for name in args.scorers or fq.list_scorers():
+        kw = {"embedder": arcface} if name in ARCFACE_SCORERS else {}
         scorer = fq.create_scorer(name, **kw)
         v = scorer.score(np.stack(crops), faces)
         s = scorer.score(np.stack([a.aligned, b.aligned]), [a.face, b.face])
