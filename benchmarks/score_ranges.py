@@ -23,8 +23,6 @@ import numpy as np
 import fiqa_sdk as fq
 from fiqa_sdk.eval.protocols import default_lfw_root
 
-BASELINES = ["random", "det-score", "inter-eye", "sharpness", "embedding-norm",
-             "flip-consistency"]
 ARCFACE_SCORERS = ("embedding-norm", "flip-consistency", "diffiqa")  # share one embedder
 
 

@@ -56,10 +56,9 @@ class ArcFaceEmbedder(Embedder):
 
             raise WeightsError(f"model file not found: {path}")
         self.model_path = path
-        self.fast_prelu = bool(fast_prelu) and device == "cpu"
-        model = (blocked_prelu_bytes(path) if self.fast_prelu else None) or path
-        self.fast_prelu = isinstance(model, bytes)
-        self.session = make_session(model, device=device, threads=threads)
+        rewritten = blocked_prelu_bytes(path) if fast_prelu and device == "cpu" else None
+        self.fast_prelu = rewritten is not None  # False also when the model has no PReLU
+        self.session = make_session(rewritten or path, device=device, threads=threads)
         inp = self.session.get_inputs()[0]
         self._input = inp.name
         if len(inp.shape) != 4 or inp.shape[1] != 3:
