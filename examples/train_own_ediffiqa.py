@@ -7,14 +7,13 @@ Your data: a folder with one sub-folder per identity (person), images inside::
         alice/ 001.jpg 002.jpg ...
         bob/   001.jpg ...
 
-The script writes the training-set layout ``fiqa train`` reads (``images/`` and
-``identities.csv``) into ``--out``, then runs ``fiqa train ediffiqa``, which does every step of
-the eDifFIQA recipe (docs/ediffiqa.md): detect and align the faces (RetinaFace, ArcFace 5-point
-template; cached), DifFIQA pseudo-labels from the shipped denoiser (the teacher; cached),
-ArcFace target embeddings, label optimization with class centres, and the regressor training
-(MobileFaceNet backbone + MLP head). Finally it loads the weights it trained with
-``fq.create_scorer("ediffiqa", weights=...)`` and scores a few of your images with a
-``fq.QualityGate``.
+The script calls ``fq.train_ediffiqa`` (what ``fiqa train ediffiqa --data my_faces/`` runs),
+which does every step of the eDifFIQA recipe (docs/ediffiqa.md): detect and align the faces
+(RetinaFace, ArcFace 5-point template; cached), DifFIQA pseudo-labels from the shipped denoiser
+(the teacher; cached), ArcFace target embeddings, label optimization with class centres, and
+the regressor training (MobileFaceNet backbone + MLP head). Finally it loads the weights it
+trained (``result.create_scorer()``, i.e. ``fq.create_scorer("ediffiqa", weights=...)``) and
+scores a few of your images with a ``fq.QualityGate``.
 
 Without ``--data`` it trains on a small generated demo set (the scikit-image astronaut, cropped,
 rotated and degraded by blur, downscaling and noise, split into pretend identities) so that the
@@ -33,11 +32,6 @@ Run::
 from __future__ import annotations
 
 import argparse
-import csv
-import hashlib
-import json
-import shutil
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -46,7 +40,7 @@ import numpy as np
 
 import fiqa_sdk as fq
 
-IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}  # the ones fq.train_ediffiqa reads
 
 
 def demo_folder(root: Path, identities: int = 5, per_identity: int = 8) -> Path:
@@ -77,39 +71,6 @@ def demo_folder(root: Path, identities: int = 5, per_identity: int = 8) -> Path:
     return root
 
 
-def training_layout(data: Path, out: Path) -> tuple[Path, int, int]:
-    """Copy ``data/<identity>/<image>`` to ``out/trainset-<digest>/images/`` and write its
-    ``identities.csv`` (file, integer identity). Returns the layout root and the image and
-    identity counts. ``fiqa train`` caches the aligned faces by the root's folder name, so the
-    name is a digest of the file list: changed data gets a new folder, the same data reuses it."""
-    people = sorted(p for p in data.iterdir() if p.is_dir())
-    if not people:
-        raise SystemExit(f"error: {data} has no identity sub-folders")
-    sources = [(ident, src) for ident, person in enumerate(people)
-               for src in sorted(person.iterdir())
-               if src.is_file() and src.suffix.lower() in IMAGE_SUFFIXES]
-    if not sources:
-        raise SystemExit(f"error: no images ({', '.join(sorted(IMAGE_SUFFIXES))}) under {data}")
-    digest = hashlib.sha256()
-    for ident, src in sources:
-        st = src.stat()
-        digest.update(f"{ident}/{src.parent.name}/{src.name}/{st.st_size}/{st.st_mtime_ns}\n"
-                      .encode())
-    root = out / f"trainset-{digest.hexdigest()[:12]}"
-    if not (root / "identities.csv").is_file():
-        (root / "images").mkdir(parents=True, exist_ok=True)
-        rows = []
-        for ident, src in sources:
-            name = f"{ident:05d}_{src.name}"
-            shutil.copyfile(src, root / "images" / name)
-            rows.append({"file": name, "identity": ident})
-        with open(root / "identities.csv", "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=["file", "identity"])
-            writer.writeheader()
-            writer.writerows(rows)
-    return root, len(sources), len(people)
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--data", type=Path, default=None,
@@ -132,35 +93,26 @@ def main(argv: list[str] | None = None) -> int:
     data = args.data or demo_folder(out / "demo-faces")
     if not data.is_dir():
         ap.error(f"--data {data} is not a folder")
-    root, n_images, n_people = training_layout(data, out)
-    print(f"training set: {n_images} images of {n_people} identities -> {root}")
-
-    run = out / "ediffiqa"
-    cmd = [sys.executable, "-m", "fiqa_sdk.cli", "train", "ediffiqa", "--data", str(root),
-           "--out", str(run), "--epochs", str(args.epochs), "--n", str(args.teacher_n),
-           "--min-count", str(args.min_count), "--threads", str(args.threads),
-           "--cache", str(out / "cache")]
-    print("running:", " ".join(cmd[2:]).replace("fiqa_sdk.cli", "fiqa"), flush=True)
-    subprocess.run(cmd, check=True)
-
-    weights = run / "ediffiqa_mbf.safetensors"
-    meta = json.loads(weights.with_suffix(".json").read_text())
-    labels, last = meta["labels"], meta["history"][-1]
-    print(f"weights: {weights}")
-    print(f"faces aligned: {labels['faces']}, trained on: {labels['train_used']}, "
-          f"class centres: {labels.get('centres', 0)}")
-    first = meta["history"][0]
+    print(f"training on {data} -> {out / 'ediffiqa'}", flush=True)
+    result = fq.train_ediffiqa(data, out / "ediffiqa", epochs=args.epochs,
+                               teacher_n=args.teacher_n, min_count=args.min_count,
+                               threads=args.threads, cache=out / "cache",
+                               log=lambda msg: print(f"  {msg}", flush=True))
+    labels, first, last = result.labels, result.history[0], result.final
+    print(f"weights: {result.weights}")
+    print(f"aligned faces: {result.aligned}")
+    print(f"faces aligned: {labels['faces']} of {labels['identities']} identities, trained on: "
+          f"{labels['train_used']}, class centres: {labels.get('centres', 0)}")
     print(f"loss: epoch {first['epoch']} {first['loss']:.4f} -> epoch {last['epoch']} "
           f"{last['loss']:.4f}")
 
-    scorer = fq.create_scorer("ediffiqa", weights=str(weights))
-    gate = fq.QualityGate(scorer=scorer)
-    files = sorted((root / "images").iterdir())[:6]
+    gate = fq.QualityGate(scorer=result.create_scorer())
+    files = sorted(f for f in data.rglob("*") if f.suffix.lower() in IMAGE_SUFFIXES)[:6]
     print(f"quality of {len(files)} training images with the new scorer:")
     for f in files:
         report = gate.assess(str(f))
         score = "n/a" if report.score is None else f"{report.score:.4f}"
-        print(f"  {f.name:<24} score={score}  reason={report.reason}")
+        print(f"  {f.relative_to(data)}  score={score}  reason={report.reason}")
     return 0
 
 
@@ -169,7 +121,4 @@ if __name__ == "__main__":
         sys.exit(main())
     except fq.FiqaError as exc:
         print(f"error: {exc}", file=sys.stderr)
-        sys.exit(1)
-    except subprocess.CalledProcessError as exc:
-        print(f"error: fiqa train exited {exc.returncode}", file=sys.stderr)
         sys.exit(1)

@@ -26,6 +26,7 @@ from .io import load_image
 from .pipeline import FacePipeline, PipelineResult
 from .quality import Scorer, create_scorer, list_scorers
 from .types import Face, FilterResult, QualityReport, Template
+from .train.api import TrainedRegressor, train_ediffiqa
 from .gate import QualityGate  # noqa: E402 - after the names it uses
 from . import policy  # noqa: E402
 
@@ -49,6 +50,8 @@ __all__ = [
     "Scorer",
     "create_scorer",
     "list_scorers",
+    "train_ediffiqa",
+    "TrainedRegressor",
     "PipelineResult",
     "create_detector",
     "list_detectors",

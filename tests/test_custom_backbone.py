@@ -45,7 +45,7 @@ def factory_file(tmp_path_factory):
 
 
 def test_factory_spec_forms_and_errors(factory_file, monkeypatch):
-    from fiqa_sdk.train.cli import load_backbone_factory
+    from fiqa_sdk.train.api import load_backbone_factory
 
     a = load_backbone_factory(f"{factory_file}:make")
     monkeypatch.syspath_prepend(str(factory_file.parent))
@@ -65,7 +65,7 @@ def test_factory_spec_forms_and_errors(factory_file, monkeypatch):
 def test_distill_on_a_custom_backbone_and_load_it_back(factory_file, tmp_path):
     from fiqa_sdk.quality.base import model_digest
     from fiqa_sdk.quality.ediffiqa import RegressorScorer, load_regressor
-    from fiqa_sdk.train.cli import ModuleEmbedder, load_backbone_factory
+    from fiqa_sdk.train.api import ModuleEmbedder, load_backbone_factory
     from fiqa_sdk.train.distill import DistillConfig, distill
 
     rng = np.random.default_rng(0)
@@ -171,7 +171,7 @@ def test_onnx_graph_module_runs_the_shipped_arcface(astronaut, astronaut_face, a
     """The insightface w600k_mbf graph as a torch module gives ArcFace's embeddings."""
     from conftest import graded_crops
     from fiqa_sdk.embed.arcface import default_model_path
-    from fiqa_sdk.train.cli import ModuleEmbedder, load_backbone_factory
+    from fiqa_sdk.train.api import ModuleEmbedder, load_backbone_factory
 
     crops = graded_crops(astronaut, astronaut_face, 4, period=2, jitter=3.0)
     m = load_backbone_factory(str(default_model_path()))
@@ -188,7 +188,7 @@ def test_distill_on_an_onnx_backbone_and_load_it_back(tmp_path):
     from fiqa_sdk.nets.onnx_graph import OnnxGraphModule
     from fiqa_sdk.quality.base import model_digest
     from fiqa_sdk.quality.ediffiqa import RegressorScorer
-    from fiqa_sdk.train.cli import ModuleEmbedder, load_backbone_factory
+    from fiqa_sdk.train.api import ModuleEmbedder, load_backbone_factory
     from fiqa_sdk.train.distill import DistillConfig, distill
 
     path = _tiny_onnx(tmp_path / "tiny.onnx")

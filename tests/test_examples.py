@@ -174,15 +174,14 @@ def test_train_own_ediffiqa_demo(tmp_path):
     """The whole recipe on the generated demo set (40 faces, 5 pretend identities): aligned,
     pseudo-labelled, trained; the weights load back into a gate that scores the images."""
     out = run_example("train_own_ediffiqa.py", tmp_path, "--out", tmp_path / "run")
-    n_img, n_id = map(int, grab(r"^training set: (\d+) images of (\d+) identities", out))
-    assert (n_img, n_id) == (40, 5)
-    aligned, used = map(int, grab(r"^faces aligned: (\d+), trained on: (\d+)", out))
-    assert aligned == 40 and 0 < used <= aligned
+    aligned, n_id, used = map(int, grab(
+        r"^faces aligned: (\d+) of (\d+) identities, trained on: (\d+)", out))
+    assert (aligned, n_id) == (40, 5) and 0 < used <= aligned
     loss0, loss1 = map(float, grab(rf"^loss: epoch 1 {FLOAT} -> epoch 10 {FLOAT}", out))
     assert math.isfinite(loss0) and loss1 < loss0  # training lowers the loss
     weights = tmp_path / "run" / "ediffiqa" / "ediffiqa_mbf.safetensors"
     assert weights.is_file() and weights.with_suffix(".json").is_file()
-    scores = [float(s) for s in re.findall(rf"^  \S+\.jpg +score={FLOAT}  reason=None$", out, re.M)]
+    scores = [float(s) for s in re.findall(rf"^  \S+\.jpg  score={FLOAT}  reason=None$", out, re.M)]
     assert len(scores) == 6 and all(math.isfinite(s) for s in scores)
     assert len(set(scores)) > 1  # a trained head, not a constant
 
@@ -203,27 +202,25 @@ def test_train_own_ediffiqa_user_folder(astronaut, astronaut_face, tmp_path):
     (data / "bob" / "notes.txt").write_text("not an image")
     out = run_example("train_own_ediffiqa.py", tmp_path, "--data", data, "--out", tmp_path / "run",
                       "--epochs", "1", "--teacher-n", "1", "--threads", "1")
-    *counts, root = grab(r"^training set: (\d+) images of (\d+) identities -> (.+)$", out)
-    assert counts == ["10", "3"]
-    with open(tmp_path / root / "identities.csv", newline="") as fh:
+    assert grab(r"^faces aligned: (\d+) of (\d+) identities", out) == ["10", "3"]
+    (root,) = grab(r"^aligned faces: (.+)$", out)
+    with open(Path(root) / "index.csv", newline="") as fh:
         ids = {r["file"]: int(r["identity"]) for r in csv.DictReader(fh)}
-    assert ids["00000_0.jpg"] == 0 and ids["00001_2.png"] == 1 and ids["00002_photo.JPG"] == 2
-    assert grab(r"^faces aligned: (\d+)", out) == ["10"]
+    assert ids["alice/0.jpg"] == 0 and ids["bob/2.png"] == 1 and ids["carol/photo.JPG"] == 2
     weights = tmp_path / "run" / "ediffiqa" / "ediffiqa_mbf.safetensors"
     assert weights.is_file()
     meta = json.loads(weights.with_suffix(".json").read_text())
     assert (meta["data"]["faces"], meta["data"]["identities"]) == (10, 3)
     assert [h["epoch"] for h in meta["history"]] == [1]
     assert math.isfinite(meta["history"][0]["loss"])
-    scores = [float(s) for s in re.findall(rf"^  \S+ +score={FLOAT}  reason=None$", out, re.M)]
+    scores = [float(s) for s in re.findall(rf"^  \S+  score={FLOAT}  reason=None$", out, re.M)]
     assert len(scores) == 6 and all(math.isfinite(s) for s in scores)
     # the same --out with changed data: a new layout, not the stale cached faces of the first
     shutil.rmtree(data / "carol")
     out = run_example("train_own_ediffiqa.py", tmp_path, "--data", data, "--out", tmp_path / "run",
                       "--epochs", "1", "--teacher-n", "1", "--threads", "1")
-    *counts, root2 = grab(r"^training set: (\d+) images of (\d+) identities -> (.+)$", out)
-    assert counts == ["6", "2"] and root2 != root
-    assert grab(r"^faces aligned: (\d+)", out) == ["6"]
+    assert grab(r"^faces aligned: (\d+) of (\d+) identities", out) == ["6", "2"]
+    assert grab(r"^aligned faces: (.+)$", out) != [root]
 
 
 def test_train_own_ediffiqa_bad_data(tmp_path):

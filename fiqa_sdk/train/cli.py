@@ -14,6 +14,8 @@ import sys
 import time
 from pathlib import Path
 
+from .data import DEFAULT_CELEBA
+
 
 def _log(msg: str) -> None:
     print(f"fiqa train: {time.strftime('%H:%M:%S')} {msg}", file=sys.stderr, flush=True)
@@ -24,7 +26,7 @@ def _cmd_train_ddpm(args: argparse.Namespace) -> int:
     import torch
 
     from ..diffusion.unet import PRESETS
-    from .data import DEFAULT_CELEBA, build_aligned_cache, cache_root
+    from .data import cache_root
     from .ddpm import TrainConfig, train_ddpm
 
     if args.preset not in PRESETS:
@@ -37,14 +39,8 @@ def _cmd_train_ddpm(args: argparse.Namespace) -> int:
         cv2.setNumThreads(1)
     except ImportError:  # pragma: no cover
         pass
-    root = Path(args.data or DEFAULT_CELEBA)
-    if not (root / "identities.csv").is_file():
-        print(f"fiqa: error: {root} has no identities.csv (expected the celeba-subset layout: "
-              "images/ + identities.csv); pass --data", file=sys.stderr)
-        return 1
     _log(f"aligned faces: {cache_root(args.cache)} (built on first use)")
-    data = build_aligned_cache(root, cache=args.cache,
-                               progress=_progress if sys.stderr.isatty() else None)
+    data, _ = _training_faces(args)
     _log(f"{len(data)} aligned faces ({data.skipped} images skipped: no face)")
     faces = np.asarray(data.faces)
     if args.limit:
@@ -58,7 +54,7 @@ def _cmd_train_ddpm(args: argparse.Namespace) -> int:
         print(f"fiqa: error: {out / 'checkpoint.pt'} exists; pass --resume to continue it or "
               "choose another --out", file=sys.stderr)
         return 1
-    info = {"source": str(root), "cache": str(data.path), "faces": int(len(faces)),
+    info = {"source": str(Path(args.data or DEFAULT_CELEBA)), "cache": str(data.path), "faces": int(len(faces)),
             "skipped": data.skipped}
     summary = train_ddpm(faces, out, cfg, resume=args.resume, max_minutes=args.max_minutes,
                          data_info=info, log=_log)
@@ -86,8 +82,9 @@ def add_train_parser(subparsers) -> argparse.ArgumentParser:
     d.add_argument("--cache", default=None,
                    help="cache folder of the aligned faces (default $FIQA_CACHE or ~/.cache/fiqa-sdk)")
     d.add_argument("--data", type=Path, default=None,
-                   help="training set root with images/ and identities.csv (default "
-                        "../shared/data/celeba-subset); never LFW")
+                   help="training set: a folder with identities.csv + images/, or one sub-folder "
+                        "of face images per identity (default ../shared/data/celeba-subset); "
+                        "never LFW")
     d.add_argument("--preset", default="small", help="UNet size: tiny, small, base (default small)")
     d.add_argument("--steps", type=int, default=20000, help="total optimiser steps (default 20000)")
     d.add_argument("--batch-size", type=int, default=16, help="faces per step (default 16)")
@@ -170,21 +167,22 @@ def _teacher_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--cache", default=None,
                    help="cache folder (default $FIQA_CACHE or ~/.cache/fiqa-sdk)")
     p.add_argument("--data", type=Path, default=None,
-                   help="training set root with images/ and identities.csv (default "
-                        "../shared/data/celeba-subset); never LFW")
+                   help="training set: a folder with identities.csv + images/, or one sub-folder "
+                        "of face images per identity (default ../shared/data/celeba-subset); "
+                        "never LFW")
     p.add_argument("--threads", type=int, default=2, help="torch / onnxruntime CPU threads")
     p.add_argument("--limit", type=int, default=None, help=argparse.SUPPRESS)  # smoke tests
 
 
 def _training_faces(args: argparse.Namespace):
-    from .data import DEFAULT_CELEBA, build_aligned_cache
+    from ..errors import FiqaError
+    from .data import build_aligned_cache
 
-    root = Path(args.data or DEFAULT_CELEBA)
-    if not (root / "identities.csv").is_file():
-        raise SystemExit(_die(f"{root} has no identities.csv (expected the celeba-subset layout: "
-                              "images/ + identities.csv); pass --data"))
-    data = build_aligned_cache(root, cache=args.cache,
-                               progress=_progress if sys.stderr.isatty() else None)
+    try:
+        data = build_aligned_cache(Path(args.data or DEFAULT_CELEBA), cache=args.cache,
+                                   progress=_progress if sys.stderr.isatty() else None)
+    except FiqaError as exc:
+        raise SystemExit(_die(str(exc))) from None
     n = args.limit or len(data)
     return data, n
 
@@ -195,13 +193,9 @@ def _die(msg: str) -> int:
 
 
 def _teacher(args: argparse.Namespace):
-    import torch
+    from .api import diffiqa_teacher
 
-    from ..quality.diffiqa import DifFIQAScorer
-
-    torch.set_num_threads(args.threads)
-    return DifFIQAScorer(weights=args.weights, t=args.t, n=args.n, fast=args.fast, seed=args.seed,
-                         threads=args.threads)  # threads: the teacher's ArcFace embedder
+    return diffiqa_teacher(args.weights, args.t, args.n, args.fast, args.seed, args.threads)
 
 
 def _labels(args: argparse.Namespace, data, n: int, shard=(0, 1), max_minutes=None):
@@ -231,115 +225,22 @@ def _cmd_train_labels(args: argparse.Namespace) -> int:
     return 0
 
 
-def load_backbone_factory(spec: str):
-    """``"pkg.module:factory"`` or ``"path/to/file.py:factory"`` -> ``factory()``, a torch module;
-    ``"path/to/model.onnx"`` (an insightface-format FR model) -> its
-    :class:`~fiqa_sdk.nets.onnx_graph.OnnxGraphModule`.
-
-    Raises :class:`~fiqa_sdk.errors.InvalidArgumentError` with the reason when the spec is
-    malformed, the module or the factory cannot be found, or the result is not a torch module.
-    """
-    import importlib
-    import importlib.util
-
-    from torch import nn
-
-    from ..errors import InvalidArgumentError, WeightsError
-
-    if str(spec).lower().endswith(".onnx"):
-        from ..nets.onnx_graph import load_onnx_backbone
-
-        try:
-            return load_onnx_backbone(Path(spec).expanduser())
-        except WeightsError as exc:
-            raise InvalidArgumentError(f"--backbone: {exc}") from None
-    module_name, sep, attr = str(spec).rpartition(":")
-    if not sep or not module_name or not attr.isidentifier():
-        raise InvalidArgumentError(f"--backbone takes MODULE:FACTORY or MODEL.onnx, got {spec!r}")
-    try:
-        if module_name.endswith(".py"):
-            path = Path(module_name).expanduser()
-            if not path.is_file():
-                raise InvalidArgumentError(f"--backbone: file not found: {path}")
-            mspec = importlib.util.spec_from_file_location(f"fiqa_user_backbone_{path.stem}", path)
-            module = importlib.util.module_from_spec(mspec)
-            mspec.loader.exec_module(module)  # type: ignore[union-attr]
-        else:
-            module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise InvalidArgumentError(f"--backbone: cannot import {module_name!r}: {exc}") from None
-    factory = getattr(module, attr, None)
-    if not callable(factory):
-        raise InvalidArgumentError(f"--backbone: {module_name!r} has no callable {attr!r}")
-    net = factory()
-    if not isinstance(net, nn.Module):
-        raise InvalidArgumentError(f"--backbone: {spec}() returned {type(net).__name__}, "
-                                   "not a torch module")
-    return net.eval()
-
-
-class ModuleEmbedder:
-    """A torch FR module as the target model ``M`` for :func:`~.labels.target_embeddings`:
-    raw ``(N, D)`` outputs of ArcFace-style 112x112 RGB crops scaled to [-1, 1]."""
-
-    def __init__(self, module, name: str) -> None:
-        self.module, self.name = module, name
-
-    def embed_raw(self, crops) -> "np.ndarray":
-        import torch
-
-        from .distill import _run
-
-        with torch.inference_mode():
-            return _run(self.module.eval(), crops, flip=False).numpy()
-
-
 def _cmd_train_distill(args: argparse.Namespace) -> int:
-    import numpy as np
-    import torch
+    from ..errors import FiqaError
+    from .api import train_ediffiqa
 
-    from .._weights import sha256_file
-    from ..embed import create_embedder
-    from ..nets.mobilefacenet import load_mobilefacenet
-    from .distill import DistillConfig, distill
-    from .labels import target_embeddings
-
-    data, n = _training_faces(args)
-    q, folder, teacher = _labels(args, data, n)
-    if not np.isfinite(q).all():
-        return _die(f"{int((~np.isfinite(q)).sum())} of {n} pseudo-labels are missing in {folder}; "
-                    "run `fiqa train labels` with the same teacher options to finish them")
-    torch.set_num_threads(args.threads)
-    if args.backbone:
-        from ..quality.base import model_digest
-
-        backbone = load_backbone_factory(args.backbone)
-        digest = model_digest(backbone)
-        emb = ModuleEmbedder(backbone, f"custom-{digest}")
-        _log(f"target embeddings (the user backbone {args.backbone}, crops and mirrors; cached)")
-        backbone_meta = {"arch": "custom", "factory": args.backbone, "base_digest": digest}
-        target_model = f"custom:{args.backbone}"
-    else:
-        emb = create_embedder("arcface", threads=args.threads)
-        _log("target embeddings (ArcFace w600k_mbf, crops and mirrors; cached)")
-        backbone = load_mobilefacenet()
-        backbone_meta = {"arch": "mobilefacenet", "base": "w600k_mbf.onnx",
-                         "base_sha256": sha256_file(emb.model_path)}
-        target_model = "arcface:w600k_mbf"
-    e, ef = target_embeddings(data.faces[:n], emb, cache_dir=data.path)
-    cfg = DistillConfig(method=args.method, eps=args.eps, theta=args.theta, p=args.p,
-                        min_count=args.min_count, epochs=args.epochs, cut=args.cut,
-                        seed=args.seed if args.train_seed is None else args.train_seed)
-    meta = {
-        "backbone": backbone_meta,
-        "target_model": target_model,
-        "teacher": json.loads((folder / "meta.json").read_text())["teacher"],
-        "data": {"source": str(data.path), "faces": n, "identities": int(len(np.unique(data.identities[:n])))},
-    }
-    # frozen-stem activations are worth caching only for a backbone that can be split
-    features = data.path / "stem-features" if hasattr(backbone, "split") else None
-    summary = distill(np.asarray(data.faces[:n]), data.identities[:n], q, e, ef, backbone,
-                      args.out, cfg, meta=meta, log=_log, name=args.name,
-                      feature_cache=features, raw_target=True)
-    print(json.dumps({k: summary[k] for k in ("weights", "final", "labels", "seconds")}))
+    try:
+        result = train_ediffiqa(
+            args.data or DEFAULT_CELEBA, args.out, method=args.method, backbone=args.backbone,
+            eps=args.eps, theta=args.theta, p=args.p, min_count=args.min_count,
+            epochs=args.epochs, cut=args.cut,
+            seed=args.seed if args.train_seed is None else args.train_seed,
+            teacher_weights=args.weights, teacher_t=args.t, teacher_n=args.n,
+            teacher_fast=args.fast, teacher_seed=args.seed, threads=args.threads,
+            cache=args.cache, name=args.name, limit=args.limit, log=_log,
+            progress=_progress if sys.stderr.isatty() else None)
+    except FiqaError as exc:
+        return _die(str(exc))
+    print(json.dumps({"weights": str(result.weights), "final": result.final,
+                      "labels": result.labels, "seconds": result.seconds}))
     return 0

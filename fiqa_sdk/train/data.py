@@ -1,5 +1,12 @@
 """Aligned training faces: detect + align a folder of photos once, cache one uint8 array.
 
+Two layouts of a training set are read (:func:`list_training_images`):
+
+- ``root/identities.csv`` (columns ``file``, ``identity``: an integer) with the images in
+  ``root/images/`` -- the layout of ../shared/data/celeba-subset;
+- one sub-folder per identity, ``root/<identity>/<image>`` (``.jpg .jpeg .png .bmp .webp``,
+  any case; other files are ignored), identities numbered in sorted folder-name order.
+
 The cache is ``<cache>/<name>/faces.npy`` (``(N, 112, 112, 3)`` uint8 RGB, ArcFace template)
 plus ``index.csv`` (``row,file,identity,det_score``) and ``skipped.csv`` (``file,reason``).
 The cache folder is ``$FIQA_CACHE`` (or ``~/.cache/fiqa-sdk``) unless one is passed; it is never
@@ -9,6 +16,7 @@ inside the repository or the shared data folder.
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import os
 import time
@@ -19,6 +27,7 @@ from typing import Callable
 import numpy as np
 
 DEFAULT_CELEBA = Path(__file__).resolve().parents[3] / "shared" / "data" / "celeba-subset"
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 
 
 def cache_root(cache: str | os.PathLike | None = None) -> Path:
@@ -53,6 +62,43 @@ def _read_identities(root: Path) -> list[tuple[str, int]]:
         return [(row["file"], int(row["identity"])) for row in csv.DictReader(f)]
 
 
+def list_training_images(root: str | os.PathLike) -> tuple[list[tuple[str, Path, int]], str]:
+    """The images of a training set and its cache name.
+
+    Returns ``[(file, path, identity), ...]`` and the name of its aligned-face cache folder.
+    ``file`` is the image's name in ``identities.csv``, or ``<identity folder>/<image>`` for the
+    sub-folder layout. The sub-folder layout's cache name carries a digest of the file list
+    (names, sizes, modification times), so changed data is aligned again and unchanged data
+    reuses its cache.
+
+    Raises :class:`~fiqa_sdk.errors.InvalidArgumentError` when ``root`` is not a folder, looks
+    like LFW (the evaluation set), or holds neither layout.
+    """
+    from ..errors import InvalidArgumentError
+
+    root = Path(root).expanduser()
+    if "lfw" in root.name.lower():
+        raise InvalidArgumentError(f"{root} looks like LFW, the evaluation set: never train on it")
+    if not root.is_dir():
+        raise InvalidArgumentError(f"training data {root} is not a folder")
+    if (root / "identities.csv").is_file():
+        rows = [(f, root / "images" / f, ident) for f, ident in _read_identities(root)]
+        return rows, f"{root.name}-aligned"
+    people = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    rows = [(f"{person.name}/{img.name}", img, ident) for ident, person in enumerate(people)
+            for img in sorted(person.iterdir())
+            if img.is_file() and img.suffix.lower() in IMAGE_SUFFIXES]
+    if not rows:
+        raise InvalidArgumentError(
+            f"{root} is not a training set: expected identities.csv + images/, or one sub-folder "
+            f"of face images ({' '.join(IMAGE_SUFFIXES)}) per identity")
+    digest = hashlib.sha256()
+    for file, path, _ in rows:
+        st = path.stat()
+        digest.update(f"{file}/{st.st_size}/{st.st_mtime_ns}\n".encode())
+    return rows, f"{root.name}-{digest.hexdigest()[:12]}-aligned"
+
+
 def load_aligned(path: str | os.PathLike) -> AlignedFaces:
     """Open a cache folder written by :func:`build_aligned_cache`."""
     path = Path(path)
@@ -80,30 +126,30 @@ def build_aligned_cache(
     overwrite: bool = False,
     progress: Callable[[int, int], None] | None = None,
 ) -> AlignedFaces:
-    """Detect and align every image listed in ``root/identities.csv``; cache the crops.
+    """Detect and align every image of the training set ``root``; cache the crops.
 
-    Uses the project's own :class:`~fiqa_sdk.pipeline.FacePipeline` (detector -> ArcFace
-    5-point alignment, no embedder). Images with no detected face (or a degenerate alignment)
-    are skipped and counted. An existing complete cache is reused unless ``overwrite``.
-    The cache sub-folder is ``name`` (default ``<root folder name>-aligned``).
+    ``root`` is either layout of :func:`list_training_images`. Uses the project's own
+    :class:`~fiqa_sdk.pipeline.FacePipeline` (detector -> ArcFace 5-point alignment, no
+    embedder). Images with no detected face (or a degenerate alignment, or that cannot be
+    decoded) are skipped, with the reason in ``skipped.csv``. An existing complete cache is
+    reused unless ``overwrite``. The cache sub-folder is ``name`` (default: the name
+    :func:`list_training_images` gives, ``<root folder name>-aligned`` for ``identities.csv``).
     """
     from ..pipeline import FacePipeline
 
     root = Path(root)
-    if "lfw" in root.name.lower():
-        raise ValueError(f"{root} looks like LFW, the evaluation set: never train on it")
-    out = cache_root(cache) / (name or f"{root.name}-aligned")
+    listed, default_name = list_training_images(root)
+    out = cache_root(cache) / (name or default_name)
     if (out / "faces.npy").is_file() and (out / "index.csv").is_file() and not overwrite:
         return load_aligned(out)
     out.mkdir(parents=True, exist_ok=True)
-    rows = _read_identities(root)
     if limit is not None:
-        rows = rows[: int(limit)]
+        listed = listed[: int(limit)]
     pipe = FacePipeline(detector=detector, embedder=None, face_policy=face_policy)
     crops, index, skipped = [], [], []
     t0 = time.time()
-    paths = [root / "images" / f for f, _ in rows]
-    for k, (res, (file, ident)) in enumerate(zip(pipe.process_batch(paths), rows)):
+    paths = [path for _, path, _ in listed]
+    for k, (res, (file, _, ident)) in enumerate(zip(pipe.process_batch(paths), listed)):
         r = res[0]
         if r.ok:
             crops.append(r.aligned)
@@ -111,7 +157,7 @@ def build_aligned_cache(
         else:
             skipped.append((file, r.reason))
         if progress is not None:
-            progress(k + 1, len(rows))
+            progress(k + 1, len(listed))
     faces = np.stack(crops) if crops else np.zeros((0, 112, 112, 3), np.uint8)
     tmp = out / "faces.tmp.npy"
     np.save(tmp, faces)
@@ -126,7 +172,7 @@ def build_aligned_cache(
         w.writerows(skipped)
     (out / "meta.json").write_text(json.dumps({
         "source": str(root), "detector": detector, "face_policy": face_policy,
-        "images": len(rows), "aligned": len(index), "skipped": len(skipped),
+        "images": len(listed), "aligned": len(index), "skipped": len(skipped),
         "seconds": round(time.time() - t0, 1),
     }, indent=2))
     os.replace(tmp, out / "faces.npy")  # last: a complete faces.npy marks a complete cache

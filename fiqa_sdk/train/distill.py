@@ -38,10 +38,9 @@ from torch import nn
 
 from ..errors import FiqaError
 from ..quality.ediffiqa import QualityRegressor, save_regressor
+from .api import METHODS
 from .ddpm import to_model_range
 from .labels import save_npy
-
-METHODS = ("ediffiqa", "ediffiqa-free", "diffiqa-r")
 
 
 @dataclass

@@ -1,0 +1,294 @@
+"""Python API of the regressor training: :func:`train_ediffiqa` (what ``fiqa train ediffiqa``,
+``fiqa train ediffiqa-free`` and ``fiqa train diffiqa-r`` run).
+
+    import fiqa_sdk as fq
+
+    result = fq.train_ediffiqa("my_faces/", "runs/mine")    # one sub-folder per identity
+    scorer = result.create_scorer()                         # or create_scorer("ediffiqa", weights=...)
+    gate = fq.QualityGate(scorer=scorer)
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from ..errors import InvalidArgumentError
+
+METHODS = ("ediffiqa", "ediffiqa-free", "diffiqa-r")  # the regressors train_ediffiqa trains
+
+__all__ = ["ModuleEmbedder", "TrainedRegressor", "load_backbone_factory", "train_ediffiqa"]
+
+
+@dataclass(frozen=True)
+class TrainedRegressor:
+    """What :func:`train_ediffiqa` trained.
+
+    ``weights``: the ``.safetensors`` file (its ``.json`` sidecar next to it holds the config,
+    the teacher, the label statistics and the history); ``aligned``: the cache folder of the
+    aligned training faces (``faces.npy``, ``index.csv``, ``skipped.csv``); ``history``: one dict per epoch (``loss``
+    and the validation metrics); ``labels``: label statistics (faces, identities, class centres,
+    faces used); ``held_out_verification``: normalized pAUCs on the held-out identities of the
+    teacher's labels and, where available, of ``embedding-norm``; ``seconds``: training time.
+    """
+
+    method: str
+    weights: Path
+    aligned: Path
+    history: list = field(default_factory=list)
+    labels: dict = field(default_factory=dict)
+    held_out_verification: dict = field(default_factory=dict)
+    seconds: float = 0.0
+    backbone: object = field(default=None, repr=False)
+
+    @property
+    def final(self) -> dict:
+        """The last epoch's row of :attr:`history` (empty when no epoch ran)."""
+        return self.history[-1] if self.history else {}
+
+    def create_scorer(self, **options):
+        """The trained scorer: ``fq.create_scorer(method, weights=self.weights, **options)``;
+        a copy of a user backbone is passed on (a regressor's weights hold only the fine-tuned
+        part; the scorer completes that copy)."""
+        from ..quality import create_scorer
+
+        if self.backbone is not None:
+            options.setdefault("backbone", copy.deepcopy(self.backbone))
+        return create_scorer(self.method, weights=str(self.weights), **options)
+
+
+def load_backbone_factory(spec: str):
+    """``"pkg.module:factory"`` or ``"path/to/file.py:factory"`` -> ``factory()``, a torch module;
+    ``"path/to/model.onnx"`` (an insightface-format FR model) -> its
+    :class:`~fiqa_sdk.nets.onnx_graph.OnnxGraphModule`.
+
+    Raises :class:`~fiqa_sdk.errors.InvalidArgumentError` with the reason when the spec is
+    malformed, the module or the factory cannot be found, or the result is not a torch module.
+    """
+    import importlib
+    import importlib.util
+
+    from torch import nn
+
+    from ..errors import InvalidArgumentError, WeightsError
+
+    if str(spec).lower().endswith(".onnx"):
+        from ..nets.onnx_graph import load_onnx_backbone
+
+        try:
+            return load_onnx_backbone(Path(spec).expanduser())
+        except WeightsError as exc:
+            raise InvalidArgumentError(f"--backbone: {exc}") from None
+    module_name, sep, attr = str(spec).rpartition(":")
+    if not sep or not module_name or not attr.isidentifier():
+        raise InvalidArgumentError(f"--backbone takes MODULE:FACTORY or MODEL.onnx, got {spec!r}")
+    try:
+        if module_name.endswith(".py"):
+            path = Path(module_name).expanduser()
+            if not path.is_file():
+                raise InvalidArgumentError(f"--backbone: file not found: {path}")
+            mspec = importlib.util.spec_from_file_location(f"fiqa_user_backbone_{path.stem}", path)
+            module = importlib.util.module_from_spec(mspec)
+            mspec.loader.exec_module(module)  # type: ignore[union-attr]
+        else:
+            module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise InvalidArgumentError(f"--backbone: cannot import {module_name!r}: {exc}") from None
+    factory = getattr(module, attr, None)
+    if not callable(factory):
+        raise InvalidArgumentError(f"--backbone: {module_name!r} has no callable {attr!r}")
+    net = factory()
+    if not isinstance(net, nn.Module):
+        raise InvalidArgumentError(f"--backbone: {spec}() returned {type(net).__name__}, "
+                                   "not a torch module")
+    return net.eval()
+
+
+class ModuleEmbedder:
+    """A torch FR module as the target model ``M`` for :func:`~.labels.target_embeddings`:
+    raw ``(N, D)`` outputs of ArcFace-style 112x112 RGB crops scaled to [-1, 1]."""
+
+    def __init__(self, module, name: str) -> None:
+        self.module, self.name = module, name
+
+    def embed_raw(self, crops) -> "np.ndarray":
+        import torch
+
+        from .distill import _run
+
+        with torch.inference_mode():
+            return _run(self.module.eval(), crops, flip=False).numpy()
+
+
+def diffiqa_teacher(weights=None, t: int = 5, n: int | None = None, fast: bool = False,
+                    seed: int = 0, threads: int = 2):
+    """The DifFIQA scorer whose scores are the pseudo-labels (``threads``: torch's and its
+    ArcFace embedder's CPU threads)."""
+    import torch
+
+    from ..quality.diffiqa import DifFIQAScorer
+
+    torch.set_num_threads(threads)
+    return DifFIQAScorer(weights=weights, t=t, n=n, fast=fast, seed=seed, threads=threads)
+
+
+def _aligned(data, cache, progress):
+    from .data import AlignedFaces, build_aligned_cache
+
+    if isinstance(data, AlignedFaces):
+        return data
+    if not isinstance(data, (str, os.PathLike)):
+        raise InvalidArgumentError(
+            f"data must be a folder path or an AlignedFaces, got {type(data).__name__}")
+    return build_aligned_cache(Path(data), cache=cache, progress=progress)
+
+
+def _backbone(backbone, threads: int):
+    """(backbone module, target embedder, sidecar description, target model name)."""
+    from .._weights import sha256_file
+    from ..embed import create_embedder
+    from ..quality.base import model_digest
+
+    if backbone is None:
+        from ..nets.mobilefacenet import load_mobilefacenet
+
+        emb = create_embedder("arcface", threads=threads)
+        meta = {"arch": "mobilefacenet", "base": "w600k_mbf.onnx",
+                "base_sha256": sha256_file(emb.model_path)}
+        return load_mobilefacenet(), emb, meta, "arcface:w600k_mbf", False
+    import torch
+
+    if isinstance(backbone, (str, os.PathLike)):
+        spec = str(backbone)
+        module = load_backbone_factory(spec)
+    elif isinstance(backbone, torch.nn.Module):
+        spec, module = type(backbone).__name__, backbone.eval()
+    else:
+        raise InvalidArgumentError("backbone must be None (the shipped ArcFace MobileFaceNet), "
+                                   "'MODULE:FACTORY', a .onnx path or a torch module, got "
+                                   f"{type(backbone).__name__}")
+    digest = model_digest(module)
+    meta = {"arch": "custom", "factory": spec, "base_digest": digest}
+    return module, ModuleEmbedder(module, f"custom-{digest}"), meta, f"custom:{spec}", True
+
+
+def train_ediffiqa(
+    data,
+    out: str | os.PathLike,
+    *,
+    method: str = "ediffiqa",
+    backbone=None,
+    eps: float = 0.5,
+    theta: float = 0.5,
+    p: float = 0.2,
+    min_count: int = 3,
+    epochs: int = 8,
+    cut: int = 15,
+    seed: int = 0,
+    teacher_weights: str | os.PathLike | None = None,
+    teacher_t: int = 5,
+    teacher_n: int | None = None,
+    teacher_fast: bool = False,
+    teacher_seed: int = 0,
+    threads: int = 2,
+    cache: str | os.PathLike | None = None,
+    name: str | None = None,
+    limit: int | None = None,
+    log: Callable[[str], None] | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> TrainedRegressor:
+    """Train an eDifFIQA (or ``ediffiqa-free`` / DifFIQA(R)) quality regressor on your faces.
+
+    Every step of the recipe (docs/ediffiqa.md): detect and align the faces (RetinaFace, ArcFace
+    5-point template; cached), DifFIQA pseudo-labels from a teacher (cached under
+    ``<cache>/labels``, keyed by the teacher and the faces), target embeddings of the FR model
+    ``M``, class centres and label optimization (``ediffiqa``, ``ediffiqa-free``), then the
+    regressor (backbone blocks ``[cut:]`` + head) with a held-out identity split for validation.
+
+    Parameters
+    ----------
+    data : a training-set folder -- ``identities.csv`` + ``images/``, or one sub-folder of face
+        images per identity (:func:`fiqa_sdk.train.data.list_training_images`) -- or an
+        :class:`~fiqa_sdk.train.data.AlignedFaces`. Never the data you evaluate on (LFW).
+    out : folder for ``<name>.safetensors`` + ``.json`` (+ ``.history.json``).
+    method : ``"ediffiqa"`` (MLP head, label optimization, representation-consistency loss),
+        ``"ediffiqa-free"`` (head on the frozen backbone's embedding) or ``"diffiqa-r"``
+        (linear head on the raw labels).
+    backbone : ``None`` (the shipped ArcFace MobileFaceNet, w600k_mbf), ``"MODULE:FACTORY"`` /
+        ``"file.py:FACTORY"``, an insightface-format ``.onnx`` path, or a torch module mapping
+        ``(N, 3, 112, 112)`` RGB crops in [-1, 1] to ``(N, D)`` embeddings. It is also the target
+        model ``M``. Training fine-tunes a copy: the module passed is not modified.
+    eps, theta, p, min_count, epochs, cut, seed : :class:`~fiqa_sdk.train.distill.DistillConfig`
+        (label optimization strength, loss weight, top label fraction and minimum top faces per
+        identity for a class centre, epochs, first fine-tuned block, training + split seed).
+    teacher_weights, teacher_t, teacher_n, teacher_fast, teacher_seed : the DifFIQA teacher
+        (default: the shipped denoiser, t = 5, n = 10 or 2 with ``teacher_fast``, seed 0).
+    threads : CPU threads of torch and onnxruntime.
+    cache : cache folder (default ``$FIQA_CACHE`` or ``~/.cache/fiqa-sdk``).
+    limit : use only the first ``limit`` aligned faces (quick trials).
+    log, progress : callbacks for status lines and alignment progress ``(done, total)``.
+
+    Returns a :class:`TrainedRegressor`. Raises
+    :class:`~fiqa_sdk.errors.InvalidArgumentError` for an unknown method, a bad option or
+    unusable data (not a training-set folder, LFW, too few aligned faces or identities).
+    """
+    import torch
+
+    from .data import cache_root
+    from .distill import DistillConfig, distill
+    from .labels import pseudo_labels, target_embeddings
+
+    if method not in METHODS:
+        raise InvalidArgumentError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
+    for key, value, ok in (("eps", eps, eps >= 0), ("theta", theta, 0 <= theta <= 1),
+                           ("p", p, 0 < p <= 1), ("min_count", min_count, min_count >= 1),
+                           ("epochs", epochs, epochs >= 1), ("cut", cut, cut >= 0),
+                           ("threads", threads, threads >= 1)):
+        if not ok:
+            raise InvalidArgumentError(f"{key}={value!r} is out of range")
+    log = log or (lambda msg: None)
+    faces_set = _aligned(data, cache, progress)
+    n = len(faces_set) if limit is None else min(int(limit), len(faces_set))
+    ids = faces_set.identities[:n]
+    if n < 4 or len(np.unique(ids)) < 2:
+        raise InvalidArgumentError(
+            f"{faces_set.path}: {n} aligned faces of {len(np.unique(ids))} identities "
+            f"({faces_set.skipped} images skipped); training needs several identities with "
+            "several faces each")
+    faces = np.asarray(faces_set.faces[:n])
+    log(f"{n} aligned faces of {len(np.unique(ids))} identities ({faces_set.path})")
+
+    teacher = diffiqa_teacher(teacher_weights, teacher_t, teacher_n, teacher_fast, teacher_seed,
+                              threads)
+    q, folder = pseudo_labels(faces, teacher, cache_root(cache) / "labels", log=log)
+    if not np.isfinite(q).all():  # pragma: no cover - pseudo_labels finishes unless limited
+        raise InvalidArgumentError(f"{int((~np.isfinite(q)).sum())} of {n} pseudo-labels are "
+                                   f"missing in {folder}")
+    torch.set_num_threads(threads)
+    module, embedder, backbone_meta, target_model, custom = _backbone(backbone, threads)
+    log(f"target embeddings ({target_model}, crops and mirrors; cached)")
+    e, ef = target_embeddings(faces, embedder, cache_dir=faces_set.path)
+    cfg = DistillConfig(method=method, eps=eps, theta=theta, p=p, min_count=min_count,
+                        epochs=epochs, cut=cut, seed=seed)
+    meta = {
+        "backbone": backbone_meta,
+        "target_model": target_model,
+        "teacher": json.loads((folder / "meta.json").read_text())["teacher"],
+        "data": {"source": str(faces_set.path), "faces": n, "identities": int(len(np.unique(ids)))},
+    }
+    # frozen-stem activations are worth caching only for a backbone that can be split
+    features = faces_set.path / "stem-features" if hasattr(module, "split") else None
+    # a copy is fine-tuned; the base module stays as it was (a user's module is not modified,
+    # and the scorer of a custom backbone needs the base, checked by its digest)
+    summary = distill(faces, ids, q, e, ef, copy.deepcopy(module), out, cfg, meta=meta, log=log, name=name,
+                      feature_cache=features, raw_target=True)
+    return TrainedRegressor(method=method, weights=Path(summary["weights"]), aligned=faces_set.path,
+                            history=summary["history"], labels=summary["labels"],
+                            held_out_verification=summary["held_out_verification"],
+                            seconds=summary["seconds"], backbone=module if custom else None)

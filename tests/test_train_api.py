@@ -1,0 +1,177 @@
+"""``fq.train_ediffiqa`` (the Python API of ``fiqa train ediffiqa|ediffiqa-free|diffiqa-r``):
+the two training-set layouts, the whole recipe on a tiny folder, the CLI on top of it, a user's
+torch backbone left unmodified, and typed errors for bad input."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+
+import numpy as np
+import pytest
+import torch
+
+import fiqa_sdk as fq
+from fiqa_sdk.cli import main
+from fiqa_sdk.train.data import list_training_images
+
+from conftest import graded_crops  # noqa: E402
+
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
+
+
+@pytest.fixture(scope="module")
+def face_folder(astronaut, astronaut_face, tmp_path_factory):
+    """Three "identities" of four graded astronaut crops each, one sub-folder per identity."""
+    import cv2
+
+    root = tmp_path_factory.mktemp("train") / "my_faces"
+    for i, person in enumerate(["alice", "bob", "carol"]):
+        (root / person).mkdir(parents=True)
+        for j, crop in enumerate(graded_crops(astronaut, astronaut_face, 4, period=4, jitter=2.0,
+                                              seed=i)):
+            cv2.imwrite(str(root / person / f"{j}{'.png' if i == 1 else '.jpg'}"), crop[:, :, ::-1])
+    (root / "bob" / "notes.txt").write_text("not an image")
+    (root / ".hidden").mkdir()
+    return root
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    return tmp_path_factory.mktemp("cache")
+
+
+def test_training_set_layouts(face_folder, tmp_path):
+    rows, name = list_training_images(face_folder)
+    assert [(f, i) for f, _, i in rows][:5] == [("alice/0.jpg", 0), ("alice/1.jpg", 0),
+                                                 ("alice/2.jpg", 0), ("alice/3.jpg", 0),
+                                                 ("bob/0.png", 1)]
+    assert len(rows) == 12 and all(p.is_file() for _, p, _ in rows)
+    assert name.startswith("my_faces-") and name.endswith("-aligned")
+    # the celeba-subset layout: identities.csv + images/, cache name unchanged
+    csv_root = tmp_path / "mine"
+    (csv_root / "images").mkdir(parents=True)
+    (csv_root / "identities.csv").write_text("file,identity\na.jpg,7\nb.jpg,9\n")
+    rows, name = list_training_images(csv_root)
+    assert [(f, p, i) for f, p, i in rows] == [("a.jpg", csv_root / "images" / "a.jpg", 7),
+                                                ("b.jpg", csv_root / "images" / "b.jpg", 9)]
+    assert name == "mine-aligned"
+
+
+def test_changed_data_gets_a_new_cache_name(face_folder, tmp_path):
+    import shutil
+
+    copy = tmp_path / "my_faces"
+    shutil.copytree(face_folder, copy)
+    _, before = list_training_images(copy)
+    assert list_training_images(copy)[1] == before  # deterministic
+    os.remove(copy / "carol" / "3.jpg")
+    _, after = list_training_images(copy)
+    assert after != before
+
+
+@pytest.mark.parametrize("bad, match", [
+    ("missing", "is not a folder"),
+    ("empty", "is not a training set"),
+    ("lfw", "looks like LFW"),
+])
+def test_bad_training_folders(tmp_path, bad, match):
+    (tmp_path / "empty" / "person").mkdir(parents=True)
+    (tmp_path / "empty" / "person" / "readme.txt").write_text("no images")
+    (tmp_path / "lfw").mkdir()
+    with pytest.raises(fq.InvalidArgumentError, match=match):
+        list_training_images(tmp_path / bad)
+    with pytest.raises(fq.InvalidArgumentError, match=match):
+        fq.train_ediffiqa(tmp_path / bad, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"method": "ediffiqa-xl"}, "method must be one of"),
+    ({"eps": -0.1}, "eps"), ({"theta": 1.5}, "theta"), ({"p": 0.0}, "p="),
+    ({"epochs": 0}, "epochs"), ({"min_count": 0}, "min_count"),
+])
+def test_bad_options(face_folder, tmp_path, kwargs, match):
+    with pytest.raises(fq.InvalidArgumentError, match=match):
+        fq.train_ediffiqa(face_folder, tmp_path / "out", **kwargs)
+    with pytest.raises(fq.InvalidArgumentError, match="folder path or an AlignedFaces"):
+        fq.train_ediffiqa(np.zeros((4, 112, 112, 3), np.uint8), tmp_path / "out")
+
+
+def test_train_ediffiqa_on_a_folder(face_folder, cache, tmp_path):
+    """The recipe end to end (1-repeat teacher, 2 epochs) and the scorer it gives."""
+    logs = []
+    result = fq.train_ediffiqa(face_folder, tmp_path / "run", epochs=2, teacher_n=1, min_count=1,
+                               threads=1, cache=cache, log=logs.append)
+    assert isinstance(result, fq.TrainedRegressor) and result.method == "ediffiqa"
+    assert result.weights == tmp_path / "run" / "ediffiqa_mbf.safetensors"
+    assert result.weights.is_file() and result.weights.with_suffix(".json").is_file()
+    assert result.aligned.parent == cache and (result.aligned / "faces.npy").is_file()
+    assert result.labels["faces"] == 12 and result.labels["identities"] == 3
+    assert [h["epoch"] for h in result.history] == [1, 2] and result.final == result.history[-1]
+    assert all(math.isfinite(h["loss"]) for h in result.history)
+    assert any("aligned faces of 3 identities" in line for line in logs)
+    meta = json.loads(result.weights.with_suffix(".json").read_text())
+    assert meta["method"] == "ediffiqa" and meta["teacher"]["n"] == 1
+    assert meta["config"]["min_count"] == 1 and meta["config"]["epochs"] == 2
+    faces = np.load(result.aligned / "faces.npy")
+    q = result.create_scorer().score(faces[:4])
+    same = fq.create_scorer("ediffiqa", weights=str(result.weights)).score(faces[:4])
+    assert q.shape == (4,) and np.isfinite(q).all() and len(set(q.round(6))) > 1
+    np.testing.assert_allclose(q, same, atol=1e-6)
+
+
+def test_cli_train_uses_the_same_function(face_folder, cache, tmp_path, capsys):
+    """``fiqa train diffiqa-r --data FOLDER``: the sub-folder layout, the cached faces and
+    labels of the test above, JSON on stdout."""
+    rc = main(["train", "diffiqa-r", "--data", str(face_folder), "--out", str(tmp_path / "r"),
+               "--epochs", "1", "--n", "1", "--threads", "1", "--cache", str(cache)])
+    assert rc == 0
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert out["weights"] == str(tmp_path / "r" / "diffiqa_r_mbf.safetensors")
+    assert out["labels"]["faces"] == 12 and out["final"]["epoch"] == 1
+    assert fq.create_scorer("diffiqa-r", weights=out["weights"]).name == "diffiqa-r"
+    rc = main(["train", "diffiqa-r", "--data", str(tmp_path / "nothing"), "--out",
+               str(tmp_path / "r2"), "--cache", str(cache)])
+    assert rc == 1 and "is not a folder" in capsys.readouterr().err
+
+
+def test_a_user_torch_backbone_is_not_modified(face_folder, cache, tmp_path):
+    from torch import nn
+
+    class TinyFR(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = nn.Conv2d(3, 8, 5, stride=4)
+            self.fc = nn.Linear(8 * 27 * 27, 16)
+
+        def forward(self, x):
+            return self.fc(torch.relu(self.conv(x)).flatten(1))
+
+    torch.manual_seed(3)
+    module = TinyFR()
+    before = {k: v.clone() for k, v in module.state_dict().items()}
+    result = fq.train_ediffiqa(face_folder, tmp_path / "c", backbone=module, epochs=1,
+                               teacher_n=1, min_count=1, threads=1, cache=cache)
+    for k, v in module.state_dict().items():
+        assert torch.equal(v, before[k]), k
+    assert result.backbone is module
+    meta = json.loads(result.weights.with_suffix(".json").read_text())
+    assert meta["backbone"]["arch"] == "custom" and meta["backbone"]["factory"] == "TinyFR"
+    faces = np.load(result.aligned / "faces.npy")
+    q = result.create_scorer().score(faces[:3])
+    assert q.shape == (3,) and np.isfinite(q).all()
+    # the fine-tuned copy differs from the base module
+    scorer = result.create_scorer()
+    assert not torch.equal(scorer.model.backbone.fc.weight, module.fc.weight)
+
+
+def test_every_public_name_is_in_the_api_reference():
+    """docs/api.md is the contract: each name of ``fq.__all__`` has an entry there."""
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "api.md").read_text()
+    missing = [n for n in fq.__all__ if not re.search(rf"`(fq\.)?{re.escape(n)}[`(\[ ]", doc)]
+    assert missing == []
