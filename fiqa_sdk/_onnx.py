@@ -41,33 +41,72 @@ def make_session(model: Union[str, Path, bytes], device: str = "cpu", threads: i
     return ort.InferenceSession(src, sess_options=opts, providers=providers_for(device))
 
 
-def blocked_prelu_bytes(path: Union[str, Path]) -> bytes | None:
-    """The ONNX model at ``path`` with each per-channel ``PRelu`` whose slopes are all < 1
-    rewritten as ``x + Relu(Conv1x1_depthwise(x; a - 1))`` (equal to ``PReLU(x)``: ``x > 0``
-    gives ``x``, ``x < 0`` gives ``a x``), serialized; None when there is nothing to rewrite.
+def _constant(name: str, inits: dict, producers: dict):
+    """The value of tensor ``name`` when it is a constant: an initializer, a ``Constant`` node,
+    or an ``Unsqueeze`` of constants (how torch's exporter writes a PReLU slope without constant
+    folding); else None."""
+    from onnx import numpy_helper
 
-    Why: onnxruntime's CPU optimizer runs convolutions in its 8-channel blocked (NCHWc) layout,
-    but its ``PRelu`` kernel has none, so every PReLU of a MobileFaceNet costs two reorders;
-    Conv, Relu and Add stay blocked. On ArcFace ``w600k_mbf`` this makes the embedder ~1.5x
-    faster on one CPU thread with embeddings equal to 3e-6 (``benchmarks/arcface_prelu.py``).
+    if name in inits:
+        return numpy_helper.to_array(inits[name])
+    node = producers.get(name)
+    if node is None:
+        return None
+    if node.op_type == "Constant":
+        value = next((a for a in node.attribute if a.name == "value"), None)
+        return numpy_helper.to_array(value.t) if value is not None else None
+    if node.op_type == "Unsqueeze":
+        import numpy as np
+
+        data = _constant(node.input[0], inits, producers)
+        if data is None:
+            return None
+        if len(node.input) > 1:  # opset >= 13: axes as an input
+            axes = _constant(node.input[1], inits, producers)
+        else:
+            axes = next((list(a.ints) for a in node.attribute if a.name == "axes"), None)
+        if axes is None:
+            return None
+        out_rank = data.ndim + len(np.ravel(axes))
+        return np.expand_dims(data, tuple(int(ax) % out_rank for ax in np.ravel(axes)))
+    return None
+
+
+def rewrite_blocked_prelu(model) -> int:
+    """Rewrite, in place in an ``onnx.ModelProto``, each ``PRelu`` with per-channel slopes all
+    < 1 (a constant of shape ``(C, 1, 1)`` or ``(1, C, 1, 1)``, C >= 2, applied to NCHW input)
+    as ``x + Relu(Conv1x1_depthwise(x; a - 1))``; return how many were rewritten.
+
+    This is ``PReLU(x)``: ``x > 0`` gives ``x``, ``x < 0`` gives ``x + (a - 1) x = a x``. Why:
+    onnxruntime's CPU optimizer runs convolutions in its 8-channel blocked (NCHWc) layout, but
+    its ``PRelu`` kernel has none, so every PReLU of a MobileFaceNet costs two reorders and a
+    slow broadcast kernel; Conv, Relu and Add stay blocked. ArcFace ``w600k_mbf``: ~1.4x faster
+    on one thread, embeddings equal to 4e-6 (``benchmarks/arcface_prelu.py``); the distilled
+    regressors likewise (docs/benchmarks.md, "eDifFIQA throughput"). Other PReLUs (a shared
+    slope, slopes >= 1, other shapes) are kept: exact, only slower. ``Constant`` /
+    ``Unsqueeze`` nodes that only fed rewritten slopes are removed.
     """
     import numpy as np
 
-    onnx = require("onnx", "onnx", "onnx")
     from onnx import helper, numpy_helper
 
-    model = onnx.load(str(path))
     g = model.graph
     inits = {i.name: i for i in g.initializer}
+    producers = {o: n for n in g.node for o in n.output}
     nodes, changed = [], 0
     for n in g.node:
-        slope = inits.get(n.input[1]) if n.op_type == "PRelu" and len(n.input) == 2 else None
-        a = numpy_helper.to_array(slope).astype(np.float32) if slope is not None else None
-        if a is None or a.size < 2 or a.ndim < 1 or a.size != a.shape[0] or not (a < 1).all():
-            nodes.append(n)  # scalar, non-channel or slopes >= 1: keep the PRelu
+        a = (_constant(n.input[1], inits, producers)
+             if n.op_type == "PRelu" and len(n.input) == 2 else None)
+        shape = tuple(a.shape) if a is not None else ()
+        per_channel = (len(shape) == 3 and shape[1:] == (1, 1)) or (
+            len(shape) == 4 and shape[0] == 1 and shape[2:] == (1, 1))
+        c = a.size if a is not None else 0
+        if not per_channel or c < 2 or not (a < 1).all():
+            nodes.append(n)
             continue
-        c, base, x, y = a.size, (n.name or n.output[0]), n.input[0], n.output[0]
-        w = numpy_helper.from_array((a.reshape(-1) - 1.0).reshape(c, 1, 1, 1), base + "_prelu_w")
+        base, x, y = (n.name or n.output[0]), n.input[0], n.output[0]
+        w = numpy_helper.from_array((a.astype(np.float32).reshape(-1) - 1.0).reshape(c, 1, 1, 1),
+                                    base + "_prelu_w")
         g.initializer.append(w)
         nodes += [helper.make_node("Conv", [x, w.name], [base + "_prelu_c"], group=c,
                                    kernel_shape=[1, 1], name=base + "_prelu_conv"),
@@ -75,8 +114,23 @@ def blocked_prelu_bytes(path: Union[str, Path]) -> bytes | None:
                                    name=base + "_prelu_relu"),
                   helper.make_node("Add", [x, base + "_prelu_r"], [y], name=base + "_prelu_add")]
         changed += 1
-    if not changed:
-        return None
-    del g.node[:]
-    g.node.extend(nodes)
-    return model.SerializeToString()
+    if changed:
+        outputs = {o.name for o in g.output}
+        while True:  # drop the slope producers nobody reads any more
+            used = {i for n in nodes for i in n.input} | outputs
+            kept = [n for n in nodes if n.op_type not in ("Constant", "Unsqueeze")
+                    or any(o in used for o in n.output)]
+            if len(kept) == len(nodes):
+                break
+            nodes = kept
+        del g.node[:]
+        g.node.extend(nodes)
+    return changed
+
+
+def blocked_prelu_bytes(source: Union[str, Path, bytes]) -> bytes | None:
+    """The ONNX model at ``source`` (a path or serialized bytes) with its PReLUs in the blocked
+    form of :func:`rewrite_blocked_prelu`, serialized; None when there is nothing to rewrite."""
+    onnx = require("onnx", "onnx", "onnx")
+    model = onnx.load_from_string(source) if isinstance(source, bytes) else onnx.load(str(source))
+    return model.SerializeToString() if rewrite_blocked_prelu(model) else None

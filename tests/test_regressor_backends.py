@@ -45,23 +45,40 @@ def lfw_root_or_none():
 
 
 # -- the export -----------------------------------------------------------------------------
-def test_blocked_prelu_is_prelu():
-    from fiqa_sdk.quality.regressor_onnx import BlockedPReLU
+@pytest.mark.parametrize("slopes, rewritten", [
+    ([-0.8, -0.1, 0.0, 0.25, 0.5, 0.99], True),   # per channel, all < 1: the blocked form
+    ([-0.5, 0.2, 1.0, 1.5, 3.0, 0.9], False),      # slopes >= 1: PRelu kept
+    ([0.3], False),                                 # one shared slope: PRelu kept
+])
+def test_blocked_prelu_rewrite_is_prelu(slopes, rewritten, tmp_path):
+    """The graph rewrite (fiqa_sdk._onnx.rewrite_blocked_prelu) on torch's export of a PReLU
+    net (slopes as Unsqueeze of a constant): same outputs in onnxruntime, no PRelu left when
+    the slopes allow it, and the slope's Unsqueeze removed."""
+    onnx = pytest.importorskip("onnx")
+    from fiqa_sdk._onnx import blocked_prelu_bytes, make_session
 
     torch.manual_seed(0)
-    x = torch.randn(3, 6, 5, 5)
-    fast = nn.PReLU(6)
+    prelu = nn.PReLU(len(slopes))
     with torch.no_grad():
-        fast.weight.copy_(torch.tensor([-0.8, -0.1, 0.0, 0.25, 0.5, 0.99]))
-    general = nn.PReLU(6)
+        prelu.weight.copy_(torch.tensor(slopes))
+    net = nn.Sequential(nn.Conv2d(3, 6, 3), prelu, nn.Conv2d(6, 4, 1)).eval()
+    path = tmp_path / "net.onnx"
     with torch.no_grad():
-        general.weight.copy_(torch.tensor([-0.5, 0.2, 1.0, 1.5, 3.0, 0.9]))  # slopes >= 1
-    for p in (fast, general, nn.PReLU(1, init=0.3)):
-        b = BlockedPReLU(p)
-        torch.testing.assert_close(b(x), p(x), atol=1e-6, rtol=1e-5)
-    assert BlockedPReLU(fast).fast and not BlockedPReLU(general).fast
-    v = torch.randn(4, 6)  # not 4-D: plain PReLU
-    torch.testing.assert_close(BlockedPReLU(fast)(v), fast(v))
+        torch.onnx.export(net, (torch.zeros(1, 3, 8, 8),), str(path), input_names=["x"],
+                          output_names=["y"], dynamic_axes={"x": {0: "n"}, "y": {0: "n"}},
+                          opset_version=17, do_constant_folding=False, dynamo=False)
+    data = blocked_prelu_bytes(path)
+    assert (data is not None) == rewritten
+    if not rewritten:
+        return
+    ops = [n.op_type for n in onnx.load_from_string(data).graph.node]
+    assert "PRelu" not in ops and "Unsqueeze" not in ops and ops.count("Conv") == 3
+    x = torch.randn(4, 3, 8, 8)
+    with torch.no_grad():
+        ref = net(x).numpy()
+    for model in (path, data):
+        y = make_session(model).run(["y"], {"x": x.numpy()})[0]
+        np.testing.assert_allclose(y, ref, atol=1e-5)
 
 
 def test_onnxruntime_matches_torch_on_real_faces(real_crops):

@@ -385,24 +385,17 @@ def export_onnx(model: QualityRegressor | RegressorScorer, path: str | Path, ops
 
     Uses torch's TorchScript-based exporter with constant folding off: with folding on, the
     exported MobileFaceNet's head gave wrong outputs (measured, torch 2.13).
-    ``blocked_prelu=True`` writes each PReLU as ops onnxruntime's NCHWc optimizer keeps in its
-    blocked layout (same function, ~1.4x faster in onnxruntime on CPU; see
-    :mod:`fiqa_sdk.quality.regressor_onnx`), as ``backend="onnxruntime"`` runs it.
+    ``blocked_prelu=True`` then rewrites each PReLU with ops onnxruntime's NCHWc optimizer keeps
+    in its blocked layout (same function, ~1.4x faster in onnxruntime on CPU;
+    :func:`fiqa_sdk._onnx.rewrite_blocked_prelu`), as ``backend="onnxruntime"`` runs it.
     """
+    from .regressor_onnx import export_bytes
+
     if isinstance(model, RegressorScorer):
         model = model.model
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    if blocked_prelu:
-        from .regressor_onnx import blocked_prelu_copy
-
-        model = blocked_prelu_copy(model)
-    wrapper = _QualityOutputs(model).cpu().eval()
-    x = torch.zeros(2, 3, 112, 112)
-    torch.onnx.export(wrapper, (x,), str(path), input_names=["input"],
-                      output_names=["quality", "embedding"],
-                      dynamic_axes={"input": {0: "n"}, "quality": {0: "n"}, "embedding": {0: "n"}},
-                      opset_version=opset, do_constant_folding=False, dynamo=False)
+    path.write_bytes(export_bytes(model, blocked_prelu=blocked_prelu, opset=opset))
     return path
 
 

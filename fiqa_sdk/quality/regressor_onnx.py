@@ -16,7 +16,9 @@ Why it is faster (measured on a 2-core AVX2 EPYC, see docs/benchmarks.md "Runtim
   here writes each PReLU with slopes ``a < 1`` (all of the shipped models') as
   ``y + Relu((a - 1) * y)`` -- a 1x1 depthwise ``Conv`` with a fused ``Relu`` and an ``Add``,
   ops the NCHWc optimizer keeps blocked; it equals ``PReLU(y)`` (``y > 0``: ``y``; ``y < 0``:
-  ``y - (1 - a) y = a y``). Other slopes use ``a * y + (1 - a) * Relu(y)``. 1.4x on one thread.
+  ``y - (1 - a) y = a y``). Other PReLUs stay. 1.4x on one thread. The rewrite is on the
+  exported graph (:func:`fiqa_sdk._onnx.rewrite_blocked_prelu`), the one the ArcFace embedder
+  applies to ``w600k_mbf.onnx``.
 - **Data-parallel threads.** ``threads=k`` runs ``k`` single-threaded inferences at once, each
   on a share of the batch (onnxruntime releases the GIL); on this machine that beat one
   inference with ``k`` intra-op threads (~1.08x more faces/s at 2 threads, batch 16-64). A
@@ -38,7 +40,6 @@ from typing import Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..errors import InvalidArgumentError
@@ -46,7 +47,7 @@ from ..errors import InvalidArgumentError
 #: The backends of :class:`~fiqa_sdk.quality.ediffiqa.RegressorScorer`.
 BACKENDS = ("torch", "onnxruntime")
 #: Version of the exported graph's form: part of the cache key (bump when the export changes).
-GRAPH_VERSION = 1
+GRAPH_VERSION = 2
 OPSET = 17
 
 
@@ -63,60 +64,19 @@ def check_backend(backend: object, threads: object) -> tuple[str, int | None]:
     return backend, threads
 
 
-class BlockedPReLU(nn.Module):
-    """Export-time stand-in for an :class:`torch.nn.PReLU`: the same function written with ops
-    onnxruntime's NCHWc optimizer keeps in its blocked layout (see the module doc).
-
-    4-D inputs only get the rewrite; other inputs use ``F.prelu`` (exported as ``PRelu``)."""
-
-    def __init__(self, prelu: nn.PReLU) -> None:
-        super().__init__()
-        a = prelu.weight.detach().float().reshape(-1).clone()
-        self.register_buffer("slope", a)
-        self.fast = bool((a < 1).all())
-        # (C, 1, 1, 1) depthwise kernels, precomputed so that the graph holds them as constants
-        self.register_buffer("w_fast", (a - 1).reshape(-1, 1, 1, 1))
-        self.register_buffer("w_lin", a.reshape(-1, 1, 1, 1))
-        self.register_buffer("w_relu", (1 - a).reshape(-1, 1, 1, 1))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.dim() != 4:
-            return F.prelu(x, self.slope)
-        per_channel = self.slope.numel() > 1
-        c = self.slope.numel() if per_channel else int(x.shape[1])  # one shared slope: expand
-
-        def kernel(w: torch.Tensor) -> torch.Tensor:
-            return w if per_channel else w.expand(c, 1, 1, 1).contiguous()
-
-        if self.fast:
-            return x + F.relu(F.conv2d(x, kernel(self.w_fast), groups=c))
-        return (F.conv2d(x, kernel(self.w_lin), groups=c)
-                + F.conv2d(F.relu(x), kernel(self.w_relu), groups=c))
-
-
-def blocked_prelu_copy(model: nn.Module) -> nn.Module:
-    """A CPU copy of ``model`` (eval mode) with every ``nn.PReLU`` replaced by
-    :class:`BlockedPReLU`; ``model`` itself is not changed."""
-    out = copy.deepcopy(model).cpu().eval()
-    for name, mod in list(out.named_modules()):
-        for child_name, child in list(mod.named_children()):
-            if isinstance(child, nn.PReLU):
-                setattr(mod, child_name, BlockedPReLU(child))
-    return out
-
-
 def export_bytes(model: nn.Module, blocked_prelu: bool = True, opset: int = OPSET) -> bytes:
     """The ONNX graph of a :class:`~fiqa_sdk.quality.ediffiqa.QualityRegressor` (input
     ``input``, outputs ``quality`` and ``embedding``; see
-    :func:`~fiqa_sdk.quality.ediffiqa.export_onnx`), serialized."""
-    from .ediffiqa import _QualityOutputs
-
-    src = blocked_prelu_copy(model) if blocked_prelu else copy.deepcopy(model).cpu().eval()
-    wrapper = _QualityOutputs(src).eval()
-    buf = io.BytesIO()
-    x = torch.zeros(2, 3, 112, 112)
+    :func:`~fiqa_sdk.quality.ediffiqa.export_onnx`), serialized; ``blocked_prelu``: with the
+    PReLUs rewritten by :func:`fiqa_sdk._onnx.rewrite_blocked_prelu`. ``model`` is not changed."""
     import warnings
 
+    from .._onnx import blocked_prelu_bytes
+    from .ediffiqa import _QualityOutputs
+
+    wrapper = _QualityOutputs(copy.deepcopy(model).cpu().eval()).eval()
+    buf = io.BytesIO()
+    x = torch.zeros(2, 3, 112, 112)
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
         warnings.simplefilter("ignore", DeprecationWarning)  # the TorchScript-based exporter
@@ -126,7 +86,8 @@ def export_bytes(model: nn.Module, blocked_prelu: bool = True, opset: int = OPSE
                           dynamic_axes={"input": {0: "n"}, "quality": {0: "n"},
                                         "embedding": {0: "n"}},
                           opset_version=opset, do_constant_folding=False, dynamo=False)
-    return buf.getvalue()
+    data = buf.getvalue()
+    return (blocked_prelu_bytes(data) or data) if blocked_prelu else data
 
 
 def tensor_digest(model: nn.Module) -> str:
@@ -213,5 +174,5 @@ class OrtRegressor:
         return out
 
 
-__all__ = ["BACKENDS", "GRAPH_VERSION", "BlockedPReLU", "OrtRegressor", "blocked_prelu_copy",
-           "cached_graph", "check_backend", "export_bytes", "tensor_digest", "to_blob"]
+__all__ = ["BACKENDS", "GRAPH_VERSION", "OrtRegressor", "cached_graph", "check_backend",
+           "export_bytes", "tensor_digest", "to_blob"]
