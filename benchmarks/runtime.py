@@ -31,32 +31,11 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 
 
-
 def main(argv=None) -> int:
     from fiqa_sdk.eval import runtime as rt
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--weights", default=None, help="DifFIQA denoiser .safetensors (+ .json)")
-    ap.add_argument("--regressor", action="append", default=[], metavar="NAME=PATH",
-                    help="ediffiqa, ediffiqa-free or diffiqa-r weights (repeatable)")
-    ap.add_argument("--quick", action="store_true",
-                    help=f"smoke run: {rt.QUICK_IMAGES} images, {rt.QUICK_REPEATS} runs, gate on "
-                         f"{rt.QUICK_GATE_IMAGES} images")
-    ap.add_argument("--images", type=int, default=None, help=f"default {rt.DEFAULT_IMAGES}")
-    ap.add_argument("--repeats", type=int, default=None, help=f"default {rt.DEFAULT_REPEATS}")
-    ap.add_argument("--gate-images", type=int, default=None,
-                    help="images of the QualityGate timing (default: --images)")
-    ap.add_argument("--no-gate", action="store_true", help="skip the QualityGate timing")
-    ap.add_argument("--t", type=int, default=5)
-    ap.add_argument("--n", type=int, default=10, help="DifFIQA repeats (default 10)")
-    ap.add_argument("--fast-n", type=int, default=2, help="fast-mode repeats (default 2)")
-    ap.add_argument("--unet-batch", type=int, nargs="+", default=[], metavar="B",
-                    help="extra rows diffiqa@unet_batch=B (UNet samples per pass; default 8)")
-    ap.add_argument("--threads", type=int, default=1,
-                    help="torch / onnxruntime threads (default 1)")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--lfw", default=None)
-    rt.add_throughput_arguments(ap)
+    rt.add_runtime_arguments(ap, threads_default=1)  # the options of `fiqa bench runtime`
     ap.add_argument("--out", default=None,
                     help="JSON file (default results/runtime.json, results/runtime_throughput.json "
                          "with --throughput)")

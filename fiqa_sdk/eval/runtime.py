@@ -503,32 +503,43 @@ def add_cli_parser(bench_subparsers) -> None:
                     "face on LFW images (median over --repeats runs); writes OUT/runtime.json "
                     "and OUT/runtime.md. --throughput: faces/s of the regressors per backend, "
                     "threads and batch size (OUT/runtime-throughput.json and .md).")
-    r.add_argument("--weights", default=None,
-                   help="DifFIQA denoiser .safetensors with its .json sidecar (default "
-                        "$FIQA_DIFFIQA_WEIGHTS, else the shipped one)")
-    r.add_argument("--regressor", action="append", default=[], metavar="NAME=PATH",
-                   help="time a regressor too: ediffiqa, ediffiqa-free or diffiqa-r (repeatable)")
-    add_throughput_arguments(r)
-    r.add_argument("--quick", action="store_true",
-                   help=f"smoke run: {QUICK_IMAGES} images, {QUICK_REPEATS} runs, gate on "
-                        f"{QUICK_GATE_IMAGES} image(s)")
-    r.add_argument("--images", type=int, default=None, help=f"images (default {DEFAULT_IMAGES})")
-    r.add_argument("--repeats", type=int, default=None, help=f"runs (default {DEFAULT_REPEATS})")
-    r.add_argument("--gate-images", type=int, default=None,
-                   help="images of the QualityGate timing (default: --images)")
-    r.add_argument("--no-gate", action="store_true", help="skip the QualityGate timing")
-    r.add_argument("--t", type=int, default=5, help="DifFIQA forward steps (default 5)")
-    r.add_argument("--n", type=int, default=10, help="DifFIQA repeats (default 10)")
-    r.add_argument("--fast-n", type=int, default=2, help="fast-mode repeats (default 2)")
-    r.add_argument("--unet-batch", type=int, nargs="+", default=[], metavar="B",
-                   help="extra rows diffiqa@unet_batch=B: default-mode DifFIQA with the UNet "
-                        "run on B samples per pass (the scorer's default: 8 on the CPU)")
-    r.add_argument("--threads", type=int, default=None,
-                   help="torch and onnxruntime threads (default: their own defaults)")
-    r.add_argument("--seed", type=int, default=0, help="LFW sample seed (default 0)")
-    r.add_argument("--lfw", default=None, help="LFW root (default $FIQA_LFW or ../shared/data/lfw)")
+    add_runtime_arguments(r)
     r.add_argument("--out", required=True, help="output folder")
     r.set_defaults(func=_cli_runtime)
+
+
+def add_runtime_arguments(parser, threads_default: int | None = None) -> None:
+    """Every option of ``fiqa bench runtime`` but ``--out`` (shared with
+    ``benchmarks/runtime.py``, whose ``--threads`` defaults to 1)."""
+    parser.add_argument("--weights", default=None,
+                        help="DifFIQA denoiser .safetensors with its .json sidecar (default "
+                             "$FIQA_DIFFIQA_WEIGHTS, else the shipped one)")
+    parser.add_argument("--regressor", action="append", default=[], metavar="NAME=PATH",
+                        help="time a regressor too: ediffiqa, ediffiqa-free or diffiqa-r "
+                             "(repeatable)")
+    add_throughput_arguments(parser)
+    parser.add_argument("--quick", action="store_true",
+                        help=f"smoke run: {QUICK_IMAGES} images, {QUICK_REPEATS} runs, gate on "
+                             f"{QUICK_GATE_IMAGES} image(s)")
+    parser.add_argument("--images", type=int, default=None,
+                        help=f"images (default {DEFAULT_IMAGES})")
+    parser.add_argument("--repeats", type=int, default=None,
+                        help=f"runs (default {DEFAULT_REPEATS})")
+    parser.add_argument("--gate-images", type=int, default=None,
+                        help="images of the QualityGate timing (default: --images)")
+    parser.add_argument("--no-gate", action="store_true", help="skip the QualityGate timing")
+    parser.add_argument("--t", type=int, default=5, help="DifFIQA forward steps (default 5)")
+    parser.add_argument("--n", type=int, default=10, help="DifFIQA repeats (default 10)")
+    parser.add_argument("--fast-n", type=int, default=2, help="fast-mode repeats (default 2)")
+    parser.add_argument("--unet-batch", type=int, nargs="+", default=[], metavar="B",
+                        help="extra rows diffiqa@unet_batch=B: default-mode DifFIQA with the UNet "
+                             "run on B samples per pass (the scorer's default: 8 on the CPU)")
+    parser.add_argument("--threads", type=int, default=threads_default,
+                        help="torch and onnxruntime threads (default: "
+                             f"{threads_default or 'their own defaults'})")
+    parser.add_argument("--seed", type=int, default=0, help="LFW sample seed (default 0)")
+    parser.add_argument("--lfw", default=None,
+                        help="LFW root (default $FIQA_LFW or ../shared/data/lfw)")
 
 
 def add_throughput_arguments(parser) -> None:
@@ -623,4 +634,4 @@ def _cli_runtime(args) -> int:
 
 __all__ = ["run_runtime_bench", "run_regressor_throughput", "run_from_args", "diffiqa_staged",
            "markdown", "throughput_markdown", "render", "StageTimer", "add_cli_parser",
-           "add_throughput_arguments"]
+           "add_runtime_arguments", "add_throughput_arguments"]
