@@ -98,6 +98,12 @@ def test_quick_bench_lfw(lfw_root, tmp_path, capsys):
         assert a["far"] == 1e-3 and 0.0 <= a["tar"] <= 1.0 and a["n_mated"] == d["n_mated"]
         assert r["mated_score_mean"] > r["nonmated_score_mean"] + 0.3
         assert r["at"][1]["tar"] is None  # K < 1e4: no TAR at FAR 1e-4
+        top = r["top_nonmated"]  # the highest non-mated scores, different identities each
+        assert len(top) == min(tb.TOP_NONMATED, d["n_nonmated"])
+        scores = [x["score"] for x in top]
+        assert scores == sorted(scores, reverse=True)
+        assert all(len(set(x["identities"])) == 2 for x in top)
+        assert r["at"][0]["threshold"] <= scores[0]  # at most FAR x K accepts above it
     by = {r["method"]: r for r in d["results"]}
     assert by["mean"]["mean_max_weight"] == pytest.approx(0.2)
     assert by["best"]["mean_max_weight"] == 1.0

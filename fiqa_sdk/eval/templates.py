@@ -234,6 +234,10 @@ def fuse_all(members: np.ndarray, quality: np.ndarray, emb: np.ndarray, method: 
     return out, ok, wmax
 
 
+#: How many of the highest non-mated template scores a result records (``top_nonmated``).
+TOP_NONMATED = 50
+
+
 def verification_pairs(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """All pairs ``i < j`` of ``T`` templates and whether they are mated."""
     i, j = np.triu_indices(len(labels), k=1)
@@ -391,7 +395,9 @@ def run_template_bench(
         rec = {"method": method, "mean_max_weight": float(np.nanmean(wmax)),
                "mated_score_mean": float(mated.mean()),
                "nonmated_score_mean": float(nonmated.mean()),
-               "at": [tar_at_far(mated, nonmated, f) for f in fars]}
+               "at": [tar_at_far(mated, nonmated, f) for f in fars],
+               "top_nonmated": _top_nonmated(nonmated, tl[pairs_i[~mated_mask]],
+                                             tl[pairs_j[~mated_mask]], data.identities)}
         results.append(rec)
     n_tpl = int(n_ok.sum())
     return {
@@ -417,6 +423,15 @@ def run_template_bench(
         "quality_weighted_vs_mean": _qw_vs_mean(results),
         "results": results,
     }
+
+
+def _top_nonmated(scores: np.ndarray, a: np.ndarray, b: np.ndarray, names: Sequence[str],
+                  n: int = TOP_NONMATED) -> list[dict]:
+    """The ``n`` highest non-mated template scores with their identity pair (highest first):
+    where the threshold at a low FAR lands, and a pointer to mislabelled identities."""
+    top = np.argsort(-scores, kind="stable")[:n]
+    return [{"score": round(float(scores[t]), 4),
+             "identities": sorted([str(names[a[t]]), str(names[b[t]])])} for t in top]
 
 
 def _qw_vs_mean(results: list[dict]) -> list[dict] | None:
