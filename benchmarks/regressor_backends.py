@@ -3,6 +3,7 @@
     python benchmarks/regressor_backends.py --quick              # ~2 min: fp32 variants only
     python benchmarks/regressor_backends.py --int8               # + onnxruntime int8 variants
     python benchmarks/regressor_backends.py --int8 --lfw-pairs   # + LFW pairs pAUC of 2 int8
+    python benchmarks/regressor_backends.py --profile [--int8]   # onnxruntime profiler, ~20 s
 
 Variants, all on the same aligned celeba-subset faces (``$FIQA_CACHE/celeba-subset-aligned``,
 ``fiqa train`` builds it): torch eager fp32 (1 / 2 intra-op threads, channels_last, TorchScript
@@ -22,6 +23,14 @@ scores on 1,000 held-out celeba faces (not in the calibration set). ``--lfw-pair
 pAUC@0.2/0.3 on LFW pairs.txt with ArcFace comparisons (as ``fiqa bench quality --protocol
 lfw-pairs``; detections and embeddings come from the ``$FIQA_CACHE/lfw`` cache) of torch fp32
 and of each int8 variant. Models are written to ``--work`` (default $FIQA_CACHE/regressor-backends).
+``--profile``: instead of the timing runs, onnxruntime's profiler (``SessionOptions.enable_profiling``)
+on the plain and the blocked-PReLU graph (and with ``--int8`` the default static int8 model), one
+intra-op thread, ``ORT_ENABLE_ALL``, batch 16 (``--batches``): the median over ``--rounds`` runs
+(default 5, after a warm-up run) of the kernel time per op type, in ms per face, the node count
+of each op type (source graph and as run), and each graph's slowest nodes with their share of
+the multiply-accumulates (MACs of the source graph's Conv / Gemm nodes). It needs only 16 faces:
+without the celeba cache, pass ``--faces`` a small file, e.g. the 80 faces that
+``fiqa_sdk.train.data.build_aligned_cache(name="celeba-80-aligned", limit=80)`` aligns in seconds.
 """
 
 from __future__ import annotations
@@ -209,6 +218,130 @@ def roofline(model) -> dict:
     return out
 
 
+def graph_macs(path) -> dict[str, int]:
+    """Multiply-accumulates per face of each Conv / Gemm node of an ONNX graph (batch 1)."""
+    import onnx
+    from onnx import numpy_helper, shape_inference
+
+    m = onnx.load(str(path))
+    dim = m.graph.input[0].type.tensor_type.shape.dim[0]
+    dim.ClearField("dim_param")
+    dim.dim_value = 1
+    m = shape_inference.infer_shapes(m)
+    shapes = {v.name: [d.dim_value for d in v.type.tensor_type.shape.dim]
+              for v in list(m.graph.value_info) + list(m.graph.output)}
+    weights = {t.name: numpy_helper.to_array(t).shape for t in m.graph.initializer}
+    macs = {}
+    for n in m.graph.node:
+        if n.op_type == "Conv" and n.input[1] in weights and n.output[0] in shapes:
+            w, out = weights[n.input[1]], shapes[n.output[0]]
+            macs[n.name] = int(np.prod(out[1:]) * np.prod(w[1:]))
+        elif n.op_type == "Gemm" and n.input[1] in weights:
+            w = weights[n.input[1]]  # (out, in) or (in, out): the same product
+            macs[n.name] = int(w[0] * w[1])
+    return macs
+
+
+def op_counts(path) -> dict[str, int]:
+    """Node count per op type of an ONNX graph as stored (before onnxruntime's optimizer)."""
+    import onnx
+
+    counts: dict[str, int] = {}
+    for n in onnx.load(str(path)).graph.node:
+        if n.op_type != "Constant":
+            counts[n.op_type] = counts.get(n.op_type, 0) + 1
+    return counts
+
+
+def profile_graph(path, faces: np.ndarray, runs: int, prefix: Path) -> dict:
+    """onnxruntime's profiler on one graph: 1 intra-op thread, ORT_ENABLE_ALL, one warm-up run
+    then ``runs`` profiled runs of the batch ``faces``. Per op type, the median over the runs of
+    the summed kernel time, in ms per face; the node count per op type as run; the slowest nodes
+    (median ms per face)."""
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.log_severity_level = 3
+    so.intra_op_num_threads = 1
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    so.enable_profiling = True
+    so.profile_file_prefix = str(prefix)
+    s = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+    x = blob(faces)
+    for _ in range(runs + 1):
+        s.run(["quality"], {"input": x})
+    trace = Path(s.end_profiling())
+    events = json.loads(trace.read_text())
+    trace.unlink()
+    spans = sorted((e["ts"], e["ts"] + e["dur"]) for e in events if e.get("name") == "model_run")
+    spans = spans[1:]  # the first run is the warm-up
+    per_op = [dict() for _ in spans]
+    per_node = [dict() for _ in spans]
+    node_op: dict[str, str] = {}
+    for e in events:
+        if e.get("cat") != "Node" or not e["name"].endswith("_kernel_time"):
+            continue
+        i = next((k for k, (a, b) in enumerate(spans) if a <= e["ts"] <= b), None)
+        if i is None:
+            continue
+        op, node = e["args"]["op_name"], e["name"][: -len("_kernel_time")]
+        node_op[node] = op
+        per_op[i][op] = per_op[i].get(op, 0.0) + e["dur"]
+        per_node[i][node] = per_node[i].get(node, 0.0) + e["dur"]
+    n = len(faces)
+
+    def med(dicts, key):  # microseconds per run -> ms per face
+        return float(np.median([d.get(key, 0.0) for d in dicts])) / 1000 / n
+
+    ops = {op: med(per_op, op) for op in sorted({k for d in per_op for k in d})}
+    nodes = {k: med(per_node, k) for k in node_op}
+    counts: dict[str, int] = {}
+    for op in node_op.values():
+        counts[op] = counts.get(op, 0) + 1
+    return {"graph": str(path), "batch": n, "runs": len(spans),
+            "ms_per_face": dict(sorted(ops.items(), key=lambda kv: -kv[1])),
+            "total_ms_per_face": float(sum(ops.values())),
+            "nodes_as_run": counts, "node_op": node_op,
+            "slowest_nodes": dict(sorted(nodes.items(), key=lambda kv: -kv[1])[:8])}
+
+
+def render_profile(profiles: dict[str, dict], macs: dict[str, int], sources: dict[str, dict]) -> str:
+    """Markdown tables of :func:`profile_graph` results (graph name -> result)."""
+    names = list(profiles)
+    ops = sorted({op for p in profiles.values() for op in p["ms_per_face"]},
+                 key=lambda op: -max(p["ms_per_face"].get(op, 0.0) for p in profiles.values()))
+    first = next(iter(profiles.values()))
+    lines = [f"onnxruntime profiler, 1 thread, ORT_ENABLE_ALL, batch {first['batch']}, median of "
+             f"{first['runs']} runs: kernel time per op type, ms per face (nodes as run)", "",
+             "| op type | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+    for op in ops:
+        cells = []
+        for p in profiles.values():
+            ms, c = p["ms_per_face"].get(op), p["nodes_as_run"].get(op, 0)
+            cells.append("-" if ms is None else f"{ms:.2f} ({c})")
+        lines.append(f"| {op} | " + " | ".join(cells) + " |")
+    re = [sum(p["ms_per_face"].get(k, 0.0) for k in ("ReorderInput", "ReorderOutput"))
+          for p in profiles.values()]
+    lines.append("| layout reorders (ReorderInput + ReorderOutput) | "
+                 + " | ".join(f"{v:.2f}" for v in re) + " |")
+    lines.append("| total | " + " | ".join(f"{p['total_ms_per_face']:.2f}"
+                                          for p in profiles.values()) + " |")
+    lines += ["", "Source graphs, nodes per op type (before onnxruntime's optimizer):"]
+    for k, c in sources.items():
+        lines.append(f"- {k}: " + ", ".join(f"{op} {v}" for op, v in sorted(c.items())))
+    total = sum(macs.values())
+    lines += ["", f"MACs of the source graph: {total / 1e6:.1f} M per face "
+                  f"= {2 * total / 1e9:.3f} GFLOP", ""]
+    for name, p in profiles.items():
+        lines += [f"Slowest nodes, {name} (ms per face, share of the MACs):", ""]
+        for node, ms in p["slowest_nodes"].items():
+            src = max((m for m in macs if node.startswith(m)), key=len, default=None)
+            share = f"{100 * macs[src] / total:.1f} % of the MACs" if src else "-"
+            lines.append(f"- {node} ({p['node_op'][node]}): {ms:.2f} ms, {share}")
+        lines.append("")
+    return "\n".join(lines)
+
+
 def lfw_pairs_pauc(variants: dict[str, Path | None], log) -> dict:
     """Normalized pAUC@0.2/0.3 (LFW pairs.txt, ArcFace comparisons) of the torch ediffiqa
     (``None``) and of ONNX graphs run by onnxruntime (registered under temporary names)."""
@@ -244,6 +377,41 @@ def lfw_pairs_pauc(variants: dict[str, Path | None], log) -> dict:
     return out
 
 
+def run_profile(args, argv, plain: Path, blocked: Path, calib, pool, batch: int, runs: int,
+                work: Path, faces_path: Path, t_start: float, log) -> int:
+    """``--profile``: onnxruntime's profiler on the graphs; prints Markdown, writes JSON."""
+    import onnxruntime as ort
+
+    graphs = {"plain": plain, "blocked-PReLU": blocked}
+    if args.int8:
+        name = "int8-static-qdq"
+        log(f"building {name}")
+        graphs[name] = build_int8(plain, work / f"ediffiqa-{name}.onnx", calib, **INT8[name])
+    faces = np.ascontiguousarray(pool[:batch])
+    if len(faces) < batch:
+        raise SystemExit(f"regressor_backends: --profile needs {batch} faces, {faces_path} has "
+                         f"{len(faces)}")
+    profiles = {}
+    for name, path in graphs.items():
+        log(f"profiling {name} ({runs} runs of batch {batch})")
+        profiles[name] = profile_graph(path, faces, runs, work / f"profile-{name}")
+    macs = graph_macs(plain)
+    sources = {"plain": op_counts(plain), "blocked-PReLU": op_counts(blocked)}
+    result = {"benchmark": "regressor-backends-profile", "faces": str(faces_path),
+              "onnxruntime": ort.__version__, "batch": batch, "runs": runs,
+              "profiles": profiles, "source_op_counts": sources,
+              "macs_per_face": sum(macs.values()),
+              "command": "python benchmarks/regressor_backends.py " + shlex.join(
+                  sys.argv[1:] if argv is None else list(argv)),
+              "seconds": round(time.perf_counter() - t_start, 1)}
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(render_profile(profiles, macs, sources))
+    log(f"wrote {out} ({result['seconds']} s)")
+    return 0
+
+
 def main(argv=None) -> int:
     import torch
 
@@ -259,12 +427,20 @@ def main(argv=None) -> int:
                          f"(default {' '.join(LFW_DEFAULT)}; each scores 7,701 images)")
     ap.add_argument("--lfw-only", action="store_true",
                     help="with --lfw-pairs: skip the fidelity and timing runs")
+    ap.add_argument("--profile", action="store_true",
+                    help="only onnxruntime's profiler on the plain and blocked-PReLU graphs (with "
+                         "--int8 also int8-static-qdq): ms per face per op type, 1 thread, batch 16")
     ap.add_argument("--batches", type=int, nargs="+", default=None, help="default 1 16 64")
-    ap.add_argument("--rounds", type=int, default=None, help="default 7 (quick 3)")
+    ap.add_argument("--rounds", type=int, default=None,
+                    help="default 7 (quick 3, profile 5)")
     ap.add_argument("--faces", default=None, help="aligned faces .npy (default the celeba cache)")
     ap.add_argument("--work", default=None, help="model folder")
-    ap.add_argument("--out", default=str(REPO / "results" / "regressor_backends.json"))
+    ap.add_argument("--out", default=None, help="JSON file (default results/regressor_backends.json, "
+                                              "results/regressor_backends_profile.json with --profile)")
     args = ap.parse_args(argv)
+    if args.out is None:
+        args.out = str(REPO / "results" / ("regressor_backends_profile.json" if args.profile
+                                           else "regressor_backends.json"))
 
     def log(msg: str) -> None:
         print(f"regressor_backends: {msg}", file=sys.stderr, flush=True)
@@ -275,7 +451,7 @@ def main(argv=None) -> int:
     faces = np.load(faces_path, mmap_mode="r")
     calib = np.ascontiguousarray(faces[0::24][:256])  # every 24th face
     held = np.ascontiguousarray(faces[1::4][:1000])  # disjoint from calib (1 mod 4 vs 0 mod 4)
-    pool = np.ascontiguousarray(faces[3000:3064])
+    pool = np.ascontiguousarray(faces[3000:3064] if len(faces) >= 3064 else faces[-64:])
     work = Path(args.work) if args.work else default_cache_dir() / "regressor-backends"
     work.mkdir(parents=True, exist_ok=True)
     model, _ = load_regressor(shipped_weights("ediffiqa"))
@@ -287,8 +463,11 @@ def main(argv=None) -> int:
     if not blocked.is_file():
         export_onnx(model, blocked, blocked_prelu=True)
     quick = args.quick
-    batches = args.batches or ([16] if quick else [1, 16, 64])
-    rounds = args.rounds or (3 if quick else 7)
+    batches = args.batches or ([16] if quick or args.profile else [1, 16, 64])
+    rounds = args.rounds or (3 if quick else 5 if args.profile else 7)
+    if args.profile:
+        return run_profile(args, argv, plain, blocked, calib, pool, batches[0], rounds, work,
+                           faces_path, t_start, log)
 
     variants = {
         "torch t1": torch_fn(model, 1),
