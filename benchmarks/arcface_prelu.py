@@ -1,6 +1,7 @@
 """ArcFace embedder with and without the PReLU rewrite (``ArcFaceEmbedder(fast_prelu=...)``).
 
     python benchmarks/arcface_prelu.py [--threads 1] [--faces 32] [--rounds 7]
+    python benchmarks/arcface_prelu.py --quick   # smoke run (CI): 4 faces, 1 round, seconds
 
 Both sessions embed the same batch of aligned LFW crops (or seeded random crops without LFW)
 in interleaved rounds; prints the per-face median of each, their ratio and the largest
@@ -17,6 +18,9 @@ from pathlib import Path
 import numpy as np
 
 import fiqa_sdk as fq
+
+#: ``--quick`` defaults (options given explicitly still win)
+QUICK = {"faces": 4, "rounds": 1}
 
 
 def crops(n: int, lfw: Path) -> tuple[np.ndarray, str]:
@@ -42,7 +46,12 @@ def main(argv=None) -> int:
     ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--lfw", type=Path, default=Path(__file__).resolve().parents[2] / "shared"
                     / "data" / "lfw")
+    ap.add_argument("--quick", action="store_true",
+                    help=f"smoke run: {QUICK['faces']} faces, {QUICK['rounds']} round")
     args = ap.parse_args(argv)
+    if args.quick:  # the quick defaults; options given on the command line still win
+        ap.set_defaults(**QUICK)
+        args = ap.parse_args(argv)
     x, source = crops(args.faces, args.lfw)
     fast = fq.create_embedder("arcface", threads=args.threads)
     plain = fq.create_embedder("arcface", threads=args.threads, fast_prelu=False)

@@ -13,6 +13,7 @@ embeddings of dlib's own chips vs embeddings of ``align_face(img, five, 150, dst
 chips should agree (cosine near 1).
 
     python benchmarks/derive_dlib_template.py --n 300 --seed 0 [--lfw /path/to/lfw]
+    python benchmarks/derive_dlib_template.py --quick   # smoke run (CI): 10 images, seconds
 
 Prints the template constants (paste them into fiqa_sdk/embed/dlib.py) and the cosines.
 """
@@ -35,6 +36,9 @@ from fiqa_sdk.align import align_face  # noqa: E402
 from fiqa_sdk.detect.dlib import dlib_model_path, five_from_68, import_dlib, shape_to_array  # noqa: E402
 
 SIZE, PADDING = 150, 0.25
+
+#: ``--quick`` defaults (options given explicitly still win)
+QUICK = {"n": 10}
 
 
 def default_lfw() -> Path:
@@ -64,13 +68,17 @@ def sample_files(lfw: Path, n: int, seed: int) -> list[str]:
     return [files[i] for i in idx]
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--lfw", type=Path, default=default_lfw())
     ap.add_argument("--n", type=int, default=300)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--no-embed", action="store_true", help="skip the embedding check")
-    args = ap.parse_args()
+    ap.add_argument("--quick", action="store_true", help=f"smoke run: {QUICK['n']} images")
+    args = ap.parse_args(argv)
+    if args.quick:  # the quick defaults; options given on the command line still win
+        ap.set_defaults(**QUICK)
+        args = ap.parse_args(argv)
 
     dlib = import_dlib()
     hog = dlib.get_frontal_face_detector()
@@ -106,7 +114,7 @@ def main() -> None:
         print(f"    [{x:.4f}, {y:.4f}],")
     print("], dtype=np.float64)")
     if args.no_embed:
-        return
+        return 0
 
     from fiqa_sdk.embed.dlib import DLIB_CHIP_TEMPLATE, DlibEmbedder
 
@@ -122,7 +130,8 @@ def main() -> None:
         cos = np.sum(e_dlib * emb.embed(chips), axis=1)
         print(f"cosine(dlib chip, aligned chip) with {label}: mean {cos.mean():.4f}  "
               f"median {np.median(cos):.4f}  p5 {np.percentile(cos, 5):.4f}  min {cos.min():.4f}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

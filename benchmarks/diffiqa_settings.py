@@ -27,6 +27,17 @@ denoiser has seen; the pick is then checked on LFW:
 does the same decomposition on LFW ``pairs.txt`` (7,701 images; RetinaFace central face, the
 detections and comparison embeddings shared with ``fiqa bench quality``'s cache
 ``$FIQA_CACHE/lfw``), one threshold at FMR 1e-3 per comparison model.
+
+``--quick`` (the CI smoke run, well under a minute from a cold cache) runs the same code on a
+tiny set: the first 6 held-out identities (the split of the full run, computed on the listed
+images) with at least 6 images, 6 images each, copied to ``OUT/quick-data`` and aligned into
+their own cache folder; settings ``chain:5:1 fast:5:1``; 10 random seeds. With ``--lfw-pairs``
+it uses the first 3 mated + 3 non-mated pairs of each fold (60 pairs, 96 images, all among the
+images of the other ``--quick`` benchmarks; about a minute). Its numbers are far too noisy to
+pick settings (on LFW, FNMR_0 with ArcFace is 0: normalized pAUC undefined); it checks the
+plumbing:
+
+    python benchmarks/diffiqa_settings.py --quick --out /tmp/diffiqa-settings-quick
 """
 
 from __future__ import annotations
@@ -40,6 +51,11 @@ from pathlib import Path
 import numpy as np
 
 TERMS = ("eq7", "no-flip", "restored", "noisy", "flip")
+
+#: ``--quick``: held-out identities and images per identity, LFW pairs per fold and class
+#: (``--lfw-pairs``), and the option defaults
+QUICK_IDENTITIES, QUICK_FACES, QUICK_LFW_PAIRS_PER_FOLD = 6, 6, 3
+QUICK = {"settings": ["chain:5:1", "fast:5:1"], "random_seeds": 10}
 
 
 def parse_setting(text: str) -> tuple[str, int, int]:
@@ -118,14 +134,44 @@ def jackknife_se(emb: np.ndarray, ids: np.ndarray, qa: np.ndarray, qb: np.ndarra
             for k in diffs[0]}
 
 
+def quick_held_out_folder(root: Path, dest: Path, fraction: float, seed: int,
+                          identities: int = QUICK_IDENTITIES, faces: int = QUICK_FACES) -> Path:
+    """``--quick``: a training-set folder (one sub-folder per identity) under ``dest`` with
+    copies of ``faces`` images each of the first ``identities`` held-out identities (the split
+    of the full run, on the listed images) that have at least ``faces`` images."""
+    import shutil
+
+    from fiqa_sdk.train.data import list_training_images
+    from fiqa_sdk.train.distill import split_identities
+
+    rows, _ = list_training_images(root)
+    ids = np.array([ident for _, _, ident in rows])
+    held = split_identities(ids, fraction, seed)
+    uniq, counts = np.unique(ids[held], return_counts=True)
+    chosen = [int(i) for i in uniq[counts >= faces][:identities]]
+    if len(chosen) < 2:
+        raise SystemExit(f"--quick: fewer than 2 held-out identities of {root} have {faces} images")
+    folder = dest / f"{root.name}-held-out-quick"
+    for ident in chosen:
+        person = folder / f"{ident:06d}"
+        person.mkdir(parents=True, exist_ok=True)
+        for _, path, _ in [r for r in rows if r[2] == ident][:faces]:
+            shutil.copy2(path, person / path.name)  # same mtime: the same aligned-cache name
+    return folder
+
+
 def held_out_celeba(args) -> _Evaluation:
     from fiqa_sdk.embed import create_embedder
     from fiqa_sdk.train.data import DEFAULT_CELEBA, build_aligned_cache
     from fiqa_sdk.train.distill import HeldOutVerification, split_identities
 
-    data = build_aligned_cache(Path(args.data or DEFAULT_CELEBA), cache=args.cache)
+    root = Path(args.data or DEFAULT_CELEBA)
+    if args.quick:  # held-out identities only: every face of the tiny set is evaluated
+        root = quick_held_out_folder(root, args.out / "quick-data", args.val_fraction, args.seed)
+    data = build_aligned_cache(root, cache=args.cache)
     ids = np.asarray(data.identities)
-    idx = np.flatnonzero(split_identities(ids, args.val_fraction, args.seed))
+    idx = (np.arange(len(ids)) if args.quick
+           else np.flatnonzero(split_identities(ids, args.val_fraction, args.seed)))
     if args.limit:
         idx = idx[: args.limit]
     crops = np.asarray(data.faces)[idx]
@@ -148,6 +194,8 @@ def lfw_pairs(args) -> _Evaluation:
                                         detect_all, embed_all, score_all)
 
     proto = protocols.read_lfw_pairs(args.lfw)
+    if args.quick:
+        proto = protocols.pairs_subset(proto, QUICK_LFW_PAIRS_PER_FOLD)
     paths = [str(p) for p in proto.paths]
     if args.limit:
         raise SystemExit("--limit is for the held-out set only")
@@ -200,7 +248,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--eval-embedders", nargs="+", default=["arcface"],
                     help="--lfw-pairs: comparison models (default arcface; dlib: cross-model)")
     ap.add_argument("--out", type=Path, required=True)
+    ap.add_argument("--quick", action="store_true",
+                    help=f"smoke run: {QUICK_IDENTITIES} held-out identities x {QUICK_FACES} "
+                         f"images (--lfw-pairs: {QUICK_LFW_PAIRS_PER_FOLD} + "
+                         f"{QUICK_LFW_PAIRS_PER_FOLD} pairs per fold), settings "
+                         f"{' '.join(QUICK['settings'])}, "
+                         f"{QUICK['random_seeds']} random seeds")
     args = ap.parse_args(argv)
+    if args.quick:  # the quick defaults; options given on the command line still win
+        ap.set_defaults(**QUICK)
+        args = ap.parse_args(argv)
     try:
         settings = [parse_setting(s) for s in args.settings]
     except ValueError as exc:
@@ -223,7 +280,7 @@ def main(argv: list[str] | None = None) -> int:
     results = {"evaluation": ev.describe, "references": ev.references, "settings": {}}
     for mode, t, n in settings:
         name = f"{mode}:{t}:{n}"
-        npz = args.out / f"cos_{mode}_{t}_{n}.npz"
+        npz = args.out / f"cos_{'quick_' if args.quick else ''}{mode}_{t}_{n}.npz"
         scorer = create_scorer("diffiqa", weights=args.weights, t=t, n=n, fast=(mode == "fast"))
         if npz.is_file():  # a finished setting of an earlier run into the same folder
             cos = dict(np.load(npz))

@@ -1,6 +1,7 @@
 """CPU cost of the DifFIQA UNet presets: parameters, inference and training step time.
 
     python benchmarks/diffusion_presets.py [--threads 2] [--presets tiny small base] [--repeats 3]
+    python benchmarks/diffusion_presets.py --quick   # smoke run (CI): tiny preset, 1 repeat
 
 For each preset: the parameter count; the forward time of a batch of 20 (112x112, fp32,
 channels-last, inference mode; DifFIQA's defaults need 2 n (t + 1) = 120 such sample passes per
@@ -20,6 +21,9 @@ import time
 import numpy as np
 import torch
 
+#: ``--quick`` defaults (options given explicitly still win)
+QUICK = {"presets": ["tiny"], "repeats": 1}
+
 
 def measure(fn, repeats: int) -> tuple[float, float]:
     fn()  # warm-up (oneDNN primitive creation)
@@ -32,13 +36,19 @@ def measure(fn, repeats: int) -> tuple[float, float]:
     return min(walls) * 1000, float(np.median(cpus)) * 1000
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--presets", nargs="+", default=["tiny", "small", "base"])
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--bf16", action="store_true", help="also time bfloat16 autocast")
-    args = ap.parse_args()
+    ap.add_argument("--quick", action="store_true",
+                    help=f"smoke run: preset {' '.join(QUICK['presets'])}, {QUICK['repeats']} "
+                         "repeat (after the warm-up)")
+    args = ap.parse_args(argv)
+    if args.quick:  # the quick defaults; options given on the command line still win
+        ap.set_defaults(**QUICK)
+        args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     import cv2
 
@@ -79,7 +89,8 @@ def main() -> None:
     for r in rows:
         print(f"| {r['preset']} | {r['params_M']}M | {r['fwd20_ms']} (CPU {r['fwd20_cpu_ms']}) | "
               f"{r['train16_ms']} (CPU {r['train16_cpu_ms']}) | {r['diffiqa_s_per_face']} |")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

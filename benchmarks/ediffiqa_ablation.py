@@ -17,6 +17,16 @@ Model selection without LFW: every run also reports the EDC pAUC on its *held-ou
 identities (celeba-subset, 10 % of the identities, never trained on; see
 ``fiqa_sdk.train.distill.HeldOutVerification``) next to the teacher's and embedding-norm's on
 the same faces; the table ``held_out.md`` ranks the settings by it (``--no-lfw`` stops there).
+
+``--quick`` (the CI smoke run, about a minute from a cold cache; ``--weights`` may be left out:
+the shipped denoiser) runs the same steps on a tiny set: 30 training identities x 4 images
+(the first identities of ``--data`` with that many, copied to ``OUT/quick-data``; 3 of them are
+held out), a one-step teacher (``--fast --n 1``), settings 0.5:0.5 and 0:0.5, one epoch, class
+centres from every face (``--p 1 --min-count 1``: a set this small has too few top-label faces
+per identity for the defaults), then ``regressors_lfw.py --quick`` (200 lfw-pairs pairs). Its
+numbers are meaningless; it checks the plumbing:
+
+    python benchmarks/ediffiqa_ablation.py --quick --out /tmp/ablation-quick
 """
 
 from __future__ import annotations
@@ -31,6 +41,11 @@ HERE = Path(__file__).resolve().parent
 SETTINGS = [(0.0, 0.5), (0.1, 0.5), (0.5, 0.5), (1.0, 0.5), (0.5, 0.1), (0.5, 0.9)]
 GRID = [(eps, theta) for theta in (0.1, 0.5, 0.9) for eps in (0.0, 0.1, 0.5, 1.0)]
 
+#: ``--quick``: training identities and images per identity, and the option defaults
+QUICK_IDENTITIES, QUICK_FACES = 30, 4
+QUICK = {"settings": [(0.5, 0.5), (0.0, 0.5)], "epochs": 1, "n": 1, "fast": True,
+         "protocols": ["lfw-pairs"]}
+
 
 def _setting(text: str) -> tuple[float, float]:
     """Parse ``EPS:THETA`` (eps >= 0, theta in [0, 1])."""
@@ -41,6 +56,32 @@ def _setting(text: str) -> tuple[float, float]:
     if eps < 0 or not 0 <= theta <= 1:
         raise argparse.ArgumentTypeError(f"need eps >= 0 and 0 <= theta <= 1, got {text!r}")
     return eps, theta
+
+
+def quick_training_folder(root: Path, dest: Path, identities: int = QUICK_IDENTITIES,
+                          faces: int = QUICK_FACES) -> Path:
+    """``--quick``: a training-set folder (one sub-folder per identity) under ``dest`` with
+    copies of ``faces`` images each of the first ``identities`` identities of ``root`` (sorted
+    by label) that have at least ``faces`` images."""
+    import shutil
+
+    import numpy as np
+
+    from fiqa_sdk.train.data import list_training_images
+
+    rows, _ = list_training_images(root)
+    ids = np.array([ident for _, _, ident in rows])
+    uniq, counts = np.unique(ids, return_counts=True)
+    chosen = [int(i) for i in uniq[counts >= faces][:identities]]
+    if len(chosen) < identities:
+        raise SystemExit(f"--quick: fewer than {identities} identities of {root} have {faces} images")
+    folder = dest / f"{root.name}-quick"
+    for ident in chosen:
+        person = folder / f"{ident:06d}"
+        person.mkdir(parents=True, exist_ok=True)
+        for _, path, _ in [r for r in rows if r[2] == ident][:faces]:
+            shutil.copy2(path, person / path.name)  # same mtime: the same aligned-cache name
+    return folder
 
 
 def held_out_table(runs: list[tuple[float, float, Path]]) -> str:
@@ -73,7 +114,8 @@ def held_out_table(runs: list[tuple[float, float, Path]]) -> str:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--weights", required=True, help="DifFIQA denoiser (the teacher)")
+    ap.add_argument("--weights", default=None,
+                    help="DifFIQA denoiser (the teacher); required, except with --quick")
     ap.add_argument("--t", type=int, default=5)
     ap.add_argument("--n", type=int, default=None)
     ap.add_argument("--fast", action="store_true")
@@ -89,14 +131,36 @@ def main(argv=None) -> int:
                     help="these (eps, theta) pairs instead of the default six / the grid")
     ap.add_argument("--no-lfw", action="store_true",
                     help="stop after the held-out (celeba) table; no LFW evaluation")
+    ap.add_argument("--data", type=Path, default=None,
+                    help="training set (default: fiqa train's, ../shared/data/celeba-subset)")
+    ap.add_argument("--lfw", default=None, help="LFW root (default $FIQA_LFW or ../shared/data/lfw)")
+    ap.add_argument("--lfw-cache", default=None,
+                    help="LFW feature cache of the evaluation (default $FIQA_CACHE/lfw)")
+    ap.add_argument("--quick", action="store_true",
+                    help=f"smoke run: {QUICK_IDENTITIES} identities x {QUICK_FACES} images, "
+                         "settings 0.5:0.5 0:0.5, 1 epoch, --fast --n 1 teacher, 200 LFW pairs")
     args = ap.parse_args(argv)
+    if args.quick:  # the quick defaults; options given on the command line still win
+        ap.set_defaults(**{k: v for k, v in QUICK.items() if not (k == "settings" and args.grid)})
+        args = ap.parse_args(argv)
+    elif args.weights is None:
+        ap.error("--weights is required (or use --quick)")
 
-    teacher = ["--weights", args.weights, "--t", str(args.t), "--seed", str(args.seed),
-               "--threads", str(args.threads)]
+    # --quick without --weights: fiqa train's default teacher, the shipped denoiser
+    teacher = [] if args.weights is None else ["--weights", args.weights]
+    teacher += ["--t", str(args.t), "--seed", str(args.seed), "--threads", str(args.threads)]
     if args.n is not None:
         teacher += ["--n", str(args.n)]
     if args.fast:
         teacher.append("--fast")
+    data = args.data
+    if args.quick:
+        from fiqa_sdk.train.data import DEFAULT_CELEBA
+
+        data = quick_training_folder(Path(data or DEFAULT_CELEBA), args.out / "quick-data")
+        teacher += ["--p", "1", "--min-count", "1"]  # training options, not the teacher's
+    if data is not None:
+        teacher += ["--data", str(data)]
     regressors, runs = [], []
     if args.settings and args.grid:
         ap.error("--settings and --grid are alternatives")
@@ -118,10 +182,15 @@ def main(argv=None) -> int:
     sys.path.insert(0, str(HERE))
     import regressors_lfw
 
+    extra = ["--quick"] if args.quick else []
+    if args.lfw:
+        extra += ["--lfw", args.lfw]
+    if args.lfw_cache:
+        extra += ["--cache", args.lfw_cache]
     return regressors_lfw.main([*regressors, "--baselines", "embedding-norm", "flip-consistency",
                                 "--protocols", *args.protocols, "--eval-embedders",
                                 *args.eval_embedders, "--threads", str(args.threads),
-                                "--out", str(args.out / "lfw")])
+                                "--out", str(args.out / "lfw"), *extra])
 
 
 if __name__ == "__main__":

@@ -1,6 +1,7 @@
 """Share of all 13,233 LFW images in which each detector finds a face.
 
     python benchmarks/lfw_detection_rate.py --detectors retinaface mtcnn
+    python benchmarks/lfw_detection_rate.py --quick   # smoke run (CI): the first 20 images
 
 Landmarks are cached under $FIQA_CACHE (shared with the other LFW benchmarks).
 """
@@ -17,6 +18,9 @@ import fiqa_sdk as fq
 from fiqa_sdk.eval.features import default_cache_dir, detect_all
 from fiqa_sdk.eval.protocols import default_lfw_root
 
+#: ``--quick``: the first this many images (sorted paths)
+QUICK_IMAGES = 20
+
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -24,14 +28,20 @@ def main(argv=None) -> int:
     ap.add_argument("--detectors", nargs="+", default=["retinaface", "mtcnn"])
     ap.add_argument("--face-policy", default="central")
     ap.add_argument("--out", default=None)
+    ap.add_argument("--cache", default=None, help="cache folder (default $FIQA_CACHE/lfw)")
+    ap.add_argument("--quick", action="store_true",
+                    help=f"smoke run: the first {QUICK_IMAGES} images (sorted paths) only")
     args = ap.parse_args(argv)
     root = Path(args.lfw) if args.lfw else default_lfw_root()
     paths = sorted((root / "images").glob("*/*.jpg"))
+    if args.quick:
+        paths = paths[:QUICK_IMAGES]
+    cache = Path(args.cache) if args.cache else default_cache_dir() / "lfw"
     rows = []
     for name in args.detectors:
         t0 = time.perf_counter()
         fs = detect_all(paths, fq.create_detector(name), policy=args.face_policy,
-                        cache_dir=default_cache_dir() / "lfw", progress=sys.stderr.isatty())
+                        cache_dir=cache, progress=sys.stderr.isatty())
         missed = [Path(p).name for p, f in zip(fs.paths, fs.found) if not f]
         rows.append({"detector": name, "images": len(paths), "found": int(fs.found.sum()),
                      "rate": fs.detection_rate, "missed": missed,

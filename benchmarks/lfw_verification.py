@@ -4,9 +4,14 @@ Proves that detection, landmark order and alignment are right: a wrong landmark 
 bad alignment costs whole points of accuracy.
 
     python benchmarks/lfw_verification.py --detectors retinaface mtcnn dlib --embedders arcface dlib
+    python benchmarks/lfw_verification.py --quick   # smoke run (CI): 200 pairs, ~1 min cold
 
 Results (markdown table) go to stdout and, with --out, to a JSON file. Landmarks and embeddings
 are cached under $FIQA_CACHE (default ~/.cache/fiqa-sdk).
+
+``--quick``: the first 10 mated + 10 non-mated pairs of each fold (200 pairs, the subset of the
+other ``--quick`` benchmarks, so 10-fold accuracy stays defined); far too few pairs to compare
+configurations, it checks the plumbing.
 """
 
 from __future__ import annotations
@@ -20,7 +25,8 @@ import numpy as np
 
 import fiqa_sdk as fq
 from fiqa_sdk.eval.features import default_cache_dir, detect_all, embed_all
-from fiqa_sdk.eval.protocols import default_lfw_root, read_lfw_pairs
+from fiqa_sdk.eval.protocols import (QUICK_PAIRS_PER_FOLD, default_lfw_root, pairs_subset,
+                                     read_lfw_pairs)
 from fiqa_sdk.eval.verification import kfold_accuracy
 
 
@@ -34,9 +40,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--cache", default=None, help="cache folder (default $FIQA_CACHE)")
     ap.add_argument("--limit-folds", type=int, default=10, help="use only the first K folds (quick runs)")
     ap.add_argument("--out", default=None, help="write results as JSON here")
+    ap.add_argument("--quick", action="store_true",
+                    help=f"smoke run: the first {QUICK_PAIRS_PER_FOLD} mated and "
+                         f"{QUICK_PAIRS_PER_FOLD} non-mated pairs of each fold (200 pairs)")
     args = ap.parse_args(argv)
 
     proto = read_lfw_pairs(args.lfw or default_lfw_root())
+    if args.quick:
+        proto = pairs_subset(proto, QUICK_PAIRS_PER_FOLD)
     sel = proto.folds < args.limit_folds
     pairs, mated, folds = proto.pairs[sel], proto.mated[sel], proto.folds[sel]
     used = np.unique(pairs)

@@ -1,6 +1,7 @@
 """Faces/s of the torch MobileFaceNet port vs onnxruntime on w600k_mbf.onnx, side by side.
 
     OMP_NUM_THREADS=1 python benchmarks/mbf_torch_vs_onnx.py --repeats 5
+    python benchmarks/mbf_torch_vs_onnx.py --quick   # smoke run (CI): batch 8, 1 repeat
 
 One aligned batch (LFW faces when LFW is present, else the astronaut's face with mirrored and
 brightness-shifted copies) goes through both: torch fp32, eval mode, ``torch.inference_mode``;
@@ -22,6 +23,9 @@ import torch
 import fiqa_sdk as fq
 from fiqa_sdk.eval.protocols import default_lfw_root
 from fiqa_sdk.nets import faces_to_tensor, load_mobilefacenet
+
+#: ``--quick`` defaults (options given explicitly still win)
+QUICK = {"batch": 8, "repeats": 1}
 
 
 def aligned_batch(n: int) -> tuple[np.ndarray, str]:
@@ -51,7 +55,12 @@ def main(argv=None) -> int:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--channels-last", action="store_true", help="also time torch in NHWC layout")
+    ap.add_argument("--quick", action="store_true",
+                    help=f"smoke run: batch {QUICK['batch']}, {QUICK['repeats']} repeat")
     args = ap.parse_args(argv)
+    if args.quick:  # the quick defaults; options given on the command line still win
+        ap.set_defaults(**QUICK)
+        args = ap.parse_args(argv)
 
     torch.set_num_threads(args.threads)
     faces, source = aligned_batch(args.batch)

@@ -1,6 +1,7 @@
 """End-to-end images/s of decode + detect + align + embed on this machine, per detector.
 
     python benchmarks/pipeline_throughput.py --detectors retinaface mtcnn dlib scrfd --images 200
+    python benchmarks/pipeline_throughput.py --quick   # smoke run (CI): retinaface + scrfd, 8 images, 1 round
 
 Runs every configuration on the same LFW images (250x250 JPEG), interleaved over --repeats
 rounds so that machine noise hits all of them alike; reports the median per-image time of each
@@ -20,6 +21,9 @@ import numpy as np
 import fiqa_sdk as fq
 from fiqa_sdk.eval.protocols import default_lfw_root
 from fiqa_sdk.io import load_image
+
+#: ``--quick`` defaults (options given explicitly still win)
+QUICK = {"detectors": ["retinaface", "scrfd"], "images": 8, "repeats": 1}
 
 
 def run_once(paths, det, emb, batch):
@@ -61,7 +65,13 @@ def main(argv=None) -> int:
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default=None)
+    ap.add_argument("--quick", action="store_true",
+                    help=f"smoke run: {' + '.join(QUICK['detectors'])}, {QUICK['images']} images, "
+                         f"{QUICK['repeats']} round")
     args = ap.parse_args(argv)
+    if args.quick:  # the quick defaults; options given on the command line still win
+        ap.set_defaults(**QUICK)
+        args = ap.parse_args(argv)
 
     root = Path(args.lfw) if args.lfw else default_lfw_root()
     all_paths = sorted(str(p) for p in (root / "images").glob("*/*.jpg"))

@@ -9,6 +9,7 @@ min / median / max per scorer. Scores are in each scorer's own units: only their
 something, and only within one scorer.
 
     python benchmarks/score_ranges.py --people 20 --seed 0
+    python benchmarks/score_ranges.py --quick   # smoke run (CI): 4 identities, diffiqa n = 1
 """
 
 from __future__ import annotations
@@ -25,6 +26,10 @@ from fiqa_sdk.eval.protocols import default_lfw_root
 
 ARCFACE_SCORERS = ("embedding-norm", "flip-consistency", "diffiqa")  # share one embedder
 
+#: ``--quick`` defaults (options given explicitly still win) and diffiqa's repeats
+QUICK = {"people": 4}
+QUICK_DIFFIQA_N = 1
+
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -34,7 +39,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--scorers", nargs="+", default=None,
                     help="scorers (default: every registered one, fq.list_scorers())")
+    ap.add_argument("--quick", action="store_true",
+                    help=f"smoke run: {QUICK['people']} identities, diffiqa with "
+                         f"n = {QUICK_DIFFIQA_N} (every scorer, as the full run)")
     args = ap.parse_args(argv)
+    if args.quick:  # the quick defaults; options given on the command line still win
+        ap.set_defaults(**QUICK)
+        args = ap.parse_args(argv)
 
     from skimage.data import astronaut
 
@@ -60,6 +71,8 @@ def main(argv: list[str] | None = None) -> int:
     print("|---|---|---|---|---|---|")
     for name in args.scorers or fq.list_scorers():
         kw = {"embedder": arcface} if name in ARCFACE_SCORERS else {}
+        if args.quick and name == "diffiqa":
+            kw["n"] = QUICK_DIFFIQA_N
         scorer = fq.create_scorer(name, **kw)
         v = scorer.score(np.stack(crops), faces)
         s = scorer.score(np.stack([a.aligned, b.aligned]), [a.face, b.face])

@@ -2,12 +2,16 @@
 
     python benchmarks/xq_severity_spearman.py --scorers random det-score inter-eye sharpness \
         embedding-norm flip-consistency
+    python benchmarks/xq_severity_spearman.py --quick   # smoke run (CI): 60 images, seconds
 
 Spearman rank correlation between each scorer's quality and minus the image's documented
 degradation ``severity`` (params.csv of lfw-xq): positive = the scorer gives degraded images
 lower quality. Reported over all 13,233 images (half are clean, severity 0) and over the
 degraded half only. Uses the same caches as ``fiqa bench quality --protocol lfw-xq``, so after
 that run it only reads scores.
+
+``--quick``: the first 60 LFW images (sorted paths) only: just those are degraded into the
+lfw-xq folder under $FIQA_CACHE (a later full run completes the set) and scored.
 """
 
 from __future__ import annotations
@@ -25,6 +29,9 @@ from fiqa_sdk.eval.features import default_cache_dir, detect_all, score_all
 from fiqa_sdk.eval.protocols import default_lfw_root, lfw_all_vs_all
 from fiqa_sdk.eval.xq import build_lfw_xq, read_xq_params
 
+#: ``--quick``: the first this many LFW images (sorted relative paths)
+QUICK_IMAGES = 60
+
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -33,11 +40,20 @@ def main(argv=None) -> int:
     ap.add_argument("--quality-embedder", default="arcface")
     ap.add_argument("--detector", default="retinaface")
     ap.add_argument("--out", default=None)
+    ap.add_argument("--quick", action="store_true",
+                    help=f"smoke run: the first {QUICK_IMAGES} LFW images only")
     args = ap.parse_args(argv)
 
-    root = build_lfw_xq(args.lfw or default_lfw_root(), default_cache_dir())
-    proto = lfw_all_vs_all(root)
-    paths = [str(p) for p in proto.paths]
+    lfw = Path(args.lfw or default_lfw_root())
+    if args.quick:
+        rels = sorted(f"{p.parent.name}/{p.name}" for p in (lfw / "images").glob("*/*.jpg"))
+        rels = rels[:QUICK_IMAGES]
+        root = build_lfw_xq(lfw, default_cache_dir(), relpaths=rels)
+        paths = [str(root / "images" / r) for r in rels]
+    else:
+        root = build_lfw_xq(lfw, default_cache_dir())
+        proto = lfw_all_vs_all(root)
+        paths = [str(p) for p in proto.paths]
     params = read_xq_params(root)
     rel = ["/".join(Path(p).parts[-2:]) for p in paths]
     severity = np.array([float(params[r]["severity"]) for r in rel])

@@ -175,3 +175,12 @@ def test_every_public_name_is_in_the_api_reference():
     doc = (Path(__file__).resolve().parents[1] / "docs" / "api.md").read_text()
     missing = [n for n in fq.__all__ if not re.search(rf"`(fq\.)?{re.escape(n)}[`(\[ ]", doc)]
     assert missing == []
+
+
+def test_a_limited_alignment_cache_is_not_the_full_one(face_folder, tmp_path):
+    from fiqa_sdk.train.data import build_aligned_cache
+
+    part = build_aligned_cache(face_folder, cache=tmp_path, limit=3)
+    full = build_aligned_cache(face_folder, cache=tmp_path)
+    assert len(part) == 3 and len(full) == 12 and part.path != full.path
+    assert "-first3-" in part.path.name

@@ -133,12 +133,15 @@ def build_aligned_cache(
     embedder). Images with no detected face (or a degenerate alignment, or that cannot be
     decoded) are skipped, with the reason in ``skipped.csv``. An existing complete cache is
     reused unless ``overwrite``. The cache sub-folder is ``name`` (default: the name
-    :func:`list_training_images` gives, ``<root folder name>-aligned`` for ``identities.csv``).
+    :func:`list_training_images` gives, ``<root folder name>-aligned`` for ``identities.csv``;
+    with ``limit``, ``...-first<limit>-aligned``).
     """
     from ..pipeline import FacePipeline
 
     root = Path(root)
     listed, default_name = list_training_images(root)
+    if limit is not None and name is None:  # a truncated set never poses as the whole one
+        default_name = default_name.replace("-aligned", f"-first{int(limit)}-aligned")
     out = cache_root(cache) / (name or default_name)
     if (out / "faces.npy").is_file() and (out / "index.csv").is_file() and not overwrite:
         return load_aligned(out)
