@@ -17,11 +17,9 @@ cached; about 10 s on a CPU.
 from __future__ import annotations
 
 import argparse
-import json
-import shlex
-import sys
 import time
-from pathlib import Path
+
+from fiqa_sdk.eval.bench import command_line, write_json
 
 
 def measure(scorers: list[str]) -> dict:
@@ -74,14 +72,11 @@ def main(argv=None) -> int:
         dict.fromkeys(["embedding-norm", default_scorer_name()])))
     t0 = time.perf_counter()
     result = measure(scorers)
-    result["command"] = "python benchmarks/color_order.py " + shlex.join(
-        sys.argv[1:] if argv is None else list(argv))
+    result["command"] = command_line("benchmarks/color_order.py", argv)
     result["seconds"] = round(time.perf_counter() - t0, 1)
     print(render(result))
     if args.out:
-        out = Path(args.out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(result, indent=2) + "\n")
+        write_json(result, args.out)
     return 0
 
 

@@ -139,25 +139,12 @@ def quick_held_out_folder(root: Path, dest: Path, fraction: float, seed: int,
     """``--quick``: a training-set folder (one sub-folder per identity) under ``dest`` with
     copies of ``faces`` images each of the first ``identities`` held-out identities (the split
     of the full run, on the listed images) that have at least ``faces`` images."""
-    import shutil
-
-    from fiqa_sdk.train.data import list_training_images
+    from fiqa_sdk.train.data import list_training_images, subset_folder
     from fiqa_sdk.train.distill import split_identities
 
     rows, _ = list_training_images(root)
-    ids = np.array([ident for _, _, ident in rows])
-    held = split_identities(ids, fraction, seed)
-    uniq, counts = np.unique(ids[held], return_counts=True)
-    chosen = [int(i) for i in uniq[counts >= faces][:identities]]
-    if len(chosen) < 2:
-        raise SystemExit(f"--quick: fewer than 2 held-out identities of {root} have {faces} images")
-    folder = dest / f"{root.name}-held-out-quick"
-    for ident in chosen:
-        person = folder / f"{ident:06d}"
-        person.mkdir(parents=True, exist_ok=True)
-        for _, path, _ in [r for r in rows if r[2] == ident][:faces]:
-            shutil.copy2(path, person / path.name)  # same mtime: the same aligned-cache name
-    return folder
+    held = split_identities(np.array([ident for _, _, ident in rows]), fraction, seed)
+    return subset_folder(root, dest, identities, faces, among=held, min_identities=2)
 
 
 def held_out_celeba(args) -> _Evaluation:

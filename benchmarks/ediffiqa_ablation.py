@@ -63,25 +63,9 @@ def quick_training_folder(root: Path, dest: Path, identities: int = QUICK_IDENTI
     """``--quick``: a training-set folder (one sub-folder per identity) under ``dest`` with
     copies of ``faces`` images each of the first ``identities`` identities of ``root`` (sorted
     by label) that have at least ``faces`` images."""
-    import shutil
+    from fiqa_sdk.train.data import subset_folder
 
-    import numpy as np
-
-    from fiqa_sdk.train.data import list_training_images
-
-    rows, _ = list_training_images(root)
-    ids = np.array([ident for _, _, ident in rows])
-    uniq, counts = np.unique(ids, return_counts=True)
-    chosen = [int(i) for i in uniq[counts >= faces][:identities]]
-    if len(chosen) < identities:
-        raise SystemExit(f"--quick: fewer than {identities} identities of {root} have {faces} images")
-    folder = dest / f"{root.name}-quick"
-    for ident in chosen:
-        person = folder / f"{ident:06d}"
-        person.mkdir(parents=True, exist_ok=True)
-        for _, path, _ in [r for r in rows if r[2] == ident][:faces]:
-            shutil.copy2(path, person / path.name)  # same mtime: the same aligned-cache name
-    return folder
+    return subset_folder(root, dest, identities, faces)
 
 
 def held_out_table(runs: list[tuple[float, float, Path]]) -> str:

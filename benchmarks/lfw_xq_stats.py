@@ -17,15 +17,14 @@ nominal inter-eye distance.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import shlex
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+
+from fiqa_sdk.eval.bench import command_line, write_json
 
 
 def build_time(lfw: Path, relpaths: list[str]) -> dict:
@@ -76,17 +75,14 @@ def main(argv=None) -> int:
     eye = inter_eye(paths[:n_eye])
     load = os.getloadavg() if hasattr(os, "getloadavg") else None
     result = {"benchmark": "lfw-xq-stats", "build": build, "inter_eye": eye, "loadavg": load,
-              "command": "python benchmarks/lfw_xq_stats.py " + shlex.join(
-                  sys.argv[1:] if argv is None else list(argv)),
+              "command": command_line("benchmarks/lfw_xq_stats.py", argv),
               "seconds": round(time.perf_counter() - t0, 1)}
     print(f"lfw-xq build: {build['images']} images in {build['seconds']:.2f} s = "
           f"{build['ms_per_image']:.1f} ms per image (load average {load})")
     print(f"RetinaFace inter-eye distance, {eye['with_face']} of {eye['images']} pairs.txt images: "
           f"median {eye['median_px']:.1f} px, quartiles {eye['q1_px']:.1f}-{eye['q3_px']:.1f} px")
     if args.out:
-        out = Path(args.out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(result, indent=2) + "\n")
+        write_json(result, args.out)
     return 0
 
 

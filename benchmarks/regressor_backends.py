@@ -37,13 +37,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import shlex
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
+
+from fiqa_sdk.eval.bench import command_line, write_json
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -401,12 +402,9 @@ def run_profile(args, argv, plain: Path, blocked: Path, calib, pool, batch: int,
               "onnxruntime": ort.__version__, "batch": batch, "runs": runs,
               "profiles": profiles, "source_op_counts": sources,
               "macs_per_face": sum(macs.values()),
-              "command": "python benchmarks/regressor_backends.py " + shlex.join(
-                  sys.argv[1:] if argv is None else list(argv)),
+              "command": command_line("benchmarks/regressor_backends.py", argv),
               "seconds": round(time.perf_counter() - t_start, 1)}
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    out = write_json(result, args.out)
     print(render_profile(profiles, macs, sources))
     log(f"wrote {out} ({result['seconds']} s)")
     return 0
@@ -531,12 +529,9 @@ def main(argv=None) -> int:
               "batches": batches, "held_out_faces": len(held), "calibration_faces": len(calib),
               "machine": {**machine_info(), **_priority()}, "timing": rows,
               "fidelity_vs_torch_fp32": fidelity, "lfw_pairs": lfw, "bound": bound,
-              "command": "python benchmarks/regressor_backends.py " + shlex.join(
-                  sys.argv[1:] if argv is None else list(argv)),
+              "command": command_line("benchmarks/regressor_backends.py", argv),
               "seconds": round(time.perf_counter() - t_start, 1)}
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    out = write_json(result, args.out)
     print("| variant | batch | ms/face | faces/s | Spearman vs torch | max abs diff |")
     print("|---|---|---|---|---|---|")
     for r in rows:

@@ -19,14 +19,13 @@ is printed; on a shared machine compare only rows of one run.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import shlex
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
+
+from fiqa_sdk.eval.bench import command_line, write_json
 
 REPO = Path(__file__).resolve().parents[1]
 #: torch.profiler op names counted as "GroupNorm / SiLU / add / concat" (elementwise and
@@ -173,8 +172,7 @@ def main(argv=None) -> int:
     result = {"benchmark": "unet-pass-size", "threads": args.threads, "samples": samples,
               "rounds": rounds, "ms_per_sample": ms, "onnx_max_abs_diff": parity,
               "profile": prof, "loadavg": load,
-              "command": "python benchmarks/unet_pass_size.py " + shlex.join(
-                  sys.argv[1:] if argv is None else list(argv)),
+              "command": command_line("benchmarks/unet_pass_size.py", argv),
               "seconds": round(time.perf_counter() - t_start, 1)}
     print(f"DifFIQA UNet (shipped denoiser), {args.threads} thread(s), {samples} samples, median "
           f"of {rounds} interleaved rounds; load average {load}")
@@ -190,9 +188,7 @@ def main(argv=None) -> int:
         for k, v in prof["top_ms"].items():
             print(f"  {k:32s} {v:8.1f} ms")
     if args.out:
-        out = Path(args.out)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(result, indent=2) + "\n")
+        write_json(result, args.out)
     return 0
 
 

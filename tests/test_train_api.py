@@ -139,19 +139,12 @@ def test_cli_train_uses_the_same_function(face_folder, cache, tmp_path, capsys):
 
 
 def test_a_user_torch_backbone_is_not_modified(face_folder, cache, tmp_path):
-    from torch import nn
+    from fiqa_sdk.train.api import load_backbone_factory
 
-    class TinyFR(nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.conv = nn.Conv2d(3, 8, 5, stride=4)
-            self.fc = nn.Linear(8 * 27 * 27, 16)
+    from test_custom_backbone import FACTORY  # the tiny FR module of those tests
 
-        def forward(self, x):
-            return self.fc(torch.relu(self.conv(x)).flatten(1))
-
-    torch.manual_seed(3)
-    module = TinyFR()
+    (tmp_path / "tiny_fr.py").write_text(FACTORY)
+    module = load_backbone_factory(f"{tmp_path / 'tiny_fr.py'}:make")
     before = {k: v.clone() for k, v in module.state_dict().items()}
     result = fq.train_ediffiqa(face_folder, tmp_path / "c", backbone=module, epochs=1,
                                teacher_n=1, min_count=1, threads=1, cache=cache)
@@ -160,6 +153,7 @@ def test_a_user_torch_backbone_is_not_modified(face_folder, cache, tmp_path):
     assert result.backbone is module
     meta = json.loads(result.weights.with_suffix(".json").read_text())
     assert meta["backbone"]["arch"] == "custom" and meta["backbone"]["factory"] == "TinyFR"
+    assert result.backbone.training is False
     faces = np.load(result.aligned / "faces.npy")
     q = result.create_scorer().score(faces[:3])
     assert q.shape == (3,) and np.isfinite(q).all()

@@ -457,6 +457,23 @@ def write_table(result: QualityBenchResult, out_dir: str | Path) -> tuple[Path, 
     return js, cs
 
 
+def command_line(script: str, argv: Sequence[str] | None = None) -> str:
+    """How a benchmark script was run, for its result file: ``python SCRIPT ARGS`` (``argv``:
+    the arguments given to its ``main``; default ``sys.argv[1:]``)."""
+    import shlex
+    import sys
+
+    return f"python {script} " + shlex.join(sys.argv[1:] if argv is None else list(argv))
+
+
+def write_json(result: dict, path: str | Path) -> Path:
+    """Write a benchmark result as indented JSON (creating the folder); returns the path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=2) + "\n")
+    return path
+
+
 def pyplot():
     """``matplotlib.pyplot`` on the Agg backend (files only); a clear error if missing."""
     from .._deps import require

@@ -99,6 +99,37 @@ def list_training_images(root: str | os.PathLike) -> tuple[list[tuple[str, Path,
     return rows, f"{root.name}-{digest.hexdigest()[:12]}-aligned"
 
 
+def subset_folder(root: str | os.PathLike, dest: str | os.PathLike, identities: int, faces: int,
+                  among: np.ndarray | None = None, min_identities: int | None = None) -> Path:
+    """A small training set: copies of ``faces`` images each of the first ``identities``
+    identities of ``root`` (sorted by label; ``among``: a boolean mask over
+    :func:`list_training_images`'s rows to choose from) that have at least ``faces`` images,
+    written as one sub-folder per identity to ``dest/<root name>-subset``. Copies keep the
+    modification times, so the same subset gets the same aligned-face cache.
+
+    Raises :class:`~fiqa_sdk.errors.InvalidArgumentError` when fewer than ``min_identities``
+    (default ``identities``) qualify."""
+    import shutil
+
+    from ..errors import InvalidArgumentError
+
+    rows, _ = list_training_images(root)
+    ids = np.array([ident for _, _, ident in rows])
+    pool = ids if among is None else ids[np.asarray(among, bool)]
+    uniq, counts = np.unique(pool, return_counts=True)
+    chosen = [int(i) for i in uniq[counts >= faces][:identities]]
+    need = identities if min_identities is None else min_identities
+    if len(chosen) < need:
+        raise InvalidArgumentError(f"fewer than {need} identities of {root} have {faces} images")
+    folder = Path(dest) / f"{Path(root).name}-subset"
+    for ident in chosen:
+        person = folder / f"{ident:06d}"
+        person.mkdir(parents=True, exist_ok=True)
+        for _, path, _ in [r for r in rows if r[2] == ident][:faces]:
+            shutil.copy2(path, person / path.name)
+    return folder
+
+
 def load_aligned(path: str | os.PathLike) -> AlignedFaces:
     """Open a cache folder written by :func:`build_aligned_cache`."""
     path = Path(path)
