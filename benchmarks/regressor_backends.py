@@ -4,6 +4,7 @@
     python benchmarks/regressor_backends.py --int8               # + onnxruntime int8 variants
     python benchmarks/regressor_backends.py --int8 --lfw-pairs   # + LFW pairs pAUC of 2 int8
     python benchmarks/regressor_backends.py --profile [--int8]   # onnxruntime profiler, ~20 s
+    python benchmarks/regressor_backends.py --bound-only         # only the sgemm bound, seconds
 
 Variants, all on the same aligned celeba-subset faces (``$FIQA_CACHE/celeba-subset-aligned``,
 ``fiqa train`` builds it): torch eager fp32 (1 / 2 intra-op threads, channels_last, TorchScript
@@ -17,7 +18,8 @@ optionally reduce_range / uint8 weights / the first conv and the Gemms kept fp32
 Timing: per batch size, every variant runs in turn on the same 64 faces, ``--rounds`` times
 after a warm-up; per-face medians (the machine is shared: compare within one run).
 Bound: MACs per face and the CPU's torch sgemm rate (1 and 2 threads), i.e. the faces/s an
-implementation running every layer at matrix-multiply efficiency would reach.
+implementation running every layer at matrix-multiply efficiency would reach. ``--bound-only``
+measures and prints just that (no faces needed; nothing written unless ``--out`` is given).
 Fidelity: Spearman, max and mean abs difference of each variant's scores from the torch fp32
 scores on 1,000 held-out celeba faces (not in the calibration set). ``--lfw-pairs``: normalized
 pAUC@0.2/0.3 on LFW pairs.txt with ArcFace comparisons (as ``fiqa bench quality --protocol
@@ -217,6 +219,13 @@ def roofline(model) -> dict:
     finally:
         torch.set_num_threads(prev)
     return out
+
+
+def print_bound(bound: dict) -> None:
+    print(f"{bound['gflop_per_face']:.3f} GFLOP/face; sgemm {bound['sgemm_gflops_1_threads']:.0f} / "
+          f"{bound['sgemm_gflops_2_threads']:.0f} GFLOP/s on 1 / 2 threads = "
+          f"{bound['faces_per_s_at_sgemm_rate_1_threads']:.0f} / "
+          f"{bound['faces_per_s_at_sgemm_rate_2_threads']:.0f} faces/s at sgemm efficiency")
 
 
 def graph_macs(path) -> dict[str, int]:
@@ -428,6 +437,8 @@ def main(argv=None) -> int:
     ap.add_argument("--profile", action="store_true",
                     help="only onnxruntime's profiler on the plain and blocked-PReLU graphs (with "
                          "--int8 also int8-static-qdq): ms per face per op type, 1 thread, batch 16")
+    ap.add_argument("--bound-only", action="store_true",
+                    help="only the bound: MACs per face and the sgemm rate on 1 / 2 threads")
     ap.add_argument("--batches", type=int, nargs="+", default=None, help="default 1 16 64")
     ap.add_argument("--rounds", type=int, default=None,
                     help="default 7 (quick 3, profile 5)")
@@ -436,6 +447,15 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default=None, help="JSON file (default results/regressor_backends.json, "
                                               "results/regressor_backends_profile.json with --profile)")
     args = ap.parse_args(argv)
+    if args.bound_only:
+        model, _ = load_regressor(shipped_weights("ediffiqa"))
+        bound = roofline(model.eval().requires_grad_(False))
+        print_bound(bound)
+        if args.out:
+            write_json({"benchmark": "regressor-backends-bound", "bound": bound,
+                        "command": command_line("benchmarks/regressor_backends.py", argv)},
+                       args.out)
+        return 0
     if args.out is None:
         args.out = str(REPO / "results" / ("regressor_backends_profile.json" if args.profile
                                            else "regressor_backends.json"))
@@ -538,10 +558,8 @@ def main(argv=None) -> int:
         fd = fidelity[r["variant"]]
         print(f"| {r['variant']} | {r['batch']} | {r['ms_per_face']:.2f} | {r['faces_per_s']:.1f} "
               f"| {fd['spearman']:.4f} | {fd['max_abs']:.1e} |")
-    print(f"\n{bound['gflop_per_face']:.3f} GFLOP/face; sgemm {bound['sgemm_gflops_1_threads']:.0f} / "
-          f"{bound['sgemm_gflops_2_threads']:.0f} GFLOP/s on 1 / 2 threads = "
-          f"{bound['faces_per_s_at_sgemm_rate_1_threads']:.0f} / "
-          f"{bound['faces_per_s_at_sgemm_rate_2_threads']:.0f} faces/s at sgemm efficiency")
+    print()
+    print_bound(bound)
     if lfw:
         print("\n| scorer | LFW pairs pAUC@0.2 | @0.3 |\n|---|---|---|")
         for k, v in lfw.items():

@@ -2,6 +2,7 @@
 
     python benchmarks/unet_pass_size.py                        # 2 threads, passes of 8 and 40
     python benchmarks/unet_pass_size.py --threads 1 --onnx     # + onnxruntime on the same graph
+    python benchmarks/unet_pass_size.py --threads 1 --freeze   # + TorchScript freeze
     python benchmarks/unet_pass_size.py --quick                # smoke run (CI): seconds
 
 The shipped denoiser (``fiqa_sdk/weights/diffiqa_unet.safetensors``) runs as the ``diffiqa``
@@ -11,7 +12,9 @@ passes of B samples for each B of ``--pass-sizes``, all pass sizes side by side 
 rounds after a warm-up; prints the per-sample median time of each (the scorer's ``unet_batch``
 picks B; its CPU default is 8). ``--onnx`` also exports the UNet (torch's exporter, dynamic
 batch) and times it in onnxruntime (``ORT_ENABLE_ALL``, ``--threads`` intra-op threads) in the
-same rounds, after checking that it gives torch's output (max abs difference printed). ``--profile`` adds ``torch.profiler`` over one pass of the first pass size: self CPU
+same rounds, after checking that it gives torch's output (max abs difference printed).
+``--freeze`` also times the UNet traced with ``torch.jit.trace``, then ``torch.jit.freeze`` and
+``torch.jit.optimize_for_inference`` (same inputs, same rounds; max abs difference printed). ``--profile`` adds ``torch.profiler`` over one pass of the first pass size: self CPU
 time per op, and the share of GroupNorm, SiLU, add and concatenation. The machine's load average
 is printed; on a shared machine compare only rows of one run.
 """
@@ -96,6 +99,16 @@ def export(model, path: Path) -> Path:
     return path
 
 
+def frozen(model, x, t):
+    """The UNet traced on one pass, frozen and optimized for inference (TorchScript)."""
+    import torch
+
+    with torch.no_grad():
+        tm = torch.jit.trace(model, (x[:2].contiguous(memory_format=torch.channels_last), t[:2]),
+                             check_trace=False)
+        return torch.jit.optimize_for_inference(torch.jit.freeze(tm.eval()))
+
+
 def profile_ops(model, x, t, pass_size: int) -> dict:
     """torch.profiler over one pass: self CPU ms per op (top 12) and the elementwise share."""
     from torch.profiler import ProfilerActivity, profile
@@ -126,6 +139,8 @@ def main(argv=None) -> int:
     ap.add_argument("--rounds", type=int, default=None, help="interleaved rounds (default 7)")
     ap.add_argument("--onnx", action="store_true", help="also time onnxruntime on the export")
     ap.add_argument("--profile", action="store_true", help="also torch.profiler over one pass")
+    ap.add_argument("--freeze", action="store_true",
+                    help="also time the TorchScript trace + freeze + optimize_for_inference")
     ap.add_argument("--quick", action="store_true", help="8 samples, passes of 4 and 8, 2 rounds")
     ap.add_argument("--work", default=None, help="folder of the ONNX export (default a temp dir)")
     ap.add_argument("--out", default=None, help="also write the result as JSON here")
@@ -143,8 +158,16 @@ def main(argv=None) -> int:
         model, _ = load_denoiser()
         model = model.eval().requires_grad_(False).to(memory_format=torch.channels_last)
         x, t = inputs(samples)
-        parity = None
+        parity = frozen_parity = None
         runners = {f"torch, pass of {b}": torch_runner(model, x, t, b) for b in sizes}
+        if args.freeze:
+            fm = frozen(model, x, t)
+            runners.update({f"TorchScript frozen, pass of {b}": torch_runner(fm, x, t, b)
+                            for b in sizes})
+            with torch.inference_mode():
+                xb = x[: sizes[0]].contiguous(memory_format=torch.channels_last)
+                frozen_parity = float((fm(xb, t[: sizes[0]]).float()
+                                       - model(xb, t[: sizes[0]]).float()).abs().max())
         if args.onnx:
             import tempfile
 
@@ -171,6 +194,7 @@ def main(argv=None) -> int:
     load = os.getloadavg() if hasattr(os, "getloadavg") else None
     result = {"benchmark": "unet-pass-size", "threads": args.threads, "samples": samples,
               "rounds": rounds, "ms_per_sample": ms, "onnx_max_abs_diff": parity,
+              "frozen_max_abs_diff": frozen_parity,
               "profile": prof, "loadavg": load,
               "command": command_line("benchmarks/unet_pass_size.py", argv),
               "seconds": round(time.perf_counter() - t_start, 1)}
@@ -181,6 +205,8 @@ def main(argv=None) -> int:
         print(f"| {k} | {v:.2f} |")
     if parity is not None:
         print(f"\nonnxruntime vs torch output: max abs difference {parity:.1e}")
+    if frozen_parity is not None:
+        print(f"\nTorchScript frozen vs torch output: max abs difference {frozen_parity:.1e}")
     if prof:
         print(f"\ntorch.profiler, one pass of {prof['pass_size']}: {prof['total_ms']:.1f} ms self "
               f"CPU time, GroupNorm / SiLU / add / mul / cat {prof['elementwise_ms']:.1f} ms "
