@@ -45,7 +45,7 @@ def rewrite_prelu(model, form: str) -> int:
     Uses the same slope detection as :func:`fiqa_sdk._onnx.rewrite_blocked_prelu`."""
     from onnx import helper, numpy_helper
 
-    from fiqa_sdk._onnx import _constant
+    from fiqa_sdk._onnx import _constant, drop_unused_constants
 
     g = model.graph
     inits = {i.name: i for i in g.initializer}
@@ -76,14 +76,7 @@ def rewrite_prelu(model, form: str) -> int:
         changed += 1
     if changed:
         g.initializer.append(zero)
-        outputs = {o.name for o in g.output}
-        while True:  # drop the slope producers nobody reads any more
-            used = {i for n in nodes for i in n.input} | outputs
-            kept = [n for n in nodes if n.op_type not in ("Constant", "Unsqueeze")
-                    or any(o in used for o in n.output)]
-            if len(kept) == len(nodes):
-                break
-            nodes = kept
+        nodes = drop_unused_constants(nodes, {o.name for o in g.output})
         del g.node[:]
         g.node.extend(nodes)
     return changed

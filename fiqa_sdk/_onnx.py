@@ -115,17 +115,23 @@ def rewrite_blocked_prelu(model) -> int:
                   helper.make_node("Add", [x, base + "_prelu_r"], [y], name=base + "_prelu_add")]
         changed += 1
     if changed:
-        outputs = {o.name for o in g.output}
-        while True:  # drop the slope producers nobody reads any more
-            used = {i for n in nodes for i in n.input} | outputs
-            kept = [n for n in nodes if n.op_type not in ("Constant", "Unsqueeze")
-                    or any(o in used for o in n.output)]
-            if len(kept) == len(nodes):
-                break
-            nodes = kept
+        nodes = drop_unused_constants(nodes, {o.name for o in g.output})
         del g.node[:]
         g.node.extend(nodes)
     return changed
+
+
+def drop_unused_constants(nodes: list, outputs: set) -> list:
+    """``nodes`` without the ``Constant`` / ``Unsqueeze`` nodes whose outputs no node (and no
+    graph output in ``outputs``) reads any more, repeated until none is left (e.g. the slope
+    producers of rewritten PReLUs)."""
+    while True:
+        used = {i for n in nodes for i in n.input} | set(outputs)
+        kept = [n for n in nodes if n.op_type not in ("Constant", "Unsqueeze")
+                or any(o in used for o in n.output)]
+        if len(kept) == len(nodes):
+            return kept
+        nodes = kept
 
 
 def blocked_prelu_bytes(source: Union[str, Path, bytes]) -> bytes | None:

@@ -118,3 +118,18 @@ def torch_one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(old)
+
+
+def load_script(name: str, prefix: str = "_bench_"):
+    """``benchmarks/<name>.py`` as a module named ``<prefix><name>`` (benchmarks/ is put on
+    sys.path for the scripts that import a sibling, as ``python benchmarks/<name>.py`` has it)."""
+    import importlib.util
+    import sys
+
+    bench = Path(__file__).resolve().parents[1] / "benchmarks"
+    if str(bench) not in sys.path:
+        sys.path.insert(0, str(bench))
+    spec = importlib.util.spec_from_file_location(f"{prefix}{name}", bench / f"{name}.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod

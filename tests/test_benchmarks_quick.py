@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import math
 import re
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -26,18 +25,11 @@ from conftest import fake_lfw as make_fake_lfw  # noqa: E402
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
-def _load_script(name: str):
-    """``benchmarks/<name>.py`` as a module (benchmarks/ is on sys.path for the scripts that
-    import a sibling, as ``python benchmarks/<name>.py`` would have it)."""
-    import importlib.util
+from conftest import load_script  # noqa: E402
 
-    if str(REPO / "benchmarks") not in sys.path:
-        sys.path.insert(0, str(REPO / "benchmarks"))
-    path = REPO / "benchmarks" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(f"_bench_quick_{name}", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+
+def _load_script(name: str):
+    return load_script(name, "_bench_quick_")
 
 
 def _json_blocks(text: str) -> list:

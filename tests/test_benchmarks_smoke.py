@@ -56,14 +56,11 @@ def fake_lfw(astronaut, tmp_path_factory) -> Path:
     return make_fake_lfw(tmp_path_factory.mktemp("lfw"), astronaut, 3)
 
 
-def _load_script(name: str):
-    import importlib.util
+from conftest import load_script  # noqa: E402
 
-    path = REPO / "benchmarks" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(f"_bench_{name}", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+
+def _load_script(name: str):
+    return load_script(name, "_bench_")
 
 
 # -- acceptance -----------------------------------------------------------------------------

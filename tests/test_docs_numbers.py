@@ -7,7 +7,6 @@ on small inputs (temporary caches) and checks properties its numbers rest on."""
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -20,16 +19,11 @@ REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
-def _load_script(name: str):
-    import importlib.util
+from conftest import load_script  # noqa: E402
 
-    if str(REPO / "benchmarks") not in sys.path:
-        sys.path.insert(0, str(REPO / "benchmarks"))
-    path = REPO / "benchmarks" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(f"_docs_numbers_{name}", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+
+def _load_script(name: str):
+    return load_script(name, "_docs_numbers_")
 
 
 def _unit(rng, n, d=16):

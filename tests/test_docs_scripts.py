@@ -17,14 +17,11 @@ REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
-def _load_script(name: str):
-    import importlib.util
+from conftest import load_script  # noqa: E402
 
-    path = REPO / "benchmarks" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(f"_docs_{name}", path)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+
+def _load_script(name: str):
+    return load_script(name, "_docs_")
 
 
 def test_color_order(tmp_path, monkeypatch, capsys):
