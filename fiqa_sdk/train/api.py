@@ -238,8 +238,6 @@ def train_ediffiqa(
     :class:`~fiqa_sdk.errors.InvalidArgumentError` for an unknown method, a bad option or
     unusable data (not a training-set folder, LFW, too few aligned faces or identities).
     """
-    import torch
-
     from .data import cache_root
     from .distill import DistillConfig, distill
     from .labels import pseudo_labels, target_embeddings
@@ -256,13 +254,14 @@ def train_ediffiqa(
     faces_set = _aligned(data, cache, progress)
     n = len(faces_set) if limit is None else min(int(limit), len(faces_set))
     ids = faces_set.identities[:n]
-    if n < 4 or len(np.unique(ids)) < 2:
+    n_ids = len(np.unique(ids))
+    if n < 4 or n_ids < 2:
         raise InvalidArgumentError(
-            f"{faces_set.path}: {n} aligned faces of {len(np.unique(ids))} identities "
+            f"{faces_set.path}: {n} aligned faces of {n_ids} identities "
             f"({faces_set.skipped} images skipped); training needs several identities with "
             "several faces each")
     faces = np.asarray(faces_set.faces[:n])
-    log(f"{n} aligned faces of {len(np.unique(ids))} identities ({faces_set.path})")
+    log(f"{n} aligned faces of {n_ids} identities ({faces_set.path})")
 
     teacher = diffiqa_teacher(teacher_weights, teacher_t, teacher_n, teacher_fast, teacher_seed,
                               threads)
@@ -270,7 +269,6 @@ def train_ediffiqa(
     if not np.isfinite(q).all():  # pragma: no cover - pseudo_labels finishes unless limited
         raise InvalidArgumentError(f"{int((~np.isfinite(q)).sum())} of {n} pseudo-labels are "
                                    f"missing in {folder}")
-    torch.set_num_threads(threads)
     module, embedder, backbone_meta, target_model, custom = _backbone(backbone, threads)
     log(f"target embeddings ({target_model}, crops and mirrors; cached)")
     e, ef = target_embeddings(faces, embedder, cache_dir=faces_set.path)
@@ -280,7 +278,7 @@ def train_ediffiqa(
         "backbone": backbone_meta,
         "target_model": target_model,
         "teacher": json.loads((folder / "meta.json").read_text())["teacher"],
-        "data": {"source": str(faces_set.path), "faces": n, "identities": int(len(np.unique(ids)))},
+        "data": {"source": str(faces_set.path), "faces": n, "identities": n_ids},
     }
     # frozen-stem activations are worth caching only for a backbone that can be split
     features = faces_set.path / "stem-features" if hasattr(module, "split") else None
