@@ -11,6 +11,8 @@ Variants, all on the same aligned celeba-subset faces (``$FIQA_CACHE/celeba-subs
 freeze + optimize_for_inference), onnxruntime fp32 of the plain export (``export_onnx``) and of
 the blocked-PReLU export the ``backend="onnxruntime"`` scorer runs (graph optimizations ALL /
 EXTENDED, 1 / 2 intra-op threads, 2 single-threaded inferences at once = ``threads=2``), and with
+the shipped int8 graph that ``precision="int8"`` runs (``fiqa_sdk/weights/ediffiqa_mbf.int8.onnx``,
+built by ``fiqa_sdk.quality.regressor_onnx.quantize_int8`` from the blocked-PReLU export), and with
 ``--int8`` onnxruntime int8 models built by ``onnxruntime.quantization`` from the plain export:
 static (QDQ and QOperator, per-channel, MinMax or Percentile calibration on 256 celeba faces,
 optionally reduce_range / uint8 weights / the first conv and the Gemms kept fp32) and dynamic.
@@ -21,12 +23,13 @@ Bound: MACs per face and the CPU's torch sgemm rate (1 and 2 threads), i.e. the 
 implementation running every layer at matrix-multiply efficiency would reach. ``--bound-only``
 measures and prints just that (no faces needed; nothing written unless ``--out`` is given).
 Fidelity: Spearman, max and mean abs difference of each variant's scores from the torch fp32
-scores on 1,000 held-out celeba faces (not in the calibration set). ``--lfw-pairs``: normalized
+scores on 1,000 held-out celeba faces (in neither calibration set). ``--lfw-pairs``: normalized
 pAUC@0.2/0.3 on LFW pairs.txt with ArcFace comparisons (as ``fiqa bench quality --protocol
 lfw-pairs``; detections and embeddings come from the ``$FIQA_CACHE/lfw`` cache) of torch fp32
 and of each int8 variant. Models are written to ``--work`` (default $FIQA_CACHE/regressor-backends).
 ``--profile``: instead of the timing runs, onnxruntime's profiler (``SessionOptions.enable_profiling``)
-on the plain and the blocked-PReLU graph (and with ``--int8`` the default static int8 model), one
+on the plain and the blocked-PReLU graph, the shipped int8 graph (and with ``--int8`` the default
+static int8 model), one
 intra-op thread, ``ORT_ENABLE_ALL``, batch 16 (``--batches``): the median over ``--rounds`` runs
 (default 5, after a warm-up run) of the kernel time per op type, in ms per face, the node count
 of each op type (source graph and as run), and each graph's slowest nodes with their share of
@@ -397,6 +400,12 @@ def run_profile(args, argv, plain: Path, blocked: Path, calib, pool, batch: int,
         name = "int8-static-qdq"
         log(f"building {name}")
         graphs[name] = build_int8(plain, work / f"ediffiqa-{name}.onnx", calib, **INT8[name])
+    from fiqa_sdk.quality.ediffiqa import load_regressor, shipped_weights
+    from fiqa_sdk.quality.regressor_onnx import shipped_int8
+
+    shipped = shipped_int8(load_regressor(shipped_weights("ediffiqa"))[0])
+    if shipped is not None:  # what precision="int8" runs
+        graphs["int8-shipped"] = shipped
     faces = np.ascontiguousarray(pool[:batch])
     if len(faces) < batch:
         raise SystemExit(f"regressor_backends: --profile needs {batch} faces, {faces_path} has "
@@ -468,7 +477,11 @@ def main(argv=None) -> int:
         default_cache_dir() / "celeba-subset-aligned" / "faces.npy")
     faces = np.load(faces_path, mmap_mode="r")
     calib = np.ascontiguousarray(faces[0::24][:256])  # every 24th face
-    held = np.ascontiguousarray(faces[1::4][:1000])  # disjoint from calib (1 mod 4 vs 0 mod 4)
+    # the shipped int8 graph was calibrated on 256 evenly spaced faces of the celeba cache
+    # (fiqa_sdk/weights/ediffiqa_mbf.int8.json): held-out faces avoid both calibration sets
+    shipped_calib = set(np.linspace(0, len(faces) - 1, 256).round().astype(int).tolist())
+    held_idx = [i for i in range(1, len(faces), 4) if i not in shipped_calib][:1000]
+    held = np.ascontiguousarray(faces[held_idx])  # 1 mod 4: disjoint from calib (0 mod 4)
     pool = np.ascontiguousarray(faces[3000:3064] if len(faces) >= 3064 else faces[-64:])
     work = Path(args.work) if args.work else default_cache_dir() / "regressor-backends"
     work.mkdir(parents=True, exist_ok=True)
@@ -495,6 +508,12 @@ def main(argv=None) -> int:
         "onnxruntime blocked-PReLU t2 (intra-op)": ort_fn(blocked, 2),
         "onnxruntime blocked-PReLU 2x t1 (threads=2)": ort_fn(blocked, 1, workers=2),
     }
+    from fiqa_sdk.quality.regressor_onnx import shipped_int8
+
+    int8_shipped = shipped_int8(model)
+    if int8_shipped is not None:  # what precision="int8" runs
+        variants["onnxruntime int8 shipped t1"] = ort_fn(int8_shipped, 1)
+        variants["onnxruntime int8 shipped 2x t1 (threads=2)"] = ort_fn(int8_shipped, 1, workers=2)
     if not quick:
         variants.update({
             "torch t1 channels_last": torch_fn(model, 1, channels_last=True),

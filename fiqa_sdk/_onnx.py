@@ -43,8 +43,8 @@ def make_session(model: Union[str, Path, bytes], device: str = "cpu", threads: i
 
 def _constant(name: str, inits: dict, producers: dict):
     """The value of tensor ``name`` when it is a constant: an initializer, a ``Constant`` node,
-    or an ``Unsqueeze`` of constants (how torch's exporter writes a PReLU slope without constant
-    folding); else None."""
+    an ``Identity`` of a constant, or an ``Unsqueeze`` of constants (how torch's exporter writes
+    a PReLU slope without constant folding); else None."""
     from onnx import numpy_helper
 
     if name in inits:
@@ -52,6 +52,8 @@ def _constant(name: str, inits: dict, producers: dict):
     node = producers.get(name)
     if node is None:
         return None
+    if node.op_type == "Identity":  # torch's exporter shares equal initializers this way
+        return _constant(node.input[0], inits, producers)
     if node.op_type == "Constant":
         value = next((a for a in node.attribute if a.name == "value"), None)
         return numpy_helper.to_array(value.t) if value is not None else None
@@ -84,7 +86,7 @@ def rewrite_blocked_prelu(model) -> int:
     on one thread, embeddings equal to 4e-6 (``benchmarks/arcface_prelu.py``); the distilled
     regressors likewise (docs/benchmarks.md, "eDifFIQA throughput"). Other PReLUs (a shared
     slope, slopes >= 1, other shapes) are kept: exact, only slower. ``Constant`` /
-    ``Unsqueeze`` nodes that only fed rewritten slopes are removed.
+    ``Unsqueeze`` nodes and initializers that only fed rewritten slopes are removed.
     """
     import numpy as np
 
@@ -118,16 +120,20 @@ def rewrite_blocked_prelu(model) -> int:
         nodes = drop_unused_constants(nodes, {o.name for o in g.output})
         del g.node[:]
         g.node.extend(nodes)
+        used = {i for n in g.node for i in n.input} | {o.name for o in g.output}
+        unused = [i for i in g.initializer if i.name not in used]  # e.g. the old slopes
+        for i in unused:
+            g.initializer.remove(i)
     return changed
 
 
 def drop_unused_constants(nodes: list, outputs: set) -> list:
-    """``nodes`` without the ``Constant`` / ``Unsqueeze`` nodes whose outputs no node (and no
+    """``nodes`` without the ``Constant`` / ``Unsqueeze`` / ``Identity`` nodes whose outputs no node (and no
     graph output in ``outputs``) reads any more, repeated until none is left (e.g. the slope
     producers of rewritten PReLUs)."""
     while True:
         used = {i for n in nodes for i in n.input} | set(outputs)
-        kept = [n for n in nodes if n.op_type not in ("Constant", "Unsqueeze")
+        kept = [n for n in nodes if n.op_type not in ("Constant", "Unsqueeze", "Identity")
                 or any(o in used for o in n.output)]
         if len(kept) == len(nodes):
             return kept

@@ -44,7 +44,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from ..errors import EvaluationError
+from ..errors import EvaluationError, InvalidArgumentError
 from .diffiqa_checks import lfw_sample, machine_info, parse_regressors, weights_info
 
 PIPELINE_STAGES = ("decode", "detect", "align", "embed")
@@ -57,6 +57,10 @@ GATE_DISCARD = 0.2
 THROUGHPUT_IMAGES, THROUGHPUT_ROUNDS, THROUGHPUT_BATCHES = 64, 7, (1, 16, 64)
 QUICK_THROUGHPUT_IMAGES, QUICK_THROUGHPUT_ROUNDS, QUICK_THROUGHPUT_BATCHES = 16, 2, (1, 16)
 THROUGHPUT_BACKENDS, THROUGHPUT_THREADS = ("torch", "onnxruntime"), (1, 2)
+#: Backend names ``run_regressor_throughput`` takes: scorer ``(backend, precision)``.
+#: ``onnxruntime-int8``: the shipped int8 graph (regressors without one are refused).
+THROUGHPUT_VARIANTS = {"torch": ("torch", "fp32"), "onnxruntime": ("onnxruntime", "fp32"),
+                       "onnxruntime-int8": ("onnxruntime", "int8")}
 
 
 class StageTimer:
@@ -403,12 +407,15 @@ def run_regressor_throughput(regressors: Mapping[str, str] | Sequence[str] | Non
 
     from ..quality import create_scorer
     from ..quality.ediffiqa import shipped_weights
-    from ..quality.regressor_onnx import check_backend
     from .diffiqa_checks import aligned_lfw_faces
 
     if images < 1 or rounds < 1 or not batch_sizes or any(int(b) < 1 for b in batch_sizes):
         raise EvaluationError("images, rounds and batch sizes must be >= 1")
-    backends = [check_backend(b, None)[0] for b in backends]
+    unknown = [b for b in backends if b not in THROUGHPUT_VARIANTS]
+    if unknown:
+        raise InvalidArgumentError(f"backends must be among {list(THROUGHPUT_VARIANTS)}, "
+                                   f"got {unknown}")
+    backends = list(backends)
     threads = [int(t) for t in threads]
     if not threads or any(t < 1 for t in threads):
         raise EvaluationError(f"threads must be ints >= 1, got {threads}")
@@ -429,7 +436,13 @@ def run_regressor_throughput(regressors: Mapping[str, str] | Sequence[str] | Non
             for b in backends:
                 for t in threads:
                     log(f"building {name} {b} threads={t}")
-                    variants[(name, b, t)] = create_scorer(name, weights=path, backend=b, threads=t)
+                    backend, precision = THROUGHPUT_VARIANTS[b]
+                    opts = {"precision": precision} if precision != "fp32" else {}
+                    try:
+                        variants[(name, b, t)] = create_scorer(name, weights=path, backend=backend,
+                                                               threads=t, **opts)
+                    except InvalidArgumentError as exc:  # e.g. no shipped int8 graph
+                        raise EvaluationError(f"{name} with backend {b}: {exc}") from None
         reference: dict[str, np.ndarray] = {}
         for name, path in regressors.items():
             ref = variants.get((name, "torch", 1)) or create_scorer(name, weights=path, threads=1)
@@ -558,7 +571,9 @@ def add_throughput_arguments(parser) -> None:
                              f"{QUICK_THROUGHPUT_ROUNDS} rounds, batches "
                              f"{' '.join(map(str, QUICK_THROUGHPUT_BATCHES))}")
     parser.add_argument("--backends", nargs="+", default=list(THROUGHPUT_BACKENDS),
-                        choices=list(THROUGHPUT_BACKENDS), help="--throughput: backends")
+                        choices=list(THROUGHPUT_VARIANTS),
+                        help="--throughput: backends (onnxruntime-int8: the shipped int8 graph, "
+                             "precision='int8'; default torch onnxruntime)")
     parser.add_argument("--thread-counts", nargs="+", type=int,
                         default=list(THROUGHPUT_THREADS), metavar="K",
                         help="--throughput: the scorers' threads= values (default 1 2)")

@@ -24,13 +24,21 @@ Why it is faster (measured on a 2-core AVX2 EPYC, see docs/benchmarks.md "Runtim
   inference with ``k`` intra-op threads (~1.08x more faces/s at 2 threads, batch 16-64). A
   call with a single crop still runs on one thread.
 
-int8 (``onnxruntime.quantization``, static QDQ / QOperator or dynamic) is not offered: on this
-AVX2 CPU without VNNI it was *slower* than fp32 and changed the ranking (Spearman 0.84-0.99
-against the fp32 scores), see docs/benchmarks.md.
+``precision="int8"``: a static int8 graph (:func:`quantize_int8`; QDQ, per-channel int8
+weights with ``reduce_range``, uint8 activations calibrated by the 99.999th percentile). The
+shipped ``ediffiqa`` weights come with their int8 graph (``fiqa_sdk/weights/*.int8.onnx``,
+sha256-checked, calibrated on 256 aligned celeba-subset faces); other weights are quantized once
+from a ``calibration`` set of aligned crops and cached. One layer stays fp32: MobileFaceNet's
+grouped 3x3 convolution of block 1 (64 groups of 2 channels) with its PReLU, for which
+onnxruntime's int8 kernel is ~10x slower than fp32. On a CPU with AVX-512 VNNI this runs 2.0x
+faster than fp32 (244 vs 122 faces/s with threads=2; Spearman 0.993 with the fp32 scores). It
+was not timed on a CPU without VNNI, where onnxruntime's plain int8 models were *slower* than
+fp32 (docs/benchmarks.md "eDifFIQA throughput"); fp32 stays the default.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import io
@@ -46,8 +54,19 @@ from ..errors import InvalidArgumentError
 
 #: The backends of :class:`~fiqa_sdk.quality.ediffiqa.RegressorScorer`.
 BACKENDS = ("torch", "onnxruntime")
+#: Numeric precisions of the onnxruntime backend.
+PRECISIONS = ("fp32", "int8")
+#: How :func:`quantize_int8` quantizes (recorded in the int8 graphs' sidecars; part of the
+#: cache key through :data:`INT8_VERSION`).
+INT8_RECIPE = {"format": "QDQ", "weights": "int8 per-channel, reduce_range",
+               "activations": "uint8 per-tensor", "calibration": "percentile 99.999",
+               "fp32_nodes": "grouped (non-depthwise) convolutions and the PReLU after each"}
+#: Version of :data:`INT8_RECIPE` (bump when the recipe changes).
+INT8_VERSION = 1
+#: Fewest calibration crops :func:`quantize_int8` accepts.
+MIN_CALIBRATION = 16
 #: Version of the exported graph's form: part of the cache key (bump when the export changes).
-GRAPH_VERSION = 2
+GRAPH_VERSION = 3
 OPSET = 17
 
 
@@ -62,6 +81,17 @@ def check_backend(backend: object, threads: object) -> tuple[str, int | None]:
             raise InvalidArgumentError(f"threads must be None or an int >= 1, got {threads!r}")
         threads = int(threads) or None  # 0: as None (the torch backend always read it so)
     return backend, threads
+
+
+def check_precision(precision: object, backend: str) -> str:
+    """``precision`` validated: one of :data:`PRECISIONS`; int8 only with the onnxruntime
+    backend. Raises :class:`~fiqa_sdk.errors.InvalidArgumentError` otherwise."""
+    if not isinstance(precision, str) or precision not in PRECISIONS:
+        raise InvalidArgumentError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    if precision != "fp32" and backend != "onnxruntime":
+        raise InvalidArgumentError(f"precision={precision!r} needs backend='onnxruntime' "
+                                   f"(got backend={backend!r})")
+    return precision
 
 
 def export_bytes(model: nn.Module, blocked_prelu: bool = True, opset: int = OPSET) -> bytes:
@@ -123,6 +153,206 @@ def cached_graph(model: nn.Module, tag: str = "regressor", cache_dir: str | Path
     return path
 
 
+def int8_fp32_nodes(model) -> list[str]:
+    """Names of the nodes of an ``onnx.ModelProto`` that :func:`quantize_int8` keeps in fp32:
+    every grouped convolution that is neither dense nor depthwise (``group > 1`` and more than
+    one input channel per group, e.g. MobileFaceNet's block 1: 64 groups of 2 channels) and the
+    blocked PReLU (:func:`fiqa_sdk._onnx.rewrite_blocked_prelu`) that reads its output.
+
+    Why: onnxruntime's int8 kernel for such a convolution took 11.5 ms per face against 1.2 ms
+    in fp32 (profiled on an AVX-512 VNNI EPYC, 1 thread, batch 16), more than the whole rest of
+    the int8 network; keeping its PReLU in fp32 too leaves no quantize / dequantize pair between
+    the two, so onnxruntime does not fuse the convolution back into an int8 ``QLinearConv``."""
+    g = model.graph
+    inits = {i.name: i for i in g.initializer}
+    consumers: dict[str, list] = {}
+    for n in g.node:
+        for i in n.input:
+            consumers.setdefault(i, []).append(n)
+    keep: list[str] = []
+    for n in g.node:
+        if n.op_type != "Conv" or len(n.input) < 2 or n.input[1] not in inits:
+            continue
+        group = next((a.i for a in n.attribute if a.name == "group"), 1)
+        if group <= 1 or inits[n.input[1]].dims[1] <= 1:
+            continue
+        keep.append(n.name)
+        for c in consumers.get(n.output[0], []):
+            if c.name.endswith(("_prelu_conv", "_prelu_add")):
+                keep.append(c.name)
+                keep += [r.name for r in consumers.get(c.output[0], [])
+                         if r.name.endswith("_prelu_relu")]
+    return keep
+
+
+def calibration_crops(calibration: object, count: int | None = None) -> np.ndarray:
+    """Calibration crops for :func:`quantize_int8`: ``(N, 112, 112, 3)`` uint8 RGB aligned faces,
+    as an array or a ``.npy`` file of one (e.g. a training cache's ``faces.npy``); ``count``:
+    that many crops evenly spaced over the set (all when None). At least
+    :data:`MIN_CALIBRATION` crops; :class:`~fiqa_sdk.errors.InvalidArgumentError` otherwise."""
+    if isinstance(calibration, (str, Path)):
+        path = Path(calibration)
+        if path.suffix != ".npy" or not path.is_file():
+            raise InvalidArgumentError(f"calibration must be aligned crops or a .npy file of "
+                                       f"them; {path} is not a .npy file")
+        calibration = np.load(path, mmap_mode="r")
+    if not isinstance(calibration, np.ndarray):
+        raise InvalidArgumentError("calibration must be a (N, 112, 112, 3) uint8 array of "
+                                   f"aligned crops or a .npy file, got {type(calibration).__name__}")
+    if calibration.ndim != 4 or calibration.shape[1:] != (112, 112, 3) or calibration.dtype != np.uint8:
+        raise InvalidArgumentError("calibration crops must be (N, 112, 112, 3) uint8, got "
+                                   f"{calibration.shape} {calibration.dtype}")
+    n = len(calibration)
+    if count is not None:
+        if isinstance(count, bool) or not isinstance(count, (int, np.integer)) or count < 1:
+            raise InvalidArgumentError(f"count must be an int >= 1, got {count!r}")
+        if count < n:
+            calibration = calibration[np.linspace(0, n - 1, int(count)).round().astype(np.int64)]
+    if len(calibration) < MIN_CALIBRATION:
+        raise InvalidArgumentError(f"int8 calibration needs at least {MIN_CALIBRATION} aligned "
+                                   f"crops, got {len(calibration)}")
+    return np.ascontiguousarray(calibration)
+
+
+@contextlib.contextmanager
+def _quiet_quantizer():
+    """onnxruntime's quantizer prints its progress to stdout and warns on the root logger (which
+    would also configure logging for the whole application): neither while it runs."""
+    import logging
+
+    root = logging.getLogger()
+    null = logging.NullHandler() if not root.handlers else None
+
+    def not_onnxruntime(record: logging.LogRecord) -> bool:
+        return "onnxruntime" not in record.pathname
+
+    if null is not None:
+        root.addHandler(null)
+    root.addFilter(not_onnxruntime)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            yield
+    finally:
+        root.removeFilter(not_onnxruntime)
+        if null is not None:
+            root.removeHandler(null)
+
+
+def quantize_int8(graph: str | Path | bytes, calibration: object, out: str | Path) -> Path:
+    """Write a static int8 version of an fp32 regressor graph (from :func:`export_bytes`) to
+    ``out`` and return its path, by :data:`INT8_RECIPE`: onnxruntime's ``quant_pre_process``,
+    then ``quantize_static`` in QDQ format, per-channel int8 weights with ``reduce_range``
+    (7-bit: no saturation in the u8 x s8 products of CPUs without VNNI), uint8 activations
+    calibrated on ``calibration`` (see :func:`calibration_crops`) by the 99.999th percentile,
+    the nodes of :func:`int8_fp32_nodes` left in fp32. Deterministic for the same inputs and
+    onnxruntime version. Measured on the shipped ``ediffiqa`` (docs/benchmarks.md "eDifFIQA
+    throughput"): Spearman 0.993 with the fp32 scores on 1,000 held-out faces."""
+    import tempfile
+
+    from .._deps import require
+
+    require("onnxruntime", "onnx", "onnxruntime")
+    onnx = require("onnx", "onnx", "onnx")
+    from onnxruntime import quantization as Q
+
+    crops = calibration_crops(calibration)
+    out = Path(out)
+    with tempfile.TemporaryDirectory(prefix="fiqa-int8-") as tmp:
+        src = Path(tmp) / "fp32.onnx"
+        if isinstance(graph, bytes):
+            src.write_bytes(graph)
+        else:
+            src.write_bytes(Path(graph).read_bytes())
+        pre = Path(tmp) / "pre.onnx"
+        Q.quant_pre_process(str(src), str(pre))
+        keep = int8_fp32_nodes(onnx.load(str(pre)))
+
+        class Reader(Q.CalibrationDataReader):
+            """Batches of 16 crops; onnxruntime's strided calibration reads them one batch at
+            a time (``set_range``), merging histograms, so memory stays ~1 GB (all at once:
+            16 GB for 256 crops)."""
+
+            def __init__(self) -> None:
+                self.batches = list(range(0, len(crops), 16))
+                self.set_range(0, len(self.batches))
+
+            def __len__(self) -> int:
+                return len(self.batches)
+
+            def set_range(self, start_index: int, end_index: int) -> None:
+                self.starts = iter(self.batches[start_index:end_index])
+
+            def get_next(self):
+                i = next(self.starts, None)
+                return None if i is None else {"input": to_blob(crops[i : i + 16])}
+
+        tmp_out = Path(tmp) / "int8.onnx"
+        with _quiet_quantizer():
+            Q.quantize_static(str(pre), str(tmp_out), Reader(), quant_format=Q.QuantFormat.QDQ,
+                              per_channel=True, reduce_range=True,
+                              activation_type=Q.QuantType.QUInt8, weight_type=Q.QuantType.QInt8,
+                              nodes_to_exclude=keep,
+                              calibrate_method=Q.CalibrationMethod.Percentile,
+                              extra_options={"CalibStridedMinMax": 1})
+        out.parent.mkdir(parents=True, exist_ok=True)
+        part = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+        part.write_bytes(tmp_out.read_bytes())
+        os.replace(part, out)
+    return out
+
+
+def shipped_int8(model: nn.Module) -> Path | None:
+    """The shipped int8 graph of ``model`` (a ``fiqa_sdk/weights/*.int8.json`` sidecar whose
+    ``source_tensor_digest`` is the model's :func:`tensor_digest`), sha256-checked; None if
+    none ships for these weights."""
+    import json
+
+    from .._weights import verify_file
+    from .ediffiqa import WEIGHTS_DIR
+
+    digest = tensor_digest(model)
+    for side in sorted(WEIGHTS_DIR.glob("*.int8.json")):
+        meta = json.loads(side.read_text())
+        if meta.get("source_tensor_digest") == digest:
+            return verify_file(side.with_name(meta["file"]), meta["sha256"])
+    return None
+
+
+def int8_graph(model: nn.Module, tag: str = "regressor", calibration: object = None,
+               cache_dir: str | Path | None = None) -> Path:
+    """The int8 graph of ``model``: with ``calibration`` (see :func:`calibration_crops`),
+    quantized by :func:`quantize_int8` once and cached under ``cache_dir`` (default
+    ``$FIQA_CACHE/onnx``), keyed by the model's tensors, the calibration crops and
+    :data:`INT8_VERSION`; without, the shipped graph of these weights
+    (:func:`shipped_int8`) or :class:`~fiqa_sdk.errors.InvalidArgumentError`."""
+    import tempfile
+
+    from ..eval.features import default_cache_dir
+
+    if calibration is None:
+        path = shipped_int8(model)
+        if path is None:
+            raise InvalidArgumentError(
+                "no int8 graph ships for these weights: pass calibration= (aligned "
+                "(N, 112, 112, 3) uint8 crops of faces like the ones you will score, or a .npy "
+                "file of them) to quantize them, or use precision='fp32'")
+        return path
+    crops = calibration_crops(calibration)
+    cdig = hashlib.sha256(crops.tobytes()).hexdigest()[:12]
+    folder = Path(cache_dir) if cache_dir is not None else default_cache_dir() / "onnx"
+    safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in tag)
+    path = folder / (f"{safe}-{tensor_digest(model)}-g{GRAPH_VERSION}-op{OPSET}"
+                     f"-int8v{INT8_VERSION}-c{cdig}.onnx")
+    if path.is_file():
+        return path
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError:  # an unwritable cache: quantize into a private temporary folder
+        folder = Path(tempfile.mkdtemp(prefix="fiqa-int8-"))
+        path = folder / path.name
+    return quantize_int8(export_bytes(model), crops, path)
+
+
 def to_blob(crops: np.ndarray) -> np.ndarray:
     """``(N, 112, 112, 3)`` uint8 RGB -> ``(N, 3, 112, 112)`` float32 in [-1, 1], the same
     arithmetic as the torch path (``x / 127.5 - 1``)."""
@@ -135,21 +365,29 @@ class OrtRegressor:
 
     ``threads=None``: one inference at a time with onnxruntime's default intra-op threads;
     ``threads=k``: a session with one intra-op thread and up to ``k`` inferences at once, each
-    on a share of the batch (CPU only; on CUDA ``k`` is ignored)."""
+    on a share of the batch (CPU only; on CUDA ``k`` is ignored). ``precision="int8"``: the
+    graph of :func:`int8_graph` (shipped, or quantized with ``calibration``)."""
 
     def __init__(self, model: nn.Module, device: str = "cpu", threads: int | None = None,
-                 tag: str = "regressor", cache_dir: str | Path | None = None) -> None:
+                 tag: str = "regressor", cache_dir: str | Path | None = None,
+                 precision: str = "fp32", calibration: object = None) -> None:
         from .._onnx import make_session
 
         self.threads = threads
-        self.source = cached_graph(model, tag, cache_dir)
-        try:
-            self.session = make_session(self.source, device=device, threads=1 if threads else None)
-        except Exception:  # noqa: BLE001 - a damaged cache file: export again, once
-            if not isinstance(self.source, Path):
-                raise
-            self.source = cached_graph(model, tag, cache_dir, refresh=True)
-            self.session = make_session(self.source, device=device, threads=1 if threads else None)
+        self.precision = check_precision(precision, "onnxruntime")
+        n_threads = 1 if threads else None
+        if self.precision == "int8":
+            self.source: Path | bytes = int8_graph(model, tag, calibration, cache_dir)
+            self.session = make_session(self.source, device=device, threads=n_threads)
+        else:
+            self.source = cached_graph(model, tag, cache_dir)
+            try:
+                self.session = make_session(self.source, device=device, threads=n_threads)
+            except Exception:  # noqa: BLE001 - a damaged cache file: export again, once
+                if not isinstance(self.source, Path):
+                    raise
+                self.source = cached_graph(model, tag, cache_dir, refresh=True)
+                self.session = make_session(self.source, device=device, threads=n_threads)
         on_cpu = self.session.get_providers()[0] == "CPUExecutionProvider"
         self.workers = int(threads) if threads and on_cpu else 1
 
@@ -174,5 +412,7 @@ class OrtRegressor:
         return out
 
 
-__all__ = ["BACKENDS", "GRAPH_VERSION", "OrtRegressor", "cached_graph", "check_backend",
-           "export_bytes", "tensor_digest", "to_blob"]
+__all__ = ["BACKENDS", "GRAPH_VERSION", "INT8_RECIPE", "INT8_VERSION", "MIN_CALIBRATION",
+           "OrtRegressor", "PRECISIONS", "cached_graph", "calibration_crops", "check_backend",
+           "check_precision", "export_bytes", "int8_fp32_nodes", "int8_graph", "quantize_int8",
+           "shipped_int8", "tensor_digest", "to_blob"]
