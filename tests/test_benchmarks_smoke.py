@@ -211,6 +211,27 @@ def test_runtime_structure(fake_lfw, micro_weights, free_head, monkeypatch):
     assert "| diffiqa: backward |" in table and "speed-up vs DifFIQA" in table
 
 
+def test_runtime_int8_rows(fake_lfw, micro_weights, free_head):
+    """``regressor_backends`` with onnxruntime-int8: a row where an int8 graph ships (the
+    shipped ediffiqa), none for a regressor without one; unknown backends are refused."""
+    from fiqa_sdk.eval import runtime as rt
+    from fiqa_sdk.quality.ediffiqa import shipped_weights
+
+    regs = {"ediffiqa": str(shipped_weights("ediffiqa")), "ediffiqa-free": str(free_head)}
+    res = rt.run_runtime_bench(weights=micro_weights, regressors=regs, images=1, repeats=1,
+                               gate=False, n=1, fast_n=1, threads=1, lfw_root=fake_lfw,
+                               regressor_backends=("torch", "onnxruntime-int8"))
+    names = {r["scorer"] for r in res["scorers"]}
+    assert {"ediffiqa", "ediffiqa@onnxruntime-int8", "ediffiqa-free"} <= names
+    assert "ediffiqa-free@onnxruntime-int8" not in names
+    from fiqa_sdk.errors import InvalidArgumentError
+
+    with pytest.raises(InvalidArgumentError, match="regressor backends"):
+        rt.run_runtime_bench(weights=micro_weights, regressors=regs, images=1, repeats=1,
+                             gate=False, n=1, fast_n=1, threads=1, lfw_root=fake_lfw,
+                             regressor_backends=("tvm",))
+
+
 def test_runtime_cli_and_script(fake_lfw, micro_weights, tmp_path, capsys):
     from fiqa_sdk.cli import main
 

@@ -185,13 +185,22 @@ def run_runtime_bench(weights: str | Path | None = None,
             "embedding-norm": create_scorer("embedding-norm", embedder=emb),
             "flip-consistency": create_scorer("flip-consistency", embedder=emb),
         }
-        from ..quality.regressor_onnx import check_backend
-
-        backends = [check_backend(b, None)[0] for b in regressor_backends]
+        unknown = [b for b in regressor_backends if b not in THROUGHPUT_VARIANTS]
+        if unknown:
+            raise InvalidArgumentError(f"regressor backends must be among "
+                                       f"{list(THROUGHPUT_VARIANTS)}, got {unknown}")
         for name, path in regressors.items():
-            for b in backends:
-                configs[name if b == "torch" else f"{name}@{b}"] = create_scorer(
-                    name, weights=path, batch_size=regressor_batch, backend=b, **ort)
+            for b in regressor_backends:
+                backend, precision = THROUGHPUT_VARIANTS[b]
+                extra = {"precision": precision} if precision != "fp32" else {}
+                try:
+                    configs[name if b == "torch" else f"{name}@{b}"] = create_scorer(
+                        name, weights=path, batch_size=regressor_batch, backend=backend,
+                        **ort, **extra)
+                except InvalidArgumentError as exc:  # e.g. no shipped int8 graph: no row
+                    if not extra:
+                        raise
+                    log(f"no {name}@{b} row: {exc}")
 
         # the images: the first `images` files of the sample with a detected face
         pool = [str(p) for p in paths] if paths is not None else lfw_sample(lfw_root, None, seed)
@@ -559,9 +568,11 @@ def add_throughput_arguments(parser) -> None:
     """The regressor-backend options shared by ``fiqa bench runtime`` and
     ``benchmarks/runtime.py``."""
     parser.add_argument("--regressor-backend", nargs="+", default=["torch"],
-                        choices=list(THROUGHPUT_BACKENDS), metavar="BACKEND",
+                        choices=list(THROUGHPUT_VARIANTS), metavar="BACKEND",
                         help="backends each --regressor is timed with in the full breakdown "
-                             "(default torch; onnxruntime adds NAME@onnxruntime rows)")
+                             "(default torch; onnxruntime adds NAME@onnxruntime rows, "
+                             "onnxruntime-int8 NAME@onnxruntime-int8 rows where an int8 graph "
+                             "ships)")
     parser.add_argument("--throughput", action="store_true",
                         help="only the regressor throughput table: every --backends x "
                              "--thread-counts variant at every --batch-sizes on aligned LFW "
