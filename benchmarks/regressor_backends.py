@@ -8,11 +8,12 @@
 
 Variants, all on the same aligned celeba-subset faces (``$FIQA_CACHE/celeba-subset-aligned``,
 ``fiqa train`` builds it): torch eager fp32 (1 / 2 intra-op threads, channels_last, TorchScript
-freeze + optimize_for_inference), onnxruntime fp32 of the plain export (``export_onnx``) and of
-the blocked-PReLU export the ``backend="onnxruntime"`` scorer runs (graph optimizations ALL /
-EXTENDED, 1 / 2 intra-op threads, 2 single-threaded inferences at once = ``threads=2``), and with
-the shipped int8 graph that ``precision="int8"`` runs (``fiqa_sdk/weights/ediffiqa_mbf.int8.onnx``,
-built by ``fiqa_sdk.quality.regressor_onnx.quantize_int8`` from the blocked-PReLU export), and with
+freeze + optimize_for_inference), onnxruntime fp32 of the plain export (``export_onnx``), of
+the blocked-PReLU export and of the export the ``backend="onnxruntime"`` scorer runs (blocked
+PReLU + block 1's grouped conv split into depthwise convs) (graph optimizations ALL / EXTENDED,
+1 / 2 intra-op threads, 2 single-threaded inferences at once = ``threads=2``), the shipped int8
+graph that ``precision="int8"`` runs (``fiqa_sdk/weights/ediffiqa_mbf.int8.onnx``, built by
+``fiqa_sdk.quality.regressor_onnx.quantize_int8`` from the scorer's export), and with
 ``--int8`` onnxruntime int8 models built by ``onnxruntime.quantization`` from the plain export:
 static (QDQ and QOperator, per-channel, MinMax or Percentile calibration on 256 celeba faces,
 optionally reduce_range / uint8 weights / the first conv and the Gemms kept fp32) and dynamic.
@@ -28,7 +29,8 @@ pAUC@0.2/0.3 on LFW pairs.txt with ArcFace comparisons (as ``fiqa bench quality 
 lfw-pairs``; detections and embeddings come from the ``$FIQA_CACHE/lfw`` cache) of torch fp32
 and of each int8 variant. Models are written to ``--work`` (default $FIQA_CACHE/regressor-backends).
 ``--profile``: instead of the timing runs, onnxruntime's profiler (``SessionOptions.enable_profiling``)
-on the plain and the blocked-PReLU graph, the shipped int8 graph (and with ``--int8`` the default
+on the plain, the blocked-PReLU and the shipped fp32 graph, the shipped int8 graph (and with
+``--int8`` the default
 static int8 model), one
 intra-op thread, ``ORT_ENABLE_ALL``, batch 16 (``--batches``): the median over ``--rounds`` runs
 (default 5, after a warm-up run) of the kernel time per op type, in ms per face, the node count
@@ -390,12 +392,12 @@ def lfw_pairs_pauc(variants: dict[str, Path | None], log) -> dict:
     return out
 
 
-def run_profile(args, argv, plain: Path, blocked: Path, calib, pool, batch: int, runs: int,
-                work: Path, faces_path: Path, t_start: float, log) -> int:
+def run_profile(args, argv, plain: Path, blocked: Path, split: Path, calib, pool, batch: int,
+                runs: int, work: Path, faces_path: Path, t_start: float, log) -> int:
     """``--profile``: onnxruntime's profiler on the graphs; prints Markdown, writes JSON."""
     import onnxruntime as ort
 
-    graphs = {"plain": plain, "blocked-PReLU": blocked}
+    graphs = {"plain": plain, "blocked-PReLU": blocked, "fp32-shipped": split}
     if args.int8:
         name = "int8-static-qdq"
         log(f"building {name}")
@@ -415,7 +417,8 @@ def run_profile(args, argv, plain: Path, blocked: Path, calib, pool, batch: int,
         log(f"profiling {name} ({runs} runs of batch {batch})")
         profiles[name] = profile_graph(path, faces, runs, work / f"profile-{name}")
     macs = graph_macs(plain)
-    sources = {"plain": op_counts(plain), "blocked-PReLU": op_counts(blocked)}
+    sources = {"plain": op_counts(plain), "blocked-PReLU": op_counts(blocked),
+               "fp32-shipped": op_counts(split)}
     result = {"benchmark": "regressor-backends-profile", "faces": str(faces_path),
               "onnxruntime": ort.__version__, "batch": batch, "runs": runs,
               "profiles": profiles, "source_op_counts": sources,
@@ -488,16 +491,22 @@ def main(argv=None) -> int:
     model, _ = load_regressor(shipped_weights("ediffiqa"))
     model.eval().requires_grad_(False)
     plain = work / "ediffiqa-fp32-plain.onnx"
-    blocked = work / "ediffiqa-fp32-blocked-prelu.onnx"
+    from fiqa_sdk._onnx import blocked_prelu_bytes
+    from fiqa_sdk.quality.regressor_onnx import GRAPH_VERSION
+
+    blocked = work / "ediffiqa-fp32-blocked-prelu-only.onnx"  # PReLU rewrite only
+    split = work / f"ediffiqa-fp32-shipped-g{GRAPH_VERSION}.onnx"  # + block 1 split
     if not plain.is_file():
         export_onnx(model, plain)
     if not blocked.is_file():
-        export_onnx(model, blocked, blocked_prelu=True)
+        blocked.write_bytes(blocked_prelu_bytes(plain))
+    if not split.is_file():
+        export_onnx(model, split, blocked_prelu=True)
     quick = args.quick
     batches = args.batches or ([16] if quick or args.profile else [1, 16, 64])
     rounds = args.rounds or (3 if quick else 5 if args.profile else 7)
     if args.profile:
-        return run_profile(args, argv, plain, blocked, calib, pool, batches[0], rounds, work,
+        return run_profile(args, argv, plain, blocked, split, calib, pool, batches[0], rounds, work,
                            faces_path, t_start, log)
 
     variants = {
@@ -506,7 +515,9 @@ def main(argv=None) -> int:
         "onnxruntime plain t1": ort_fn(plain, 1),
         "onnxruntime blocked-PReLU t1": ort_fn(blocked, 1),
         "onnxruntime blocked-PReLU t2 (intra-op)": ort_fn(blocked, 2),
-        "onnxruntime blocked-PReLU 2x t1 (threads=2)": ort_fn(blocked, 1, workers=2),
+        "onnxruntime blocked-PReLU 2x t1": ort_fn(blocked, 1, workers=2),
+        "onnxruntime fp32 shipped (blocked-PReLU + split block 1) t1": ort_fn(split, 1),
+        "onnxruntime fp32 shipped 2x t1 (threads=2)": ort_fn(split, 1, workers=2),
     }
     from fiqa_sdk.quality.regressor_onnx import shipped_int8
 

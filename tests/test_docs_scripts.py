@@ -70,6 +70,10 @@ def test_regressor_backends_profile(astronaut, astronaut_face, tmp_path, monkeyp
     assert src["plain"]["PRelu"] == 34 and "PRelu" not in src["blocked-PReLU"]
     assert src["blocked-PReLU"]["Relu"] == 34
     assert src["blocked-PReLU"]["Conv"] == src["plain"]["Conv"] + 34
+    # the scorer's export also splits block 1 (64 groups of 2 channels) into 2 depthwise convs
+    assert src["fp32-shipped"]["Conv"] == src["blocked-PReLU"]["Conv"] + 1
+    assert src["fp32-shipped"]["Gather"] == 1
+    assert "int8-shipped" in res["profiles"]
     plain, blocked = res["profiles"]["plain"], res["profiles"]["blocked-PReLU"]
     assert plain["runs"] == blocked["runs"] == 2  # the warm-up run is left out
     assert plain["nodes_as_run"]["PRelu"] == 34 and plain["ms_per_face"]["PRelu"] > 0

@@ -211,21 +211,53 @@ def test_runtime_throughput(tiny_lfw, tmp_path, capsys):
 
 # -- int8 (precision="int8") ----------------------------------------------------------------
 def _tiny_regressor():
-    """A small QualityRegressor with the structures the int8 recipe cares about: PReLUs (the
-    blocked rewrite) and a grouped, non-depthwise 3x3 convolution (kept fp32)."""
+    """A small QualityRegressor with the structures the export and the int8 recipe care about:
+    PReLUs (the blocked rewrite), a grouped convolution of 4 groups of 2 -> 2 channels (split
+    into depthwise ones) and one of 4 groups of 2 -> 4 channels (cannot be split: kept fp32)."""
     from fiqa_sdk.quality.ediffiqa import QualityRegressor
 
     torch.manual_seed(0)
     backbone = nn.Sequential(
         nn.Conv2d(3, 8, 3, stride=4, padding=1), nn.PReLU(8),
         nn.Conv2d(8, 8, 3, padding=1, groups=4), nn.PReLU(8),
-        nn.Conv2d(8, 16, 1), nn.PReLU(16),
+        nn.Conv2d(8, 16, 3, padding=1, groups=4), nn.PReLU(16),
         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 512))
     return QualityRegressor(backbone).eval()
 
 
+@pytest.mark.parametrize("k, groups", [(2, 4), (3, 2), (4, 3)])
+def test_grouped_conv_rewrite_is_the_conv(k, groups):
+    """fiqa_sdk._onnx.rewrite_grouped_conv on torch's export of a grouped conv with k -> k
+    channels per group (bias, stride 2, padding): k depthwise convs, same outputs; a group of
+    other shape is kept."""
+    import onnx
+
+    from fiqa_sdk._onnx import make_session, rewrite_grouped_conv, rewritten_bytes
+
+    torch.manual_seed(0)
+    c = k * groups
+    net = nn.Sequential(nn.Conv2d(c, c, 3, stride=2, padding=1, groups=groups),
+                        nn.Conv2d(c, 2 * c, 3, padding=1, groups=groups)).eval()
+    buf = __import__("io").BytesIO()
+    with torch.no_grad():
+        torch.onnx.export(net, (torch.zeros(1, c, 9, 9),), buf, input_names=["x"],
+                          output_names=["y"], dynamic_axes={"x": {0: "n"}, "y": {0: "n"}},
+                          opset_version=17, do_constant_folding=False, dynamo=False)
+    data = rewritten_bytes(buf.getvalue(), rewrite_grouped_conv)
+    g = onnx.load_from_string(data).graph
+    groups_seen = sorted(next((a.i for a in n.attribute if a.name == "group"), 1)
+                         for n in g.node if n.op_type == "Conv")
+    assert groups_seen == [groups] + [c] * k  # the second conv kept, the first split in k
+    assert [n.op_type for n in g.node].count("Gather") == k - 1
+    x = torch.randn(3, c, 9, 9)
+    with torch.no_grad():
+        ref = net(x).numpy()
+    np.testing.assert_allclose(make_session(data).run(["y"], {"x": x.numpy()})[0], ref, atol=1e-5)
+
+
 def test_int8_recipe_on_a_tiny_regressor(real_crops, tmp_path):
-    """quantize_int8 via the scorer: the grouped conv and its PReLU stay fp32, the rest is
+    """quantize_int8 via the scorer: the splittable grouped conv is split and int8, the other
+    one and its PReLU stay fp32, the rest is
     QDQ int8, scores follow fp32, the graph is cached by model + calibration, and the model
     and crops passed are not modified."""
     import onnx
@@ -247,6 +279,8 @@ def test_int8_recipe_on_a_tiny_regressor(real_crops, tmp_path):
     grouped = [n for n in g.node if n.op_type == "Conv"
                and any(a.name == "group" and a.i == 4 for a in n.attribute)]
     assert len(grouped) == 1 and grouped[0].input[1] in inits  # fp32 weights, no DequantizeLinear
+    split = [n for n in g.node if n.op_type == "Conv" and "_dw" in n.name]
+    assert len(split) == 2 and all(n.input[1] not in inits for n in split)  # int8 (via DQ)
     ops = [n.op_type for n in g.node]
     assert ops.count("QuantizeLinear") >= 5 and "PRelu" not in ops
     got = s.score(real_crops)
@@ -267,7 +301,7 @@ def test_int8_recipe_on_a_tiny_regressor(real_crops, tmp_path):
     # the kept nodes, by name, on the fp32 graph
     pre = onnx.load_from_string(ro.export_bytes(model))
     kept = ro.int8_fp32_nodes(pre)
-    assert len(kept) == 4 and all("/backbone.2/" in k or "/backbone.3/" in k for k in kept)
+    assert len(kept) == 4 and all("/backbone.4/" in k or "/backbone.5/" in k for k in kept)
 
 
 def test_int8_shipped_graph(real_crops, astronaut, astronaut_face):

@@ -19,6 +19,10 @@ Why it is faster (measured on a 2-core AVX2 EPYC, see docs/benchmarks.md "Runtim
   ``y - (1 - a) y = a y``). Other PReLUs stay. 1.4x on one thread. The rewrite is on the
   exported graph (:func:`fiqa_sdk._onnx.rewrite_blocked_prelu`), the one the ArcFace embedder
   applies to ``w600k_mbf.onnx``.
+- **No grouped convolution.** MobileFaceNet's block 1 is a 3x3 convolution in 64 groups of 2
+  channels, which onnxruntime runs with a slow generic kernel (1.2 ms per face in fp32, 8.7 ms
+  in int8); :func:`fiqa_sdk._onnx.rewrite_grouped_conv` writes it as two depthwise
+  convolutions (one on the channels swapped within each pair, a ``Gather``) and an ``Add``.
 - **Data-parallel threads.** ``threads=k`` runs ``k`` single-threaded inferences at once, each
   on a share of the batch (onnxruntime releases the GIL); on this machine that beat one
   inference with ``k`` intra-op threads (~1.08x more faces/s at 2 threads, batch 16-64). A
@@ -28,10 +32,10 @@ Why it is faster (measured on a 2-core AVX2 EPYC, see docs/benchmarks.md "Runtim
 weights with ``reduce_range``, uint8 activations calibrated by the 99.999th percentile). The
 shipped ``ediffiqa`` weights come with their int8 graph (``fiqa_sdk/weights/*.int8.onnx``,
 sha256-checked, calibrated on 256 aligned celeba-subset faces); other weights are quantized once
-from a ``calibration`` set of aligned crops and cached. One layer stays fp32: MobileFaceNet's
-grouped 3x3 convolution of block 1 (64 groups of 2 channels) with its PReLU, for which
-onnxruntime's int8 kernel is ~10x slower than fp32. On a CPU with AVX-512 VNNI this runs 2.0x
-faster than fp32 (244 vs 122 faces/s with threads=2; Spearman 0.993 with the fp32 scores). It
+from a ``calibration`` set of aligned crops and cached. It quantizes the graph above (blocked
+PReLU, block 1 split into depthwise convolutions: every layer int8); a grouped convolution that
+cannot be split would stay fp32 (:func:`int8_fp32_nodes`). On a CPU with AVX-512 VNNI this runs
+INT8X faster than fp32 (INT8FPS vs FP32FPS faces/s with threads=2; Spearman INT8SP with the fp32 scores). It
 was not timed on a CPU without VNNI, where onnxruntime's plain int8 models were *slower* than
 fp32 (docs/benchmarks.md "eDifFIQA throughput"); fp32 stays the default.
 """
@@ -60,13 +64,14 @@ PRECISIONS = ("fp32", "int8")
 #: cache key through :data:`INT8_VERSION`).
 INT8_RECIPE = {"format": "QDQ", "weights": "int8 per-channel, reduce_range",
                "activations": "uint8 per-tensor", "calibration": "percentile 99.999",
-               "fp32_nodes": "grouped (non-depthwise) convolutions and the PReLU after each"}
+               "source": "export_bytes (blocked PReLU, grouped convolutions split)",
+               "fp32_nodes": "grouped convolutions that could not be split, and their PReLUs"}
 #: Version of :data:`INT8_RECIPE` (bump when the recipe changes).
 INT8_VERSION = 1
 #: Fewest calibration crops :func:`quantize_int8` accepts.
 MIN_CALIBRATION = 16
 #: Version of the exported graph's form: part of the cache key (bump when the export changes).
-GRAPH_VERSION = 3
+GRAPH_VERSION = 4
 OPSET = 17
 
 
@@ -97,11 +102,13 @@ def check_precision(precision: object, backend: str) -> str:
 def export_bytes(model: nn.Module, blocked_prelu: bool = True, opset: int = OPSET) -> bytes:
     """The ONNX graph of a :class:`~fiqa_sdk.quality.ediffiqa.QualityRegressor` (input
     ``input``, outputs ``quality`` and ``embedding``; see
-    :func:`~fiqa_sdk.quality.ediffiqa.export_onnx`), serialized; ``blocked_prelu``: with the
-    PReLUs rewritten by :func:`fiqa_sdk._onnx.rewrite_blocked_prelu`. ``model`` is not changed."""
+    :func:`~fiqa_sdk.quality.ediffiqa.export_onnx`), serialized; ``blocked_prelu``: in the form
+    onnxruntime's CPU kernels run fastest, the same function: PReLUs rewritten by
+    :func:`fiqa_sdk._onnx.rewrite_blocked_prelu` and grouped convolutions split into depthwise
+    ones by :func:`fiqa_sdk._onnx.rewrite_grouped_conv`. ``model`` is not changed."""
     import warnings
 
-    from .._onnx import blocked_prelu_bytes
+    from .._onnx import rewrite_blocked_prelu, rewrite_grouped_conv, rewritten_bytes
     from .ediffiqa import _QualityOutputs
 
     wrapper = _QualityOutputs(copy.deepcopy(model).cpu().eval()).eval()
@@ -117,7 +124,9 @@ def export_bytes(model: nn.Module, blocked_prelu: bool = True, opset: int = OPSE
                                         "embedding": {0: "n"}},
                           opset_version=opset, do_constant_folding=False, dynamo=False)
     data = buf.getvalue()
-    return (blocked_prelu_bytes(data) or data) if blocked_prelu else data
+    if not blocked_prelu:
+        return data
+    return rewritten_bytes(data, rewrite_blocked_prelu, rewrite_grouped_conv) or data
 
 
 def tensor_digest(model: nn.Module) -> str:
@@ -156,13 +165,16 @@ def cached_graph(model: nn.Module, tag: str = "regressor", cache_dir: str | Path
 def int8_fp32_nodes(model) -> list[str]:
     """Names of the nodes of an ``onnx.ModelProto`` that :func:`quantize_int8` keeps in fp32:
     every grouped convolution that is neither dense nor depthwise (``group > 1`` and more than
-    one input channel per group, e.g. MobileFaceNet's block 1: 64 groups of 2 channels) and the
-    blocked PReLU (:func:`fiqa_sdk._onnx.rewrite_blocked_prelu`) that reads its output.
+    one input channel per group) and the blocked PReLU (:func:`fiqa_sdk._onnx.rewrite_blocked_prelu`)
+    that reads its output. In graphs from :func:`export_bytes` such convolutions are already
+    split by :func:`fiqa_sdk._onnx.rewrite_grouped_conv` where their shape allows (all of
+    MobileFaceNet's), so this is the fallback for the others.
 
-    Why: onnxruntime's int8 kernel for such a convolution took 11.5 ms per face against 1.2 ms
-    in fp32 (profiled on an AVX-512 VNNI EPYC, 1 thread, batch 16), more than the whole rest of
-    the int8 network; keeping its PReLU in fp32 too leaves no quantize / dequantize pair between
-    the two, so onnxruntime does not fuse the convolution back into an int8 ``QLinearConv``."""
+    Why: onnxruntime's int8 kernel for such a convolution took 8.7 ms per face against 1.2 ms
+    in fp32 (MobileFaceNet's block 1, profiled on an AVX-512 VNNI EPYC, 1 thread, batch 16), more
+    than the whole rest of the int8 network; keeping its PReLU in fp32 too leaves no quantize /
+    dequantize pair between the two, so onnxruntime does not fuse the convolution back into an
+    int8 ``QLinearConv``."""
     g = model.graph
     inits = {i.name: i for i in g.initializer}
     consumers: dict[str, list] = {}
