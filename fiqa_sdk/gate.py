@@ -427,8 +427,14 @@ class QualityGate:
     def save(self, path: str | os.PathLike) -> Path:
         """Write the gate's configuration (backend names, threshold, face policy, version)."""
         cfg = self.config()
+        try:
+            text = json.dumps(cfg, indent=2) + "\n"
+        except TypeError as exc:  # e.g. scorer_options={"calibration": <array>}
+            raise GateError(f"the gate cannot be saved: scorer_options must hold JSON values "
+                            f"(numbers, strings, lists; e.g. calibration as a .npy file path "
+                            f"string): {exc}") from None
         p = Path(path)
-        p.write_text(json.dumps(cfg, indent=2) + "\n")
+        p.write_text(text)
         return p
 
     @classmethod

@@ -360,6 +360,12 @@ def test_int8_cli_and_gate(capsys, tmp_path):
     gate = fq.QualityGate(scorer_options={"backend": "onnxruntime", "precision": "int8"})
     loaded = fq.QualityGate.load(gate.save(tmp_path / "gate.json"))
     assert loaded.scorer.precision == "int8"
+    # options the scorer accepts but JSON cannot hold (e.g. calibration crops as an array, or
+    # a numpy integer): the gate works, saving it is a clear GateError
+    odd = fq.QualityGate(scorer_options={"backend": "onnxruntime", "threads": np.int64(2)})
+    with pytest.raises(GateError, match="JSON"):
+        odd.save(tmp_path / "odd.json")
+    assert not (tmp_path / "odd.json").exists()
 
 
 def test_runtime_throughput_int8(tiny_lfw, tmp_path):

@@ -97,7 +97,7 @@ def test_arcface_embeddings(astronaut, retinaface, arcface):
 def test_arcface_fast_prelu_is_the_same_function(astronaut, retinaface, arcface):
     """The PReLU rewrite (CPU default) changes the speed, not the embedding."""
     onnx = pytest.importorskip("onnx")
-    from fiqa_sdk._onnx import blocked_prelu_bytes
+    from fiqa_sdk._onnx import rewrite_blocked_prelu, rewrite_grouped_conv, rewritten_bytes
     from fiqa_sdk.embed.arcface import default_model_path
 
     assert arcface.fast_prelu
@@ -106,11 +106,15 @@ def test_arcface_fast_prelu_is_the_same_function(astronaut, retinaface, arcface)
     face = fq.align_face(astronaut, retinaface.detect(astronaut)[0])
     crops = np.stack([face, face[:, ::-1], np.full_like(face, 128)])
     np.testing.assert_allclose(arcface.embed_raw(crops), plain.embed_raw(crops), atol=2e-5)
-    rewritten = onnx.load_from_string(blocked_prelu_bytes(default_model_path()))
+    rewritten = onnx.load_from_string(rewritten_bytes(default_model_path(), rewrite_blocked_prelu,
+                                                      rewrite_grouped_conv))
     ops = [n.op_type for n in rewritten.graph.node]
     original = [n.op_type for n in onnx.load(str(default_model_path())).graph.node]
     assert "PRelu" not in ops and original.count("PRelu") > 0
     assert ops.count("Relu") == original.count("Relu") + original.count("PRelu")
+    # block 1's conv (64 groups of 2 channels) as two depthwise convs + a channel swap
+    assert ops.count("Gather") == original.count("Gather") + 1
+    assert ops.count("Conv") == original.count("Conv") + original.count("PRelu") + 1
 
 
 def test_arcface_bad_weights_file_refused(tmp_path):
