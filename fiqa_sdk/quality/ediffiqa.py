@@ -405,9 +405,11 @@ def export_onnx(model: QualityRegressor | RegressorScorer, path: str | Path, ops
 
     Uses torch's TorchScript-based exporter with constant folding off: with folding on, the
     exported MobileFaceNet's head gave wrong outputs (measured, torch 2.13).
-    ``blocked_prelu=True`` then rewrites each PReLU with ops onnxruntime's NCHWc optimizer keeps
-    in its blocked layout (same function, ~1.4x faster in onnxruntime on CPU;
-    :func:`fiqa_sdk._onnx.rewrite_blocked_prelu`), as ``backend="onnxruntime"`` runs it.
+    ``blocked_prelu=True`` then writes the graph ``backend="onnxruntime"`` runs: each PReLU with
+    ops onnxruntime's NCHWc optimizer keeps in its blocked layout
+    (:func:`fiqa_sdk._onnx.rewrite_blocked_prelu`) and grouped convolutions split into
+    depthwise ones (:func:`fiqa_sdk._onnx.rewrite_grouped_conv`); the same function, ~1.7x
+    faster in onnxruntime on one CPU thread (docs/benchmarks.md "eDifFIQA throughput").
     """
     from .regressor_onnx import export_bytes
 
