@@ -408,7 +408,7 @@ def export_onnx(model: QualityRegressor | RegressorScorer, path: str | Path, ops
     ``blocked_prelu=True`` then writes the graph ``backend="onnxruntime"`` runs: each PReLU with
     ops onnxruntime's NCHWc optimizer keeps in its blocked layout
     (:func:`fiqa_sdk._onnx.rewrite_blocked_prelu`) and grouped convolutions split into
-    depthwise ones (:func:`fiqa_sdk._onnx.rewrite_grouped_conv`); the same function, ~1.7x
+    depthwise ones (:func:`fiqa_sdk._onnx.rewrite_grouped_conv`); the same function, ~1.6x
     faster in onnxruntime on one CPU thread (docs/benchmarks.md "eDifFIQA throughput").
     """
     from .regressor_onnx import export_bytes
