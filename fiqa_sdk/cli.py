@@ -472,7 +472,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="threads of a regressor scorer (see RegressorScorer)")
     a.add_argument("--scorer-precision", default=None, choices=["fp32", "int8"],
                    help="with --scorer-backend onnxruntime: int8 runs the shipped int8 ediffiqa "
-                        "graph (2x the fp32 faces/s on a CPU with AVX-512 VNNI)")
+                        "graph (~2.4x the fp32 faces/s on a CPU with AVX-512 VNNI)")
     a.add_argument("--face-policy", default="largest",
                    choices=["largest", "central", "confidence", "all"])
     a.add_argument("--threshold", type=float, default=None, help="accept scores >= this")

@@ -178,6 +178,40 @@ def test_export_onnx_with_parity(tiny_regressor, tmp_path, capsys):
     assert rec["outputs"] == {"quality": ["n"], "embedding": ["n", 512]}
 
 
+def test_export_onnx_int8(tiny_regressor, tmp_path, capsys):
+    """--int8: the int8 graph, its sidecar (sha256 of the file, calibration) and the one JSON
+    line (the quantizer's own prints kept off stdout); --calibration* only with --int8."""
+    import numpy as np
+
+    import fiqa_sdk as fq
+    from fiqa_sdk._weights import sha256_file
+    from fiqa_sdk.cli import sample_image
+
+    img = sample_image()
+    face = fq.create_detector("retinaface").detect(img)[0]
+    calib = tmp_path / "faces.npy"
+    np.save(calib, np.concatenate([graded_crops(img, face, 10, period=5), graded_crops(
+        img, face, 10, period=5)[:, :, ::-1]]))
+    out = tmp_path / "tiny.int8.onnx"
+    rc = main(["export", "onnx", "--scorer", "ediffiqa", "--weights", str(tiny_regressor),
+               "--int8", "--calibration", str(calib), "--calibration-count", "16",
+               "--out", str(out)])
+    captured = capsys.readouterr()
+    assert rc == 0, captured.err
+    rec = json.loads(captured.out.strip().splitlines()[-1])
+    assert rec["precision"] == "int8" and rec["calibration_crops"] == 16
+    assert 0 < rec["max_abs_diff"] <= rec["tolerance"] == 0.1
+    side = json.loads(out.with_suffix(".json").read_text())
+    assert side["sha256"] == sha256_file(out) == rec["sha256"] and side["file"] == out.name
+    assert side["calibration"]["file"] == f"{tmp_path.name}/faces.npy"
+    assert side["calibration"]["selection"] == "16 evenly spaced"
+    assert captured.out.count("\n") == 1  # the quantizer printed nothing to stdout
+    assert main(["export", "onnx", "--scorer", "ediffiqa", "--calibration", str(calib),
+                 "--out", str(out)]) == 1  # --calibration without --int8
+    assert main(["export", "onnx", "--scorer", "ediffiqa", "--calibration-count", "3",
+                 "--out", str(out)]) == 1
+
+
 def test_export_onnx_parity_failure_exits_1(tiny_regressor, tmp_path, capsys, monkeypatch):
     from fiqa_sdk.quality import ediffiqa
 
