@@ -392,8 +392,9 @@ def lfw_pairs_pauc(variants: dict[str, Path | None], log) -> dict:
     return out
 
 
-def run_profile(args, argv, plain: Path, blocked: Path, split: Path, calib, pool, batch: int,
-                runs: int, work: Path, faces_path: Path, t_start: float, log) -> int:
+def run_profile(args, argv, plain: Path, blocked: Path, split: Path, int8_shipped: Path | None,
+                calib, pool, batch: int, runs: int, work: Path, faces_path: Path, t_start: float,
+                log) -> int:
     """``--profile``: onnxruntime's profiler on the graphs; prints Markdown, writes JSON."""
     import onnxruntime as ort
 
@@ -402,12 +403,8 @@ def run_profile(args, argv, plain: Path, blocked: Path, split: Path, calib, pool
         name = "int8-static-qdq"
         log(f"building {name}")
         graphs[name] = build_int8(plain, work / f"ediffiqa-{name}.onnx", calib, **INT8[name])
-    from fiqa_sdk.quality.ediffiqa import load_regressor, shipped_weights
-    from fiqa_sdk.quality.regressor_onnx import shipped_int8
-
-    shipped = shipped_int8(load_regressor(shipped_weights("ediffiqa"))[0])
-    if shipped is not None:  # what precision="int8" runs
-        graphs["int8-shipped"] = shipped
+    if int8_shipped is not None:  # what precision="int8" runs
+        graphs["int8-shipped"] = int8_shipped
     faces = np.ascontiguousarray(pool[:batch])
     if len(faces) < batch:
         raise SystemExit(f"regressor_backends: --profile needs {batch} faces, {faces_path} has "
@@ -482,7 +479,9 @@ def main(argv=None) -> int:
     calib = np.ascontiguousarray(faces[0::24][:256])  # every 24th face
     # the shipped int8 graph was calibrated on 256 evenly spaced faces of the celeba cache
     # (fiqa_sdk/weights/ediffiqa_mbf.int8.json): held-out faces avoid both calibration sets
-    shipped_calib = set(np.linspace(0, len(faces) - 1, 256).round().astype(int).tolist())
+    from fiqa_sdk.quality.regressor_onnx import calibration_indices, shipped_int8
+
+    shipped_calib = set(calibration_indices(len(faces), 256).tolist())
     held_idx = [i for i in range(1, len(faces), 4) if i not in shipped_calib][:1000]
     held = np.ascontiguousarray(faces[held_idx])  # 1 mod 4: disjoint from calib (0 mod 4)
     pool = np.ascontiguousarray(faces[3000:3064] if len(faces) >= 3064 else faces[-64:])
@@ -490,6 +489,7 @@ def main(argv=None) -> int:
     work.mkdir(parents=True, exist_ok=True)
     model, _ = load_regressor(shipped_weights("ediffiqa"))
     model.eval().requires_grad_(False)
+    int8_shipped = shipped_int8(model)  # the graph precision="int8" runs (None: not shipped)
     plain = work / "ediffiqa-fp32-plain.onnx"
     from fiqa_sdk._onnx import blocked_prelu_bytes
     from fiqa_sdk.quality.regressor_onnx import GRAPH_VERSION
@@ -506,8 +506,8 @@ def main(argv=None) -> int:
     batches = args.batches or ([16] if quick or args.profile else [1, 16, 64])
     rounds = args.rounds or (3 if quick else 5 if args.profile else 7)
     if args.profile:
-        return run_profile(args, argv, plain, blocked, split, calib, pool, batches[0], rounds, work,
-                           faces_path, t_start, log)
+        return run_profile(args, argv, plain, blocked, split, int8_shipped, calib, pool,
+                           batches[0], rounds, work, faces_path, t_start, log)
 
     variants = {
         "torch t1": torch_fn(model, 1),
@@ -519,10 +519,7 @@ def main(argv=None) -> int:
         "onnxruntime fp32 shipped (blocked-PReLU + split block 1) t1": ort_fn(split, 1),
         "onnxruntime fp32 shipped 2x t1 (threads=2)": ort_fn(split, 1, workers=2),
     }
-    from fiqa_sdk.quality.regressor_onnx import shipped_int8
-
-    int8_shipped = shipped_int8(model)
-    if int8_shipped is not None:  # what precision="int8" runs
+    if int8_shipped is not None:
         variants["onnxruntime int8 shipped t1"] = ort_fn(int8_shipped, 1)
         variants["onnxruntime int8 shipped 2x t1 (threads=2)"] = ort_fn(int8_shipped, 1, workers=2)
     if not quick:

@@ -3,6 +3,7 @@ export cache, typed errors, the gate option and the runtime throughput mode."""
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
@@ -238,7 +239,7 @@ def test_grouped_conv_rewrite_is_the_conv(k, groups):
     c = k * groups
     net = nn.Sequential(nn.Conv2d(c, c, 3, stride=2, padding=1, groups=groups),
                         nn.Conv2d(c, 2 * c, 3, padding=1, groups=groups)).eval()
-    buf = __import__("io").BytesIO()
+    buf = io.BytesIO()
     with torch.no_grad():
         torch.onnx.export(net, (torch.zeros(1, c, 9, 9),), buf, input_names=["x"],
                           output_names=["y"], dynamic_axes={"x": {0: "n"}, "y": {0: "n"}},

@@ -63,6 +63,27 @@ THROUGHPUT_VARIANTS = {"torch": ("torch", "fp32"), "onnxruntime": ("onnxruntime"
                        "onnxruntime-int8": ("onnxruntime", "int8")}
 
 
+def _check_variants(backends: Sequence[str], what: str) -> list[str]:
+    """``backends`` as a list if every one is a key of :data:`THROUGHPUT_VARIANTS`, else
+    :class:`~fiqa_sdk.errors.InvalidArgumentError` (``what`` names them in the message)."""
+    unknown = [b for b in backends if b not in THROUGHPUT_VARIANTS]
+    if unknown:
+        raise InvalidArgumentError(f"{what} must be among {list(THROUGHPUT_VARIANTS)}, "
+                                   f"got {unknown}")
+    return list(backends)
+
+
+def _variant_scorer(name: str, path: str, variant: str, **kw: Any):
+    """Regressor ``name`` (weights ``path``) for a :data:`THROUGHPUT_VARIANTS` key: its backend
+    and, unless fp32, its precision (InvalidArgumentError, e.g. no shipped int8 graph)."""
+    from ..quality import create_scorer
+
+    backend, precision = THROUGHPUT_VARIANTS[variant]
+    if precision != "fp32":
+        kw["precision"] = precision
+    return create_scorer(name, weights=path, backend=backend, **kw)
+
+
 class StageTimer:
     """Accumulates wall seconds per stage name."""
 
@@ -185,20 +206,14 @@ def run_runtime_bench(weights: str | Path | None = None,
             "embedding-norm": create_scorer("embedding-norm", embedder=emb),
             "flip-consistency": create_scorer("flip-consistency", embedder=emb),
         }
-        unknown = [b for b in regressor_backends if b not in THROUGHPUT_VARIANTS]
-        if unknown:
-            raise InvalidArgumentError(f"regressor backends must be among "
-                                       f"{list(THROUGHPUT_VARIANTS)}, got {unknown}")
+        reg_backends = _check_variants(regressor_backends, "regressor backends")
         for name, path in regressors.items():
-            for b in regressor_backends:
-                backend, precision = THROUGHPUT_VARIANTS[b]
-                extra = {"precision": precision} if precision != "fp32" else {}
+            for b in reg_backends:
                 try:
-                    configs[name if b == "torch" else f"{name}@{b}"] = create_scorer(
-                        name, weights=path, batch_size=regressor_batch, backend=backend,
-                        **ort, **extra)
+                    configs[name if b == "torch" else f"{name}@{b}"] = _variant_scorer(
+                        name, path, b, batch_size=regressor_batch, **ort)
                 except InvalidArgumentError as exc:  # e.g. no shipped int8 graph: no row
-                    if not extra:
+                    if THROUGHPUT_VARIANTS[b][1] == "fp32":
                         raise
                     log(f"no {name}@{b} row: {exc}")
 
@@ -420,11 +435,7 @@ def run_regressor_throughput(regressors: Mapping[str, str] | Sequence[str] | Non
 
     if images < 1 or rounds < 1 or not batch_sizes or any(int(b) < 1 for b in batch_sizes):
         raise EvaluationError("images, rounds and batch sizes must be >= 1")
-    unknown = [b for b in backends if b not in THROUGHPUT_VARIANTS]
-    if unknown:
-        raise InvalidArgumentError(f"backends must be among {list(THROUGHPUT_VARIANTS)}, "
-                                   f"got {unknown}")
-    backends = list(backends)
+    backends = _check_variants(backends, "backends")
     threads = [int(t) for t in threads]
     if not threads or any(t < 1 for t in threads):
         raise EvaluationError(f"threads must be ints >= 1, got {threads}")
@@ -445,11 +456,8 @@ def run_regressor_throughput(regressors: Mapping[str, str] | Sequence[str] | Non
             for b in backends:
                 for t in threads:
                     log(f"building {name} {b} threads={t}")
-                    backend, precision = THROUGHPUT_VARIANTS[b]
-                    opts = {"precision": precision} if precision != "fp32" else {}
                     try:
-                        variants[(name, b, t)] = create_scorer(name, weights=path, backend=backend,
-                                                               threads=t, **opts)
+                        variants[(name, b, t)] = _variant_scorer(name, path, b, threads=t)
                     except InvalidArgumentError as exc:  # e.g. no shipped int8 graph
                         raise EvaluationError(f"{name} with backend {b}: {exc}") from None
         reference: dict[str, np.ndarray] = {}

@@ -249,8 +249,8 @@ class RegressorScorer(Scorer):
     precision : {"fp32", "int8"}
         With ``backend="onnxruntime"``: ``"int8"`` runs a static int8 graph
         (:func:`fiqa_sdk.quality.regressor_onnx.quantize_int8`): the shipped one for the shipped
-        ``ediffiqa`` weights, else one quantized once from ``calibration`` and cached. 2.0x
-        the fp32 faces/s on a CPU with AVX-512 VNNI, Spearman 0.993 with the fp32 scores;
+        ``ediffiqa`` weights, else one quantized once from ``calibration`` and cached. 2.4x
+        the fp32 faces/s on a CPU with AVX-512 VNNI, Spearman 0.992 with the fp32 scores;
         not timed without VNNI, where plain int8 models were slower than fp32
         (docs/benchmarks.md "eDifFIQA throughput").
     calibration : array, path or None

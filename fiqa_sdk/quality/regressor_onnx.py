@@ -36,9 +36,8 @@ from a ``calibration`` set of aligned crops and cached. It quantizes the graph a
 PReLU, block 1 split into depthwise convolutions: every layer int8); a grouped convolution that
 cannot be split would stay fp32 (:func:`int8_fp32_nodes`). On a CPU with AVX-512 VNNI this runs
 2.4x faster than fp32 (400 vs 167 faces/s with threads=2, batch 16; Spearman 0.992 with the fp32
-scores). It
-was not timed on a CPU without VNNI, where onnxruntime's plain int8 models were *slower* than
-fp32 (docs/benchmarks.md "eDifFIQA throughput"); fp32 stays the default.
+scores). It was not timed on a CPU without VNNI, where onnxruntime's plain int8 models were
+*slower* than fp32 (docs/benchmarks.md "eDifFIQA throughput"); fp32 stays the default.
 """
 
 from __future__ import annotations
@@ -198,6 +197,12 @@ def int8_fp32_nodes(model) -> list[str]:
     return keep
 
 
+def calibration_indices(n: int, count: int) -> np.ndarray:
+    """Indices of ``count`` crops evenly spaced over a set of ``n`` (``calibration_crops``'s
+    selection, ``count < n``)."""
+    return np.linspace(0, n - 1, int(count)).round().astype(np.int64)
+
+
 def calibration_crops(calibration: object, count: int | None = None) -> np.ndarray:
     """Calibration crops for :func:`quantize_int8`: ``(N, 112, 112, 3)`` uint8 RGB aligned faces,
     as an array or a ``.npy`` file of one (e.g. a training cache's ``faces.npy``); ``count``:
@@ -220,7 +225,7 @@ def calibration_crops(calibration: object, count: int | None = None) -> np.ndarr
         if isinstance(count, bool) or not isinstance(count, (int, np.integer)) or count < 1:
             raise InvalidArgumentError(f"count must be an int >= 1, got {count!r}")
         if count < n:
-            calibration = calibration[np.linspace(0, n - 1, int(count)).round().astype(np.int64)]
+            calibration = calibration[calibration_indices(n, count)]
     if len(calibration) < MIN_CALIBRATION:
         raise InvalidArgumentError(f"int8 calibration needs at least {MIN_CALIBRATION} aligned "
                                    f"crops, got {len(calibration)}")
@@ -426,6 +431,7 @@ class OrtRegressor:
 
 
 __all__ = ["BACKENDS", "GRAPH_VERSION", "INT8_RECIPE", "INT8_VERSION", "MIN_CALIBRATION",
-           "OrtRegressor", "PRECISIONS", "cached_graph", "calibration_crops", "check_backend",
+           "OrtRegressor", "PRECISIONS", "cached_graph", "calibration_crops", "calibration_indices",
+           "check_backend",
            "check_precision", "export_bytes", "int8_fp32_nodes", "int8_graph", "quantize_int8",
            "shipped_int8", "tensor_digest", "to_blob"]
