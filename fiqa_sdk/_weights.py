@@ -22,7 +22,8 @@ KNOWN_SHA256 = {
     "retinaface_mnet025.onnx": "b7a7acab55e104dce6f32cdfff929bd83946da5cd869b9e2e9bdffafd1b7e4a5",
 }
 
-_verified: set[tuple[str, int, float]] = set()
+#: sha256 of the files hashed in this process, keyed by (resolved path, size, mtime)
+_hashes: dict[tuple[str, int, float], str] = {}
 
 
 def sha256_bytes(data: bytes) -> str:
@@ -35,6 +36,17 @@ def sha256_file(path: str | Path) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+def file_sha256(path: str | Path) -> str:
+    """:func:`sha256_file`, computed once per process for a file (keyed by its resolved path,
+    size and mtime: a rewritten file is hashed again)."""
+    path = Path(path)
+    st = path.stat()
+    key = (str(path.resolve()), st.st_size, st.st_mtime)
+    if key not in _hashes:
+        _hashes[key] = sha256_file(path)
+    return _hashes[key]
 
 
 def _mismatch(what: str, expected: str, actual: str) -> WeightsError:
@@ -57,14 +69,9 @@ def verify_file(path: str | Path, expected: str | None = None) -> Path:
     expected = expected or KNOWN_SHA256.get(path.name)
     if expected is None:
         return path
-    st = path.stat()
-    key = (str(path.resolve()), st.st_size, st.st_mtime)
-    if key in _verified:
-        return path
-    actual = sha256_file(path)
+    actual = file_sha256(path)
     if actual != expected:
         raise _mismatch(str(path), expected, actual)
-    _verified.add(key)
     return path
 
 

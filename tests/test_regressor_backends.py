@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -111,6 +112,11 @@ def test_export_cache_is_reused_and_optional(tmp_path, monkeypatch):
     again = fq.create_scorer("diffiqa-r", backend="onnxruntime")
     assert again._ort.source == path
     monkeypatch.undo()
+    # a damaged cache file is exported again
+    ref = s.score(np.zeros((1, 112, 112, 3), np.uint8))
+    path.write_bytes(b"not an onnx graph")
+    fixed = fq.create_scorer("diffiqa-r", backend="onnxruntime")
+    assert fixed._ort.source == path and np.allclose(fixed.score(np.zeros((1, 112, 112, 3), np.uint8)), ref)
     # a cache folder that cannot be created: the graph is built in memory
     blocker = tmp_path / "file"
     blocker.write_text("x")
@@ -299,6 +305,20 @@ def test_int8_recipe_on_a_tiny_regressor(real_crops, tmp_path):
     again = fq.create_scorer("ediffiqa", weights=model, backend="onnxruntime", precision="int8",
                              calibration=calib)
     assert again._ort.source == path
+    # a damaged cache file is quantized again (once), not an error
+    path.write_bytes(b"not an onnx graph")
+    fixed = fq.create_scorer("ediffiqa", weights=model, backend="onnxruntime", precision="int8",
+                             calibration=calib)
+    assert fixed._ort.source == path and np.allclose(fixed.score(real_crops), got)
+    assert fixed.int8_sha256 == s.int8_sha256  # rewritten file: hashed anew, same recipe
+    # a cache folder that cannot be created: quantized in a temporary folder, kept as bytes
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    tmp_root = Path(tempfile.gettempdir())
+    before_tmp = set(tmp_root.glob("fiqa-int8-*"))
+    data = ro.int8_graph(model, "ediffiqa", calib, cache_dir=blocker / "sub")
+    assert isinstance(data, bytes) and data == path.read_bytes()
+    assert set(tmp_root.glob("fiqa-int8-*")) == before_tmp  # nothing left behind
     # the kept nodes, by name, on the fp32 graph
     pre = onnx.load_from_string(ro.export_bytes(model))
     kept = ro.int8_fp32_nodes(pre)

@@ -307,9 +307,11 @@ class RegressorScorer(Scorer):
             self._ort = OrtRegressor(self.model, device=device, threads=self.threads, tag=self.name,
                                      precision=self.precision, calibration=calibration)
             if self.precision == "int8":  # part of the bench cache key: which int8 graph
-                from .._weights import sha256_file
+                from .._weights import file_sha256, sha256_bytes
 
-                self.int8_sha256 = sha256_file(self._ort.source)
+                src = self._ort.source
+                self.int8_sha256 = (sha256_bytes(src) if isinstance(src, bytes)
+                                    else file_sha256(src))
         if shared_stem is not None:
             if not hasattr(self.model.backbone, "blocks") or not shared_stem.matches(self.model.backbone):
                 raise ValueError(f"{self.name}: the backbone's first {shared_stem.cut} blocks differ "

@@ -337,11 +337,12 @@ def shipped_int8(model: nn.Module) -> Path | None:
 
 
 def int8_graph(model: nn.Module, tag: str = "regressor", calibration: object = None,
-               cache_dir: str | Path | None = None) -> Path:
+               cache_dir: str | Path | None = None, refresh: bool = False) -> Path | bytes:
     """The int8 graph of ``model``: with ``calibration`` (see :func:`calibration_crops`),
     quantized by :func:`quantize_int8` once and cached under ``cache_dir`` (default
     ``$FIQA_CACHE/onnx``), keyed by the model's tensors, the calibration crops and
-    :data:`INT8_VERSION`; without, the shipped graph of these weights
+    :data:`INT8_VERSION` (``refresh``: quantize again even if cached), or the serialized bytes
+    when that folder cannot be written; without, the shipped graph of these weights
     (:func:`shipped_int8`) or :class:`~fiqa_sdk.errors.InvalidArgumentError`."""
     import tempfile
 
@@ -361,13 +362,13 @@ def int8_graph(model: nn.Module, tag: str = "regressor", calibration: object = N
     safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in tag)
     path = folder / (f"{safe}-{tensor_digest(model)}-g{GRAPH_VERSION}-op{OPSET}"
                      f"-int8v{INT8_VERSION}-c{cdig}.onnx")
-    if path.is_file():
+    if path.is_file() and not refresh:
         return path
     try:
         folder.mkdir(parents=True, exist_ok=True)
-    except OSError:  # an unwritable cache: quantize into a private temporary folder
-        folder = Path(tempfile.mkdtemp(prefix="fiqa-int8-"))
-        path = folder / path.name
+    except OSError:  # an unwritable cache: quantize in a temporary folder, keep the bytes
+        with tempfile.TemporaryDirectory(prefix="fiqa-int8-") as tmp:
+            return quantize_int8(export_bytes(model), crops, Path(tmp) / path.name).read_bytes()
     return quantize_int8(export_bytes(model), crops, path)
 
 
@@ -395,17 +396,20 @@ class OrtRegressor:
         self.precision = check_precision(precision, "onnxruntime")
         n_threads = 1 if threads else None
         if self.precision == "int8":
-            self.source: Path | bytes = int8_graph(model, tag, calibration, cache_dir)
-            self.session = make_session(self.source, device=device, threads=n_threads)
+            def graph(refresh: bool = False) -> Path | bytes:
+                return int8_graph(model, tag, calibration, cache_dir, refresh=refresh)
         else:
-            self.source = cached_graph(model, tag, cache_dir)
-            try:
-                self.session = make_session(self.source, device=device, threads=n_threads)
-            except Exception:  # noqa: BLE001 - a damaged cache file: export again, once
-                if not isinstance(self.source, Path):
-                    raise
-                self.source = cached_graph(model, tag, cache_dir, refresh=True)
-                self.session = make_session(self.source, device=device, threads=n_threads)
+            def graph(refresh: bool = False) -> Path | bytes:
+                return cached_graph(model, tag, cache_dir, refresh=refresh)
+        self.source: Path | bytes = graph()
+        try:
+            self.session = make_session(self.source, device=device, threads=n_threads)
+        except Exception:  # noqa: BLE001 - a damaged cache file: export / quantize again, once
+            # (bytes and the shipped int8 graph, sha256-checked, are not cache files)
+            if not isinstance(self.source, Path) or (self.precision == "int8" and calibration is None):
+                raise
+            self.source = graph(refresh=True)
+            self.session = make_session(self.source, device=device, threads=n_threads)
         on_cpu = self.session.get_providers()[0] == "CPUExecutionProvider"
         self.workers = int(threads) if threads and on_cpu else 1
 
