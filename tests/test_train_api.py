@@ -92,6 +92,7 @@ def test_bad_training_folders(tmp_path, bad, match):
     ({"method": "ediffiqa-xl"}, "method must be one of"),
     ({"eps": -0.1}, "eps"), ({"theta": 1.5}, "theta"), ({"p": 0.0}, "p="),
     ({"epochs": 0}, "epochs"), ({"min_count": 0}, "min_count"),
+    ({"degraded_copies": -1}, "degraded_copies"), ({"degraded_copies": 0.5}, "degraded_copies"),
 ])
 def test_bad_options(face_folder, tmp_path, kwargs, match):
     with pytest.raises(fq.InvalidArgumentError, match=match):
@@ -121,6 +122,56 @@ def test_train_ediffiqa_on_a_folder(face_folder, cache, tmp_path):
     same = fq.create_scorer("ediffiqa", weights=str(result.weights)).score(faces[:4])
     assert q.shape == (4,) and np.isfinite(q).all() and len(set(q.round(6))) > 1
     np.testing.assert_allclose(q, same, atol=1e-6)
+
+
+def test_degraded_copies(face_folder, cache):
+    """Seeded, cached next to the faces, the identities of the originals, a continuum of
+    degradation (mix weight a ~ U(0, 1): the larger a, the further from the original), and the
+    faces passed are not modified."""
+    from fiqa_sdk.train.data import build_aligned_cache, degraded_copies
+
+    aligned = build_aligned_cache(face_folder, cache=cache)
+    before = np.array(aligned.faces)
+    deg = degraded_copies(aligned, copies=2, seed=5)
+    assert deg.path == aligned.path / "degraded-k2-s5-v1" and len(deg) == 24
+    assert deg.files[:2] == [f + "#deg0" for f in aligned.files[:2]]
+    assert deg.files[12] == aligned.files[0] + "#deg1"
+    assert np.array_equal(deg.identities, np.tile(aligned.identities, 2))
+    assert np.array_equal(np.asarray(aligned.faces), before)
+    mix = np.load(deg.path / "mix.npy")
+    err = np.abs(np.asarray(deg.faces, np.float32) - np.tile(before, (2, 1, 1, 1))).mean((1, 2, 3))
+    assert mix.shape == (24,) and 0 <= mix.min() and mix.max() <= 1
+    assert np.corrcoef(mix, err)[0, 1] > 0.5  # more mixed in, further from the original
+    # reused from the cache; another seed gives other copies (in another folder)
+    again = degraded_copies(aligned, copies=2, seed=5)
+    assert np.array_equal(np.asarray(again.faces), np.asarray(deg.faces))
+    other = degraded_copies(aligned, copies=1, seed=6)
+    assert other.path.name == "degraded-k1-s6-v1"
+    assert not np.array_equal(np.asarray(other.faces), np.asarray(deg.faces)[:12])
+    with pytest.raises(ValueError, match="copies"):
+        degraded_copies(aligned, copies=0)
+
+
+def test_train_with_degraded_copies(face_folder, cache, tmp_path, capsys):
+    """``fiqa train labels|ediffiqa --degraded-copies 1``: the copies' labels are cached in
+    their own folder, training uses both sets, the held-out EDC only the real faces."""
+    rc = main(["train", "labels", "--data", str(face_folder), "--n", "1", "--threads", "1",
+               "--cache", str(cache), "--degraded-copies", "1"])
+    assert rc == 0
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert out["total"] == 12 and out["degraded"]["done"] == out["degraded"]["total"] == 12
+    assert out["degraded"]["labels"] != out["labels"]
+    logs = []
+    result = fq.train_ediffiqa(face_folder, tmp_path / "run", epochs=1, teacher_n=1, min_count=1,
+                               threads=1, cache=cache, degraded_copies=1, log=logs.append)
+    assert result.labels["faces"] == 24 and not any("labels 12/12" in x for x in logs)  # cached
+    meta = json.loads(result.weights.with_suffix(".json").read_text())
+    assert meta["data"]["faces"] == 12 and meta["data"]["degraded_faces"] == 12
+    assert meta["data"]["degraded_copies"] == 1 and meta["data"]["degrade_seed"] == 1
+    assert "degrade(x)" in meta["data"]["degraded_recipe"]
+    assert main(["train", "labels", "--data", str(face_folder), "--cache", str(cache),
+                 "--degraded-copies", "-1"]) == 2
+    assert "--degraded-copies must be >= 0" in capsys.readouterr().err
 
 
 def test_cli_train_uses_the_same_function(face_folder, cache, tmp_path, capsys):

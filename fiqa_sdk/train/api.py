@@ -178,6 +178,18 @@ def _backbone(backbone, threads: int):
     return module, ModuleEmbedder(module, f"custom-{digest}"), meta, f"custom:{spec}", True
 
 
+def _degraded(faces_set, n: int, copies: int, seed: int, log):
+    """The cached degraded copies of the first ``n`` faces of ``faces_set``."""
+    from .data import AlignedFaces, degraded_copies
+
+    if n < len(faces_set):  # a truncated set (limit) gets its own cache folder
+        faces_set = AlignedFaces(faces_set.faces[:n], faces_set.files[:n],
+                                 faces_set.identities[:n], faces_set.det_scores[:n], 0,
+                                 Path(faces_set.path) / f"first{n}")
+    log(f"{copies} degraded cop{'y' if copies == 1 else 'ies'} of each of {n} faces (seed {seed}; cached)")
+    return degraded_copies(faces_set, copies, seed)
+
+
 def train_ediffiqa(
     data,
     out: str | os.PathLike,
@@ -200,6 +212,8 @@ def train_ediffiqa(
     cache: str | os.PathLike | None = None,
     name: str | None = None,
     limit: int | None = None,
+    degraded_copies: int = 0,
+    degrade_seed: int = 1,
     log: Callable[[str], None] | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> TrainedRegressor:
@@ -232,6 +246,11 @@ def train_ediffiqa(
     threads : CPU threads of torch and onnxruntime.
     cache : cache folder (default ``$FIQA_CACHE`` or ``~/.cache/fiqa-sdk``).
     limit : use only the first ``limit`` aligned faces (quick trials).
+    degraded_copies, degrade_seed : also train on ``degraded_copies`` synthetically degraded
+        copies of every face (:func:`~fiqa_sdk.train.data.degraded_copies`: a random
+        BSRGAN-style chain mixed in with a random weight, seeded; cached), labelled by the same
+        teacher, so the regressor sees the low end of the quality range a small, mostly
+        high-quality set lacks. The held-out verification EDC stays on the real faces.
     log, progress : callbacks for status lines and alignment progress ``(done, total)``.
 
     Returns a :class:`TrainedRegressor`. Raises
@@ -244,7 +263,9 @@ def train_ediffiqa(
 
     if method not in METHODS:
         raise InvalidArgumentError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
-    for key, value, ok in (("eps", eps, eps >= 0), ("theta", theta, 0 <= theta <= 1),
+    for key, value, ok in (("degraded_copies", degraded_copies,
+                            isinstance(degraded_copies, int) and degraded_copies >= 0),
+                           ("eps", eps, eps >= 0), ("theta", theta, 0 <= theta <= 1),
                            ("p", p, 0 < p <= 1), ("min_count", min_count, min_count >= 1),
                            ("epochs", epochs, epochs >= 1), ("cut", cut, cut >= 0),
                            ("threads", threads, threads >= 1)):
@@ -260,18 +281,27 @@ def train_ediffiqa(
             f"{faces_set.path}: {n} aligned faces of {n_ids} identities "
             f"({faces_set.skipped} images skipped); training needs several identities with "
             "several faces each")
-    faces = np.asarray(faces_set.faces[:n])
     log(f"{n} aligned faces of {n_ids} identities ({faces_set.path})")
+    sets = [(faces_set, n)]
+    if degraded_copies:
+        deg = _degraded(faces_set, n, degraded_copies, degrade_seed, log)
+        sets.append((deg, len(deg)))
 
     teacher = diffiqa_teacher(teacher_weights, teacher_t, teacher_n, teacher_fast, teacher_seed,
                               threads)
-    q, folder = pseudo_labels(faces, teacher, cache_root(cache) / "labels", log=log)
-    if not np.isfinite(q).all():  # pragma: no cover - pseudo_labels finishes unless limited
-        raise InvalidArgumentError(f"{int((~np.isfinite(q)).sum())} of {n} pseudo-labels are "
-                                   f"missing in {folder}")
     module, embedder, backbone_meta, target_model, custom = _backbone(backbone, threads)
-    log(f"target embeddings ({target_model}, crops and mirrors; cached)")
-    e, ef = target_embeddings(faces, embedder, cache_dir=faces_set.path)
+    parts: list[tuple[np.ndarray, ...]] = []
+    for fs, m in sets:
+        faces = np.asarray(fs.faces[:m])
+        q, folder = pseudo_labels(faces, teacher, cache_root(cache) / "labels", log=log)
+        if not np.isfinite(q).all():  # pragma: no cover - pseudo_labels finishes unless limited
+            raise InvalidArgumentError(f"{int((~np.isfinite(q)).sum())} of {m} pseudo-labels "
+                                       f"are missing in {folder}")
+        log(f"target embeddings ({target_model}, crops and mirrors; cached)")
+        e, ef = target_embeddings(faces, embedder, cache_dir=fs.path)
+        parts.append((faces, fs.identities[:m], q, e, ef))
+    faces, ids, q, e, ef = (np.concatenate(x) for x in zip(*parts))
+    real = np.arange(len(faces)) < n
     cfg = DistillConfig(method=method, eps=eps, theta=theta, p=p, min_count=min_count,
                         epochs=epochs, cut=cut, seed=seed)
     meta = {
@@ -280,12 +310,16 @@ def train_ediffiqa(
         "teacher": json.loads((folder / "meta.json").read_text())["teacher"],
         "data": {"source": str(faces_set.path), "faces": n, "identities": n_ids},
     }
+    if degraded_copies:
+        meta["data"].update(degraded_copies=degraded_copies, degrade_seed=degrade_seed,
+                            degraded_faces=int(len(faces) - n),
+                            degraded_recipe=json.loads((deg.path / "meta.json").read_text())["recipe"])
     # frozen-stem activations are worth caching only for a backbone that can be split
     features = faces_set.path / "stem-features" if hasattr(module, "split") else None
     # a copy is fine-tuned; the base module stays as it was (a user's module is not modified,
     # and the scorer of a custom backbone needs the base, checked by its digest)
     summary = distill(faces, ids, q, e, ef, copy.deepcopy(module), out, cfg, meta=meta, log=log, name=name,
-                      feature_cache=features, raw_target=True)
+                      feature_cache=features, raw_target=True, verify=real)
     return TrainedRegressor(method=method, weights=Path(summary["weights"]), aligned=faces_set.path,
                             history=summary["history"], labels=summary["labels"],
                             held_out_verification=summary["held_out_verification"],

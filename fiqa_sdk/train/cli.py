@@ -171,6 +171,11 @@ def _teacher_args(p: argparse.ArgumentParser) -> None:
                         "of face images per identity (default ../shared/data/celeba-subset); "
                         "never LFW")
     p.add_argument("--threads", type=int, default=2, help="torch / onnxruntime CPU threads")
+    p.add_argument("--degraded-copies", type=int, default=0, metavar="K",
+                   help="also label (and train on) K synthetically degraded copies of every "
+                        "face: a random BSRGAN-style chain mixed in with a random weight "
+                        "(default 0; see docs/ediffiqa.md)")
+    p.add_argument("--degrade-seed", type=int, default=1, help="seed of the degraded copies (default 1)")
     p.add_argument("--limit", type=int, default=None, help=argparse.SUPPRESS)  # smoke tests
 
 
@@ -218,10 +223,21 @@ def _cmd_train_labels(args: argparse.Namespace) -> int:
     except ValueError:
         print(f"fiqa: error: --shard must be i/k with 0 <= i < k, got {args.shard!r}", file=sys.stderr)
         return 2
+    if args.degraded_copies < 0:
+        print(f"fiqa: error: --degraded-copies must be >= 0, got {args.degraded_copies}",
+              file=sys.stderr)
+        return 2
     data, n = _training_faces(args)
     q, folder, _ = _labels(args, data, n, shard=(i, k), max_minutes=args.max_minutes)
-    done = int(np.isfinite(q).sum())
-    print(json.dumps({"labels": str(folder), "done": done, "total": n}))
+    out = {"labels": str(folder), "done": int(np.isfinite(q).sum()), "total": n}
+    if args.degraded_copies:  # then the copies' labels, in their own cache folder
+        from .api import _degraded
+
+        deg = _degraded(data, n, args.degraded_copies, args.degrade_seed, _log)
+        qd, dfolder, _ = _labels(args, deg, len(deg), shard=(i, k), max_minutes=args.max_minutes)
+        out["degraded"] = {"labels": str(dfolder), "done": int(np.isfinite(qd).sum()),
+                           "total": len(deg)}
+    print(json.dumps(out))
     return 0
 
 
@@ -237,7 +253,8 @@ def _cmd_train_distill(args: argparse.Namespace) -> int:
             seed=args.seed if args.train_seed is None else args.train_seed,
             teacher_weights=args.weights, teacher_t=args.t, teacher_n=args.n,
             teacher_fast=args.fast, teacher_seed=args.seed, threads=args.threads,
-            cache=args.cache, name=args.name, limit=args.limit, log=_log,
+            cache=args.cache, name=args.name, limit=args.limit,
+            degraded_copies=args.degraded_copies, degrade_seed=args.degrade_seed, log=_log,
             progress=_progress if sys.stderr.isatty() else None)
     except FiqaError as exc:
         return _die(str(exc))

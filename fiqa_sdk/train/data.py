@@ -211,3 +211,66 @@ def build_aligned_cache(
     }, indent=2))
     os.replace(tmp, out / "faces.npy")  # last: a complete faces.npy marks a complete cache
     return load_aligned(out)
+
+
+#: version of :func:`degraded_copies`' recipe (part of its cache folder name)
+DEGRADED_VERSION = 1
+
+
+def degraded_copies(aligned: AlignedFaces, copies: int = 1, seed: int = 1,
+                    progress: Callable[[int, int], None] | None = None) -> AlignedFaces:
+    """``copies`` synthetically degraded versions of every aligned face, cached next to them.
+
+    Copy ``j`` of face ``x`` is ``(1 - a) x + a d(x)``: ``d`` one random BSRGAN-style chain of
+    :func:`fiqa_sdk.diffusion.degrade.degrade` (blur, down-sampling, Gaussian / Poisson noise,
+    JPEG), ``a ~ U(0, 1)`` per copy -- the mix of DifFIQA's extended training (eq. 6) with a
+    random weight, so the copies span the whole range from barely touched to strongly
+    degraded. They widen the quality range of a small, mostly high-quality training set for the
+    distilled regressors (``train_ediffiqa(..., degraded_copies=k)``); identities are the
+    originals'. Deterministic for the same faces, ``copies`` and ``seed``.
+
+    Written once to ``<aligned.path>/degraded-k<copies>-s<seed>-v<DEGRADED_VERSION>/`` (the
+    :func:`load_aligned` layout; ``index.csv`` files are ``<file>#deg<j>``, ``mix.npy`` holds
+    the weights ``a``) and reused. The faces passed are not modified.
+    """
+    from ..diffusion.degrade import degrade_batch
+
+    copies, seed = int(copies), int(seed)
+    if copies < 1:
+        raise ValueError(f"copies must be >= 1, got {copies}")
+    out = Path(aligned.path) / f"degraded-k{copies}-s{seed}-v{DEGRADED_VERSION}"
+    if (out / "faces.npy").is_file() and (out / "index.csv").is_file():
+        return load_aligned(out)
+    out.mkdir(parents=True, exist_ok=True)
+    n, step = len(aligned), 256
+    faces = np.empty((copies * n,) + tuple(aligned.faces.shape[1:]), np.uint8)
+    mixes = []
+    t0 = time.time()
+    for j in range(copies):  # copy j: seed + j (chunks of 256 faces, one generator each)
+        mix = np.random.default_rng([seed + j, 99]).uniform(0, 1, n)
+        mixes.append(mix)
+        for s in range(0, n, step):
+            x = np.asarray(aligned.faces[s : s + step])
+            d = degrade_batch(x, np.random.default_rng([seed + j, s])).astype(np.float32)
+            a = mix[s : s + len(x), None, None, None]
+            faces[j * n + s : j * n + s + len(x)] = np.rint((1 - a) * x + a * d).clip(0, 255)
+            if progress is not None:
+                progress(j * n + s + len(x), copies * n)
+    mix = np.concatenate(mixes)
+    tmp = out / "faces.tmp.npy"
+    np.save(tmp, faces)
+    np.save(out / "mix.npy", mix)
+    with open(out / "index.csv", "w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(["row", "file", "identity", "det_score"])
+        for k in range(copies * n):
+            i = k % n
+            w.writerow([k, f"{aligned.files[i]}#deg{k // n}", int(aligned.identities[i]),
+                        f"{float(aligned.det_scores[i]):.4f}"])
+    (out / "meta.json").write_text(json.dumps({
+        "source": str(aligned.path), "copies": copies, "seed": seed,
+        "recipe": f"(1 - a) x + a degrade(x), a ~ U(0, 1); v{DEGRADED_VERSION}",
+        "aligned": copies * n, "skipped": 0, "seconds": round(time.time() - t0, 1),
+    }, indent=2))
+    os.replace(tmp, out / "faces.npy")  # last: a complete faces.npy marks a complete cache
+    return load_aligned(out)

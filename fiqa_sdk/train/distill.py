@@ -172,7 +172,8 @@ def distill(faces: np.ndarray, ids: np.ndarray, labels: np.ndarray, target_emb: 
             target_emb_flip: np.ndarray | None, backbone: nn.Module, out_dir: str | os.PathLike,
             config: DistillConfig | None = None, meta: dict | None = None,
             log: Callable[[str], None] | None = None, name: str | None = None,
-            feature_cache: str | os.PathLike | None = None, raw_target: bool = False) -> dict:
+            feature_cache: str | os.PathLike | None = None, raw_target: bool = False,
+            verify: np.ndarray | None = None) -> dict:
     """Train one regressor and export it to ``out_dir/<name>.safetensors`` (+ ``.json``).
 
     Parameters
@@ -189,6 +190,8 @@ def distill(faces: np.ndarray, ids: np.ndarray, labels: np.ndarray, target_emb: 
     feature_cache : folder where the frozen-stem activations are kept between runs (float16,
         keyed by the faces, the cut and the backbone weights), so that several regressors
         (ablations, DifFIQA(R)) pay for the frozen part once.
+    verify : (N,) bool, the faces the held-out verification EDC may use (default: all); e.g.
+        only the real faces when synthetic degraded copies are trained on as well.
 
     Returns a summary (per-epoch losses, validation L1 and Spearman, label statistics).
     """
@@ -217,7 +220,8 @@ def distill(faces: np.ndarray, ids: np.ndarray, labels: np.ndarray, target_emb: 
     q = minmax(labels)
     val = split_identities(ids, cfg.val_fraction, cfg.seed)
     tr = ~val
-    val_all = np.flatnonzero(val)  # every validation face (also those without a class centre)
+    # every validation face (also those without a class centre) that the EDC may use
+    val_all = np.flatnonzero(val if verify is None else val & np.asarray(verify, bool))
     verification = None
     if len(val_all):
         try:
