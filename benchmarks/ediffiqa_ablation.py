@@ -9,7 +9,8 @@ then evaluates all of them side by side on LFW with ``benchmarks/regressors_lfw.
 
 eps in {0, 0.1, 0.5, 1.0} at theta = 0.5 and theta in {0.1, 0.5, 0.9} at eps = 0.5 (six runs;
 eps = 0.5, theta = 0.5 is shared); ``--grid``: all twelve (eps, theta) pairs; ``--settings
-EPS:THETA ...``: any others (e.g. ``--settings 2:0.5 4:0.5`` beyond the paper's range). The teacher
+EPS:THETA ...``: any others (e.g. ``--settings 2:0.5 4:0.5`` beyond the paper's range);
+``--degraded-copies K``: every setting trained with K degraded copies of each face. The teacher
 options (--weights, --t, --n, --fast, --seed) must match the ones the labels were computed
 with, or the labels are computed anew.
 
@@ -106,6 +107,9 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--epochs", type=int, default=8)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--degraded-copies", type=int, default=0, metavar="K",
+                    help="train every setting with K degraded copies of each face "
+                         "(fiqa train ediffiqa --degraded-copies)")
     ap.add_argument("--protocols", nargs="+", default=["lfw-pairs", "lfw-all"])
     ap.add_argument("--eval-embedders", nargs="+", default=["arcface"])
     ap.add_argument("--out", type=Path, default=Path("results/ablation"))
@@ -137,6 +141,8 @@ def main(argv=None) -> int:
         teacher += ["--n", str(args.n)]
     if args.fast:
         teacher.append("--fast")
+    if args.degraded_copies:
+        teacher += ["--degraded-copies", str(args.degraded_copies)]
     data = args.data
     if args.quick:
         from fiqa_sdk.train.data import DEFAULT_CELEBA

@@ -212,13 +212,14 @@ def test_diffiqa_settings_quick_lfw_pairs(lfw_root, lfw_quick_cache, micro_weigh
 
 def test_ediffiqa_ablation_quick(celeba_root, lfw_root, lfw_quick_cache, tmp_path, monkeypatch,
                                  capsys):
-    """Two eDifFIQA trainings on 30 x 4 celeba faces, their held-out table, then the LFW
-    evaluation of ``regressors_lfw.py --quick``."""
+    """Two eDifFIQA trainings on 30 x 4 celeba faces (+ one degraded copy of each), their
+    held-out table, then the LFW evaluation of ``regressors_lfw.py --quick``."""
     monkeypatch.setenv("FIQA_CACHE", str(tmp_path / "cache"))  # labels, aligned faces
     mod = _load_script("ediffiqa_ablation")
     out = tmp_path / "out"
     assert mod.main(["--quick", "--data", str(celeba_root), "--lfw", str(lfw_root),
-                     "--lfw-cache", str(lfw_quick_cache), "--out", str(out)]) == 0
+                     "--lfw-cache", str(lfw_quick_cache), "--out", str(out),
+                     "--degraded-copies", "1"]) == 0
     names = []
     for eps, theta in mod.QUICK["settings"]:
         meta = json.loads((out / f"eps{eps:g}-theta{theta:g}" / "ediffiqa_mbf.json").read_text())
@@ -227,6 +228,8 @@ def test_ediffiqa_ablation_quick(celeba_root, lfw_root, lfw_quick_cache, tmp_pat
         assert meta["teacher"]["fast"] is True and meta["teacher"]["n"] == 1
         assert meta["data"]["faces"] == mod.QUICK_IDENTITIES * mod.QUICK_FACES
         assert meta["data"]["identities"] == mod.QUICK_IDENTITIES
+        assert meta["data"]["degraded_faces"] == meta["data"]["faces"]
+        assert meta["labels"]["faces"] == 2 * meta["data"]["faces"]
         (final,) = meta["history"]
         assert 0 <= final["val_pauc_0.2"] <= 2 and 0 <= final["val_pauc_0.3"] <= 2
         assert -1 <= final["val_spearman_q"] <= 1
