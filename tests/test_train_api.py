@@ -134,6 +134,8 @@ def test_degraded_copies(face_folder, cache):
     before = np.array(aligned.faces)
     deg = degraded_copies(aligned, copies=2, seed=5)
     assert deg.path == aligned.path / "degraded-k2-s5-v1" and len(deg) == 24
+    assert sorted(f.name for f in deg.path.iterdir()) == ["faces.npy", "index.csv", "meta.json",
+                                                          "mix.npy"]  # no temporary files left
     assert deg.files[:2] == [f + "#deg0" for f in aligned.files[:2]]
     assert deg.files[12] == aligned.files[0] + "#deg1"
     assert np.array_equal(deg.identities, np.tile(aligned.identities, 2))

@@ -257,20 +257,24 @@ def degraded_copies(aligned: AlignedFaces, copies: int = 1, seed: int = 1,
             if progress is not None:
                 progress(j * n + s + len(x), copies * n)
     mix = np.concatenate(mixes)
-    tmp = out / "faces.tmp.npy"
-    np.save(tmp, faces)
-    np.save(out / "mix.npy", mix)
-    with open(out / "index.csv", "w", newline="") as f:
+    # every file through a private temporary name and a rename: shards of `fiqa train labels`
+    # may build the same copies at the same time (identical bytes; the last rename wins)
+    part = f".{os.getpid()}.tmp"
+    np.save(out / f"mix{part}.npy", mix)
+    with open(out / f"index{part}.csv", "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["row", "file", "identity", "det_score"])
         for k in range(copies * n):
             i = k % n
             w.writerow([k, f"{aligned.files[i]}#deg{k // n}", int(aligned.identities[i]),
                         f"{float(aligned.det_scores[i]):.4f}"])
-    (out / "meta.json").write_text(json.dumps({
+    (out / f"meta{part}.json").write_text(json.dumps({
         "source": str(aligned.path), "copies": copies, "seed": seed,
         "recipe": f"(1 - a) x + a degrade(x), a ~ U(0, 1); v{DEGRADED_VERSION}",
         "aligned": copies * n, "skipped": 0, "seconds": round(time.time() - t0, 1),
     }, indent=2))
-    os.replace(tmp, out / "faces.npy")  # last: a complete faces.npy marks a complete cache
+    np.save(out / f"faces{part}.npy", faces)
+    for name in ("mix.npy", "index.csv", "meta.json", "faces.npy"):  # faces.npy last: complete
+        stem, ext = name.split(".")
+        os.replace(out / f"{stem}{part}.{ext}", out / name)
     return load_aligned(out)
