@@ -12,6 +12,10 @@ cost is one stem pass plus one tail per regressor.
         --regressor "eps=0.1"=runs/abl/eps0.1/ediffiqa_mbf.safetensors \\
         --protocols lfw-pairs lfw-all --eval-embedders arcface dlib --out results/regressors
 
+``--ensemble NAME=A,B,...`` adds the mean score of the named ``--regressor`` entries (e.g.
+three training seeds of one setting; measured in docs/benchmarks.md "Seeds and a seed
+ensemble").
+
 ``--diffiqa PATH`` adds the DifFIQA teacher (expensive: ~0.4 s per image per repeat here).
 Writes ``OUT/<protocol>-<embedder>.json`` and prints one Markdown table. Without
 ``--regressor`` the three shipped regressors are evaluated.
@@ -32,6 +36,27 @@ import time
 from pathlib import Path
 
 
+def mean_scorer(name: str, members: list):
+    """A scorer whose quality is the mean of ``members``' scores (regressors of one scale, e.g.
+    training seeds of one setting). Its cache key covers the members' names and weights."""
+    from fiqa_sdk.quality.base import Scorer
+
+    class MeanOfScorers(Scorer):
+        def __init__(self) -> None:
+            self.name = name
+            self.members = tuple(f"{m.name}:{m.weights_sha256}" for m in members)
+            models = {getattr(m, "fr_model", None) for m in members}
+            if len(models) == 1 and isinstance(next(iter(models)), str):
+                self.fr_model = models.pop()  # same- / cross-model like its members
+
+        def _score(self, aligned, faces):
+            import numpy as np
+
+            return np.mean([m.score(aligned, faces) for m in members], axis=0)
+
+    return MeanOfScorers()
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--regressor", action="append", default=[], metavar="NAME=PATH",
@@ -39,6 +64,8 @@ def main(argv=None) -> int:
     ap.add_argument("--baselines", nargs="*",
                     default=["random", "det-score", "inter-eye", "sharpness", "embedding-norm",
                              "flip-consistency"])
+    ap.add_argument("--ensemble", action="append", default=[], metavar="NAME=A,B,...",
+                    help="also the mean score of the named --regressor entries (repeatable)")
     ap.add_argument("--diffiqa", default=None, help="DifFIQA denoiser weights (adds the teacher)")
     ap.add_argument("--diffiqa-n", type=int, default=1)
     ap.add_argument("--diffiqa-fast", action="store_true")
@@ -82,6 +109,14 @@ def main(argv=None) -> int:
             scorers.append(RegressorScorer(path, shared_stem=stem, name=name))
         except ValueError:  # another cut: score it whole
             scorers.append(RegressorScorer(path, name=name))
+    by_name = {s.name: s for s in scorers}
+    for item in args.ensemble:
+        name, sep, members = item.rpartition("=")
+        names = [m for m in members.split(",") if m]
+        if not sep or len(names) < 2 or any(m not in by_name for m in names):
+            ap.error(f"--ensemble takes NAME=A,B,... over at least two --regressor names "
+                     f"({', '.join(by_name)}), got {item!r}")
+        scorers.append(mean_scorer(name, [by_name[m] for m in names]))
     arc = fq.create_embedder("arcface", threads=args.threads)
     if args.diffiqa:
         scorers.append(fq.create_scorer("diffiqa", weights=args.diffiqa, embedder=arc,

@@ -308,3 +308,27 @@ def test_diffiqa_settings_terms_match_the_scorer(crops, micro_weights, arcface):
         np.testing.assert_allclose(q["eq7"], sc.score(crops), atol=1e-5)
         np.testing.assert_allclose(q["flip"], flip, atol=1e-5)
         np.testing.assert_allclose(q["no-flip"], (cos["t"] + cos["hat"]) / 2)
+
+
+def test_regressors_lfw_ensemble(astronaut, astronaut_face, tmp_path):
+    """``--ensemble NAME=A,B``: the mean of the members' scores, cached under a key of its
+    members' weights; bad member lists are usage errors."""
+    sys.path.insert(0, str(REPO / "benchmarks"))
+    import regressors_lfw
+
+    import fiqa_sdk as fq
+    from fiqa_sdk.eval.features import scorer_key
+
+    crops = np.asarray(graded_crops(astronaut, astronaut_face, 6, seed=3))
+    a, b = fq.create_scorer("ediffiqa"), fq.create_scorer("diffiqa-r")
+    ens = regressors_lfw.mean_scorer("mean2", [a, b])
+    np.testing.assert_allclose(ens.score(crops), (a.score(crops) + b.score(crops)) / 2, atol=1e-9)
+    assert ens.name == "mean2" and len(ens.members) == 2 and ens.fr_model == a.fr_model
+    assert scorer_key(ens) != scorer_key(regressors_lfw.mean_scorer("mean2", [a, a]))
+    for bad in ("x=ediffiqa", "x=ediffiqa,nope", "ediffiqa,diffiqa-r"):
+        with pytest.raises(SystemExit):
+            regressors_lfw.main(["--ensemble", bad, "--out", str(tmp_path / "o"), "--protocols",
+                                 "lfw-pairs", "--regressor",
+                                 f"ediffiqa={fq.quality.ediffiqa.shipped_weights('ediffiqa')}",
+                                 "--regressor",
+                                 f"diffiqa-r={fq.quality.ediffiqa.shipped_weights('diffiqa-r')}"])
