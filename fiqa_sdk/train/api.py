@@ -265,6 +265,7 @@ def train_ediffiqa(
         raise InvalidArgumentError(f"method must be one of {', '.join(METHODS)}, got {method!r}")
     for key, value, ok in (("degraded_copies", degraded_copies,
                             isinstance(degraded_copies, int) and degraded_copies >= 0),
+                           ("degrade_seed", degrade_seed, isinstance(degrade_seed, int)),
                            ("eps", eps, eps >= 0), ("theta", theta, 0 <= theta <= 1),
                            ("p", p, 0 < p <= 1), ("min_count", min_count, min_count >= 1),
                            ("epochs", epochs, epochs >= 1), ("cut", cut, cut >= 0),
