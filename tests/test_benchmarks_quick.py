@@ -417,3 +417,18 @@ def test_derive_dlib_template_quick(lfw_root, capsys):
     assert tpl.shape == (5, 2) and np.abs(tpl - DLIB_CHIP_TEMPLATE).max() < 5
     cos = re.findall(r"^cosine\(dlib chip, aligned chip\) with .+: mean ([\d.]+) ", out, flags=re.M)
     assert len(cos) == 2 and all(float(c) > 0.98 for c in cos)
+
+
+def test_ensemble_cost_quick(tmp_path, capsys):
+    """``ensemble_cost.py --quick``: the shipped ediffiqa + diffiqa-r as a two-member ensemble
+    on one shared stem (member 0 checked equal to the regressor alone), timed side by side."""
+    mod = _load_script("ensemble_cost")
+    out = tmp_path / "cost.json"
+    assert mod.main(["--quick", "--out", str(out)]) == 0
+    res = json.loads(out.read_text())
+    assert res["members"] == 2 and res["faces"] == 32 and res["rounds"] == 2
+    assert all(len(v) == 2 and all(x > 0 for x in v) for v in res["all_ms_per_face"].values())
+    assert res["ratio"] == pytest.approx(res["ms_per_face"]["ensemble"] / res["ms_per_face"]["single"],
+                                         abs=2e-3)
+    with pytest.raises(SystemExit):
+        mod.main(["--regressor", "only-one.safetensors"])
