@@ -139,21 +139,27 @@ def tensor_digest(model: nn.Module) -> str:
     return h.hexdigest()[:16]
 
 
+def _cache_path(model: nn.Module, tag: str, cache_dir: str | Path | None, suffix: str = "") -> Path:
+    """``<cache_dir or $FIQA_CACHE/onnx>/<tag>-<tensor digest>-g<GRAPH_VERSION>-op<OPSET><suffix>.onnx``:
+    where :func:`cached_graph` and :func:`int8_graph` keep a model's graphs."""
+    from ..eval.features import default_cache_dir
+
+    folder = Path(cache_dir) if cache_dir is not None else default_cache_dir() / "onnx"
+    safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in tag)
+    return folder / f"{safe}-{tensor_digest(model)}-g{GRAPH_VERSION}-op{OPSET}{suffix}.onnx"
+
+
 def cached_graph(model: nn.Module, tag: str = "regressor", cache_dir: str | Path | None = None,
                  refresh: bool = False) -> Path | bytes:
     """The exported graph of ``model``: a file under ``cache_dir`` (default ``$FIQA_CACHE/onnx``),
     written once (atomically) and reused while the model's tensors and :data:`GRAPH_VERSION`
     are unchanged; the serialized bytes when the folder cannot be written."""
-    from ..eval.features import default_cache_dir
-
-    folder = Path(cache_dir) if cache_dir is not None else default_cache_dir() / "onnx"
-    safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in tag)
-    path = folder / f"{safe}-{tensor_digest(model)}-g{GRAPH_VERSION}-op{OPSET}.onnx"
+    path = _cache_path(model, tag, cache_dir)
     if path.is_file() and not refresh:
         return path
     data = export_bytes(model)
     try:
-        folder.mkdir(parents=True, exist_ok=True)
+        path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         tmp.write_bytes(data)
         os.replace(tmp, path)
@@ -276,11 +282,9 @@ def quantize_int8(graph: str | Path | bytes, calibration: object, out: str | Pat
     crops = calibration_crops(calibration)
     out = Path(out)
     with tempfile.TemporaryDirectory(prefix="fiqa-int8-") as tmp:
-        src = Path(tmp) / "fp32.onnx"
+        src = Path(graph) if not isinstance(graph, bytes) else Path(tmp) / "fp32.onnx"
         if isinstance(graph, bytes):
             src.write_bytes(graph)
-        else:
-            src.write_bytes(Path(graph).read_bytes())
         pre = Path(tmp) / "pre.onnx"
         Q.quant_pre_process(str(src), str(pre))
         keep = int8_fp32_nodes(onnx.load(str(pre)))
@@ -346,8 +350,6 @@ def int8_graph(model: nn.Module, tag: str = "regressor", calibration: object = N
     (:func:`shipped_int8`) or :class:`~fiqa_sdk.errors.InvalidArgumentError`."""
     import tempfile
 
-    from ..eval.features import default_cache_dir
-
     if calibration is None:
         path = shipped_int8(model)
         if path is None:
@@ -358,14 +360,11 @@ def int8_graph(model: nn.Module, tag: str = "regressor", calibration: object = N
         return path
     crops = calibration_crops(calibration)
     cdig = hashlib.sha256(crops.tobytes()).hexdigest()[:12]
-    folder = Path(cache_dir) if cache_dir is not None else default_cache_dir() / "onnx"
-    safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in tag)
-    path = folder / (f"{safe}-{tensor_digest(model)}-g{GRAPH_VERSION}-op{OPSET}"
-                     f"-int8v{INT8_VERSION}-c{cdig}.onnx")
+    path = _cache_path(model, tag, cache_dir, f"-int8v{INT8_VERSION}-c{cdig}")
     if path.is_file() and not refresh:
         return path
     try:
-        folder.mkdir(parents=True, exist_ok=True)
+        path.parent.mkdir(parents=True, exist_ok=True)
     except OSError:  # an unwritable cache: quantize in a temporary folder, keep the bytes
         with tempfile.TemporaryDirectory(prefix="fiqa-int8-") as tmp:
             return quantize_int8(export_bytes(model), crops, Path(tmp) / path.name).read_bytes()

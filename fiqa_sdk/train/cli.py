@@ -203,11 +203,11 @@ def _teacher(args: argparse.Namespace):
     return diffiqa_teacher(args.weights, args.t, args.n, args.fast, args.seed, args.threads)
 
 
-def _labels(args: argparse.Namespace, data, n: int, shard=(0, 1), max_minutes=None):
+def _labels(args: argparse.Namespace, data, n: int, shard=(0, 1), max_minutes=None, scorer=None):
     from .data import cache_root
     from .labels import pseudo_labels
 
-    scorer = _teacher(args)
+    scorer = scorer or _teacher(args)
     q, folder = pseudo_labels(data.faces[:n], scorer, cache_root(args.cache) / "labels",
                               shard=shard, max_minutes=max_minutes, log=_log)
     return q, folder, scorer
@@ -228,13 +228,14 @@ def _cmd_train_labels(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return 2
     data, n = _training_faces(args)
-    q, folder, _ = _labels(args, data, n, shard=(i, k), max_minutes=args.max_minutes)
+    q, folder, teacher = _labels(args, data, n, shard=(i, k), max_minutes=args.max_minutes)
     out = {"labels": str(folder), "done": int(np.isfinite(q).sum()), "total": n}
     if args.degraded_copies:  # then the copies' labels, in their own cache folder
         from .api import _degraded
 
         deg = _degraded(data, n, args.degraded_copies, args.degrade_seed, _log)
-        qd, dfolder, _ = _labels(args, deg, len(deg), shard=(i, k), max_minutes=args.max_minutes)
+        qd, dfolder, _ = _labels(args, deg, len(deg), shard=(i, k), max_minutes=args.max_minutes,
+                                 scorer=teacher)
         out["degraded"] = {"labels": str(dfolder), "done": int(np.isfinite(qd).sum()),
                            "total": len(deg)}
     print(json.dumps(out))
