@@ -1,18 +1,20 @@
 """What a seed ensemble of regressors costs: k fine-tuned tails on one shared frozen stem.
 
 The mean of several training seeds' scores is steadier than one run on LFW (docs/benchmarks.md
-"Seeds and a seed ensemble"). Regressors distilled with the same ``--cut`` share the frozen
-MobileFaceNet front (:class:`fiqa_sdk.quality.ediffiqa.SharedStem`), so an ensemble costs one
-stem pass plus one tail per member. This script times, side by side in each round (torch, CPU),
-one regressor alone and the ensemble of all given regressors (``regressors_lfw.mean_scorer``
-over scorers sharing one stem), on the same batches, and reports medians and their ratio.
+"Seeds and a seed ensemble"), and the shipped ``ediffiqa`` is such an ensemble
+(:class:`fiqa_sdk.quality.ediffiqa.RegressorEnsemble`). Regressors distilled with the same
+``--cut`` share the frozen MobileFaceNet front, so an ensemble costs one stem pass plus one
+tail per member. This script times, side by side in each round, one regressor alone and the
+ensemble of all given regressors (one ``RegressorEnsemble`` module, as shipped) through
+``RegressorScorer`` with the same ``--backend`` / ``--threads``, on the same batches, and
+reports medians and their ratio.
 
     python benchmarks/ensemble_cost.py --regressor runs/e1t05-s0/ediffiqa_mbf.safetensors \\
         --regressor runs/e1t05-s1/ediffiqa_mbf.safetensors \\
-        --regressor runs/e1t05-s2/ediffiqa_mbf.safetensors --threads 1
+        --regressor runs/e1t05-s2/ediffiqa_mbf.safetensors --threads 1 [--backend onnxruntime]
 
 Timing does not depend on the pixels, so the crops are seeded random uint8 images.
-``--quick`` (CI smoke run, seconds): the shipped ``ediffiqa`` and ``diffiqa-r`` as a
+``--quick`` (CI smoke run, seconds): the shipped ``diffiqa-r`` and ``ediffiqa-free`` as a
 two-member ensemble, 32 crops, 2 rounds.
 """
 
@@ -27,8 +29,6 @@ from pathlib import Path
 
 import numpy as np
 
-HERE = Path(__file__).resolve().parent
-
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -39,46 +39,57 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", default=None, help="write the result as JSON here")
-    ap.add_argument("--quick", action="store_true", help="shipped ediffiqa + diffiqa-r, 32 crops, 2 rounds")
+    ap.add_argument("--backend", default="torch", choices=["torch", "onnxruntime"],
+                    help="runtime of both (onnxruntime: threads = inferences at once)")
+    ap.add_argument("--quick", action="store_true",
+                    help="shipped diffiqa-r + ediffiqa-free, 32 crops, 2 rounds")
     args = ap.parse_args(argv)
 
     import torch
 
-    from fiqa_sdk.quality.ediffiqa import RegressorScorer, SharedStem, shipped_weights
+    from fiqa_sdk.quality.ediffiqa import (
+        RegressorEnsemble,
+        RegressorScorer,
+        load_regressor,
+        shipped_weights,
+    )
 
     if args.quick:
-        args.regressor = args.regressor or [str(shipped_weights(m)) for m in ("ediffiqa", "diffiqa-r")]
+        args.regressor = args.regressor or [str(shipped_weights(m)) for m in ("diffiqa-r", "ediffiqa-free")]
         args.faces, args.rounds = 32, 2
     if len(args.regressor) < 2:
         ap.error("give at least two --regressor weights (the ensemble's members)")
     torch.set_num_threads(args.threads)
-    sys.path.insert(0, str(HERE))
-    from regressors_lfw import mean_scorer
+    loaded = [load_regressor(w) for w in args.regressor]
+    if any(meta.get("ensemble") for _, meta in loaded):
+        ap.error("--regressor takes single regressors (the members), not an ensemble file")
+    cut = int(loaded[0][1].get("config", {}).get("cut", 15))  # as trained
+    threads = args.threads if args.backend == "onnxruntime" else None
+
+    def scorer(weights, name: str) -> RegressorScorer:
+        return RegressorScorer(weights, batch_size=args.batch_size, backend=args.backend,
+                               threads=threads, name=name)
 
     def random_crops(seed: int) -> np.ndarray:
         return np.random.default_rng(seed).integers(0, 256, (args.faces, 112, 112, 3), dtype=np.uint8)
 
     crops = random_crops(0)
-    single = RegressorScorer(args.regressor[0], batch_size=args.batch_size)
-    stem = SharedStem(int((single.meta or {}).get("config", {}).get("cut", 15)))  # as trained
-    members = [RegressorScorer(w, shared_stem=stem, batch_size=args.batch_size, name=f"m{i}")
-               for i, w in enumerate(args.regressor)]
-    ensemble = mean_scorer("ensemble", members)
-    # the ensemble's member 0 is the single regressor: same scores from the shared stem
-    np.testing.assert_allclose(members[0].score(crops[:8]), single.score(crops[:8]), atol=1e-5)
+    single = scorer(args.regressor[0], "single")
+    ensemble = scorer(RegressorEnsemble([m for m, _ in loaded], cut), "ensemble")
+    # the ensemble scores the mean of its members
+    alone = np.mean([scorer(w, f"m{i}").score(crops[:8]) for i, w in enumerate(args.regressor)], 0)
+    np.testing.assert_allclose(ensemble.score(crops[:8]), alone, atol=1e-4)
     times: dict[str, list[float]] = {"single": [], "ensemble": []}
     for r in range(args.rounds):
-        # new pixels every round: the shared stem memoises only its last batch, and a batch it
-        # has seen before would make the ensemble look free
         crops = random_crops(r + 1)
-        for name, scorer in (("single", single), ("ensemble", ensemble)):
+        for name, sc in (("single", single), ("ensemble", ensemble)):
             t0 = time.perf_counter()
             for s in range(0, args.faces, args.batch_size):
-                scorer.score(crops[s : s + args.batch_size])
+                sc.score(crops[s : s + args.batch_size])
             times[name].append((time.perf_counter() - t0) / args.faces)
     med = {k: statistics.median(v) for k, v in times.items()}
-    out = {"members": len(members), "faces": args.faces, "batch_size": args.batch_size,
-           "rounds": args.rounds, "threads": args.threads,
+    out = {"members": len(loaded), "faces": args.faces, "batch_size": args.batch_size,
+           "rounds": args.rounds, "threads": args.threads, "backend": args.backend,
            "ms_per_face": {k: round(v * 1e3, 3) for k, v in med.items()},
            "ratio": round(med["ensemble"] / med["single"], 3),
            "all_ms_per_face": {k: [round(x * 1e3, 3) for x in v] for k, v in times.items()}}

@@ -419,9 +419,11 @@ def test_derive_dlib_template_quick(lfw_root, capsys):
     assert len(cos) == 2 and all(float(c) > 0.98 for c in cos)
 
 
-def test_ensemble_cost_quick(tmp_path, capsys):
-    """``ensemble_cost.py --quick``: the shipped ediffiqa + diffiqa-r as a two-member ensemble
-    on one shared stem (member 0 checked equal to the regressor alone), timed side by side."""
+def test_ensemble_cost_quick(tmp_path, capsys, monkeypatch):
+    """``ensemble_cost.py --quick``: the shipped diffiqa-r + ediffiqa-free as a two-member
+    ``RegressorEnsemble`` (checked equal to the mean of its members), timed side by side with
+    the first member alone, in torch and in onnxruntime."""
+    monkeypatch.setenv("FIQA_CACHE", str(tmp_path / "cache"))  # the onnxruntime graphs
     mod = _load_script("ensemble_cost")
     out = tmp_path / "cost.json"
     assert mod.main(["--quick", "--out", str(out)]) == 0
@@ -430,5 +432,15 @@ def test_ensemble_cost_quick(tmp_path, capsys):
     assert all(len(v) == 2 and all(x > 0 for x in v) for v in res["all_ms_per_face"].values())
     assert res["ratio"] == pytest.approx(res["ms_per_face"]["ensemble"] / res["ms_per_face"]["single"],
                                          abs=2e-3)
+    assert res["backend"] == "torch"
+    # the same through onnxruntime (both exported once), two inferences at once
+    assert mod.main(["--quick", "--backend", "onnxruntime", "--threads", "2", "--out", str(out)]) == 0
+    res = json.loads(out.read_text())
+    assert res["backend"] == "onnxruntime" and res["threads"] == 2 and res["ratio"] > 0
     with pytest.raises(SystemExit):
         mod.main(["--regressor", "only-one.safetensors"])
+    from fiqa_sdk.quality.ediffiqa import shipped_weights
+
+    with pytest.raises(SystemExit):  # an ensemble file is not a member
+        mod.main(["--regressor", str(shipped_weights("ediffiqa")),
+                  "--regressor", str(shipped_weights("diffiqa-r"))])

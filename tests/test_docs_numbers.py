@@ -275,7 +275,8 @@ def test_regressor_backends_bound_only(tmp_path, monkeypatch, capsys):
     out = tmp_path / "bound.json"
     assert mod.main(["--bound-only", "--out", str(out)]) == 0
     b = json.loads(out.read_text())["bound"]
-    assert 440e6 < b["macs_per_face"] < 442e6  # the 441.0 M MACs quoted in the docs
+    # the shipped ediffiqa (seed ensemble): 487.4 M MACs, quoted in the docs (one regressor: 441.0 M)
+    assert 487e6 < b["macs_per_face"] < 488e6
     assert b["gflop_per_face"] == pytest.approx(2 * b["macs_per_face"] / 1e9)
     for t in (1, 2):
         assert b[f"sgemm_gflops_{t}_threads"] > 0

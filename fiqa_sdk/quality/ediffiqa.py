@@ -7,7 +7,10 @@ head read an aligned crop and output its quality in one forward pass:
 
 - ``ediffiqa``: the backbone's last layers fine-tuned, MLP head 512 -> 1024 -> GELU -> 1, trained
   on label-optimized DifFIQA pseudo-labels with the representation-consistency loss (see
-  :mod:`fiqa_sdk.train.distill`);
+  :mod:`fiqa_sdk.train.distill`). The shipped weights are a seed ensemble
+  (:class:`RegressorEnsemble`, :func:`save_ensemble`): three such regressors of one recipe
+  (eps 1, theta 0.5, training seeds 0, 1, 2) on one shared frozen stem, scored as the mean of
+  their qualities (steadier than any single run; docs/benchmarks.md "Seeds and a seed ensemble");
 - ``ediffiqa-free``: the backbone frozen (it *is* the ArcFace embedder), only the MLP head is
   trained, on the raw (un-normalised) ArcFace embedding; a gate whose embedder is the same model
   gets quality from the embedding it already computed (:meth:`RegressorScorer.score_embeddings`);
@@ -17,11 +20,13 @@ Scores are the head's output (about [0, 1], the scale of the min-max scaled labe
 better). Weights: a safetensors file holding the head and the backbone tensors that training
 changed, plus a JSON sidecar (architecture, the base ONNX it starts from and its sha256, the
 file's own sha256, training data, labels and measured results). The rest of the backbone is
-read from the shipped, checksum-verified ``w600k_mbf.onnx``.
+read from the shipped, checksum-verified ``w600k_mbf.onnx``. An ensemble file holds each
+member's tensors under ``members.<i>.`` and their sidecars under ``members``.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 from typing import Any, Sequence
@@ -40,7 +45,7 @@ WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
 
 #: Shipped weights of each registered regressor (absent until trained and shipped).
 SHIPPED = {
-    "ediffiqa": WEIGHTS_DIR / "ediffiqa_mbf.safetensors",
+    "ediffiqa": WEIGHTS_DIR / "ediffiqa_mbf_x3.safetensors",
     "ediffiqa-free": WEIGHTS_DIR / "ediffiqa_free_mbf.safetensors",
     "diffiqa-r": WEIGHTS_DIR / "diffiqa_r_mbf.safetensors",
 }
@@ -140,9 +145,10 @@ def save_regressor(model: QualityRegressor, path: str | Path, meta: dict,
     return path
 
 
-def load_regressor(weights: str | Path, verify: bool = True,
-                   backbone: nn.Module | None = None) -> tuple[QualityRegressor, dict]:
-    """A :class:`QualityRegressor` from a safetensors file and its JSON sidecar (``backbone``:
+def load_regressor(weights: str | Path, verify: bool = True, backbone: nn.Module | None = None
+                   ) -> tuple[QualityRegressor | RegressorEnsemble, dict]:
+    """A :class:`QualityRegressor` (or, for an ensemble file from :func:`save_ensemble`, a
+    :class:`RegressorEnsemble`) from a safetensors file and its JSON sidecar (``backbone``:
     the base module of a regressor distilled on a user-supplied backbone, see
     :func:`build_backbone`; it is modified in place)."""
     from safetensors.torch import load_file
@@ -159,11 +165,177 @@ def load_regressor(weights: str | Path, verify: bool = True,
         if not meta.get("sha256"):
             raise WeightsError(f"{sidecar} has no sha256; pass verify=False to load it anyway")
         verify_file(path, meta["sha256"])
+    if meta.get("ensemble"):
+        if backbone is not None:
+            raise WeightsError(f"{path.name} is an ensemble of MobileFaceNet regressors: do not "
+                               "pass backbone=")
+        return _load_ensemble(path, meta).eval(), meta
     head = meta.get("head", {})
     model = QualityRegressor(build_backbone(meta.get("backbone", {}), backbone),
                              head=head.get("kind", "mlp"),
                              dim=int(head.get("dim", 512)), hidden=int(head.get("hidden", 1024)))
+    _load_member_state(model, load_file(str(path)), path)
+    return model.eval(), meta
+
+
+class RegressorEnsemble(nn.Module):
+    """Several regressors distilled from one base backbone with the same ``cut`` (e.g. training
+    seeds of one recipe) as one module: the frozen stem ``blocks[:cut]``, which all members
+    share, runs once; each member's fine-tuned tail ``blocks[cut:]`` and head run on its output.
+
+    ``forward(x)`` -> ``(embedding, quality)``: the mean of the members' raw embeddings and the
+    mean of their qualities (a seed ensemble; docs/benchmarks.md "Seeds and a seed ensemble").
+    :meth:`member_qualities` gives each member's score. The members are not modified: their
+    blocks and heads are shared, not copied.
+    """
+
+    def __init__(self, members: Sequence[QualityRegressor], cut: int) -> None:
+        super().__init__()
+        members = list(members)
+        if len(members) < 2:
+            raise InvalidArgumentError(f"an ensemble needs at least 2 members, got {len(members)}")
+        cut = int(cut)
+        for i, m in enumerate(members):
+            if not isinstance(m, QualityRegressor) or not hasattr(m.backbone, "blocks"):
+                raise InvalidArgumentError(f"ensemble member {i} is not a MobileFaceNet "
+                                           "QualityRegressor")
+            if not 0 < cut < len(m.backbone.blocks):
+                raise InvalidArgumentError(f"cut must be in [1, {len(m.backbone.blocks) - 1}], "
+                                           f"got {cut}")
+        ref = nn.Sequential(*members[0].backbone.blocks[:cut]).state_dict()
+        for i, m in enumerate(members[1:], 1):
+            own = nn.Sequential(*m.backbone.blocks[:cut]).state_dict()
+            if own.keys() != ref.keys() or not all(torch.equal(ref[k], own[k]) for k in ref):
+                raise WeightsError(f"ensemble member {i}'s first {cut} blocks differ from member "
+                                   "0's: the members must share the frozen stem")
+        self.cut = cut
+        self.head_kinds = [m.head_kind for m in members]
+        self.stem = nn.Sequential(*members[0].backbone.blocks[:cut])
+        self.tails = nn.ModuleList(nn.Sequential(*m.backbone.blocks[cut:]) for m in members)
+        self.heads = nn.ModuleList(m.head for m in members)
+
+    def __len__(self) -> int:
+        return len(self.heads)
+
+    def _members_from(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        es, qs = [], []
+        for tail, head in zip(self.tails, self.heads):
+            e = tail(h)
+            es.append(e)
+            qs.append(head(e).squeeze(-1))
+        return torch.stack(es), torch.stack(qs, -1)
+
+    def forward_from(self, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(embedding, quality)`` from the stem's output ``h``."""
+        es, qs = self._members_from(h)
+        return es.mean(0), qs.mean(-1)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.forward_from(self.stem(x))
+
+    def quality(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward(x)[1]
+
+    def member_qualities(self, x: torch.Tensor) -> torch.Tensor:
+        """``(N, k)``: each member's quality."""
+        return self._members_from(self.stem(x))[1]
+
+
+def save_ensemble(members: Sequence[str | Path], path: str | Path, meta: dict | None = None,
+                  verify: bool = True) -> Path:
+    """Bundle regressor weights files (``fiqa train ediffiqa`` outputs of one recipe, e.g.
+    several ``--train-seed``) into one ensemble weights file: ``path`` (safetensors) holds
+    member ``i``'s stored tensors as ``members.<i>.<name>``; its ``.json`` sidecar keeps each
+    member's sidecar (config, labels, history) and source sha256 under ``members``.
+
+    The members must be MobileFaceNet regressors with the same base model, cut, method and
+    target model, storing no tensor before the cut (the stem stays the shipped base model's,
+    read from ``w600k_mbf.onnx`` at load time, as for one regressor)."""
+    from safetensors.torch import load_file, save_file
+
+    from .._weights import sha256_file
+
+    paths = [Path(m).expanduser() for m in members]
+    if len(paths) < 2:
+        raise InvalidArgumentError(f"an ensemble needs at least 2 members, got {len(paths)}")
+    tensors: dict[str, torch.Tensor] = {}
+    metas = []
+    for i, p in enumerate(paths):
+        model, m = load_regressor(p, verify=verify)  # checks sha256 and the architecture
+        del model
+        if m.get("ensemble"):
+            raise InvalidArgumentError(f"{p} is already an ensemble")
+        bb = m.get("backbone", {})
+        if bb.get("arch") != "mobilefacenet":
+            raise InvalidArgumentError(f"{p}: ensembles are built from MobileFaceNet regressors "
+                                       f"(backbone {bb.get('arch')!r})")
+        cut = int(m.get("config", {}).get("cut", -1))
+        for k, v in load_file(str(p)).items():
+            if k.startswith("backbone.blocks."):
+                block = int(k.split(".")[2])
+                if block < cut:
+                    raise InvalidArgumentError(f"{p} changes block {block}, before its cut {cut}: "
+                                               "its stem is not the base model's")
+            tensors[f"members.{i}.{k}"] = v.contiguous()
+        metas.append({**m, "source": {"file": p.name, "sha256": m.get("sha256")}})
+        metas[-1].pop("sha256", None)
+    first = metas[0]
+    for i, m in enumerate(metas[1:], 1):
+        for key in ("method", "target_model"):
+            if m.get(key) != first.get(key):
+                raise InvalidArgumentError(f"ensemble member {i} has {key} {m.get(key)!r}, "
+                                           f"member 0 {first.get(key)!r}")
+        if m["backbone"].get("base_sha256") != first["backbone"].get("base_sha256"):
+            raise InvalidArgumentError(f"ensemble member {i} starts from another base model")
+        if m["config"].get("cut") != first["config"].get("cut"):
+            raise InvalidArgumentError(f"ensemble member {i} has cut {m['config'].get('cut')}, "
+                                       f"member 0 {first['config'].get('cut')}")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_file(tensors, str(path))
+    out = {
+        "method": first.get("method"),
+        "target_model": first.get("target_model"),
+        "backbone": {k: v for k, v in first["backbone"].items() if k != "stored_tensors"}
+        | {"stored_tensors": sum(m["backbone"].get("stored_tensors", 0) for m in metas)},
+        "head": {"kind": "ensemble", "members": [m.get("head", {}) for m in metas]},
+        "ensemble": {"members": len(metas), "cut": int(first["config"]["cut"]), "combine": "mean",
+                     "seeds": [m.get("config", {}).get("seed") for m in metas]},
+        **(meta or {}),
+        "members": metas,
+    }
+    out["sha256"] = sha256_file(path)
+    path.with_suffix(".json").write_text(json.dumps(out, indent=2) + "\n")
+    return path
+
+
+def _load_ensemble(path: Path, meta: dict) -> RegressorEnsemble:
+    from safetensors.torch import load_file
+
+    spec = meta["ensemble"]
+    members_meta = meta.get("members") or []
+    k = int(spec.get("members", 0))
+    if k < 2 or len(members_meta) != k:
+        raise WeightsError(f"{path.with_suffix('.json').name}: an ensemble sidecar needs 'members' "
+                           f"with {k} entries (found {len(members_meta)})")
     state = load_file(str(path))
+    base = build_backbone(meta.get("backbone", {}))
+    models = []
+    for i, mm in enumerate(members_meta):
+        head = mm.get("head", {})
+        model = QualityRegressor(copy.deepcopy(base), head=head.get("kind", "mlp"),
+                                 dim=int(head.get("dim", 512)), hidden=int(head.get("hidden", 1024)))
+        pre = f"members.{i}."
+        _load_member_state(model, {n[len(pre):]: v for n, v in state.items() if n.startswith(pre)},
+                           path)
+        models.append(model)
+    extra = [n for n in state if not n.startswith("members.") or int(n.split(".")[1]) >= k]
+    if extra:
+        raise WeightsError(f"ensemble weights {path} hold tensors of no member: {extra[:3]}")
+    return RegressorEnsemble(models, int(spec.get("cut", 15)))
+
+
+def _load_member_state(model: QualityRegressor, state: dict[str, torch.Tensor], path: Path) -> None:
     head_state = {k[5:]: v for k, v in state.items() if k.startswith("head.")}
     bb_state = {k[9:]: v for k, v in state.items() if k.startswith("backbone.")}
     try:
@@ -171,11 +343,10 @@ def load_regressor(weights: str | Path, verify: bool = True,
         missing, unexpected = model.backbone.load_state_dict(bb_state, strict=False)
     except RuntimeError as exc:
         raise WeightsError(f"regressor weights {path} do not match the architecture in "
-                           f"{sidecar.name}: {str(exc).splitlines()[0]}") from exc
+                           f"{path.with_suffix('.json').name}: {str(exc).splitlines()[0]}") from exc
     if unexpected:
         raise WeightsError(f"regressor weights {path} hold tensors the backbone does not have: "
                            f"{unexpected[:3]}")
-    return model.eval(), meta
 
 
 class SharedStem:
@@ -197,9 +368,15 @@ class SharedStem:
         self._value: torch.Tensor | None = None
 
     def matches(self, backbone: nn.Module) -> bool:
-        """Whether ``backbone``'s first ``cut`` blocks hold exactly this stem's weights."""
+        """Whether ``backbone``'s first ``cut`` blocks (for a :class:`RegressorEnsemble`: its
+        stem, cut at the same block) hold exactly this stem's weights."""
         ref = self.stem.state_dict()
-        own = nn.Sequential(*backbone.blocks[: self.cut]).state_dict()
+        if isinstance(backbone, RegressorEnsemble):
+            if backbone.cut != self.cut:
+                return False
+            own = backbone.stem.state_dict()
+        else:
+            own = nn.Sequential(*backbone.blocks[: self.cut]).state_dict()
         return ref.keys() == own.keys() and all(torch.equal(ref[k].cpu(), own[k].cpu()) for k in ref)
 
     @torch.inference_mode()
@@ -220,9 +397,10 @@ class RegressorScorer(Scorer):
 
     Parameters
     ----------
-    weights : path, QualityRegressor or None
-        A ``.safetensors`` file with its ``.json`` sidecar, a built :class:`QualityRegressor`,
-        or None for the method's shipped weights.
+    weights : path, QualityRegressor, RegressorEnsemble or None
+        A ``.safetensors`` file with its ``.json`` sidecar (one regressor, or an ensemble
+        written by :func:`save_ensemble`), a built :class:`QualityRegressor` or
+        :class:`RegressorEnsemble`, or None for the method's shipped weights.
     device : {"cpu", "cuda", "auto"}
     batch_size : int
         Crops per forward pass.
@@ -278,7 +456,7 @@ class RegressorScorer(Scorer):
         if shared_stem is not None and self.backend != "torch":
             raise InvalidArgumentError("shared_stem runs the torch model; it cannot be combined "
                                        f"with backend={self.backend!r}")
-        if isinstance(weights, QualityRegressor):
+        if isinstance(weights, (QualityRegressor, RegressorEnsemble)):
             self.model, self.meta = weights, {}
         else:
             if weights is None:
@@ -313,10 +491,18 @@ class RegressorScorer(Scorer):
                 self.int8_sha256 = (sha256_bytes(src) if isinstance(src, bytes)
                                     else file_sha256(src))
         if shared_stem is not None:
-            if not hasattr(self.model.backbone, "blocks") or not shared_stem.matches(self.model.backbone):
-                raise ValueError(f"{self.name}: the backbone's first {shared_stem.cut} blocks differ "
-                                 "from the shared stem's; score without shared_stem")
-            self._tail = nn.Sequential(*self.model.backbone.blocks[shared_stem.cut:])
+            if isinstance(self.model, RegressorEnsemble):
+                if not shared_stem.matches(self.model):
+                    raise ValueError(f"{self.name}: the ensemble's stem (cut {self.model.cut}) "
+                                     f"differs from the shared stem's (cut {shared_stem.cut}); "
+                                     "score without shared_stem")
+                self._tail = lambda h: self.model.forward_from(h)[1]
+            else:
+                if not hasattr(self.model.backbone, "blocks") or not shared_stem.matches(self.model.backbone):
+                    raise ValueError(f"{self.name}: the backbone's first {shared_stem.cut} blocks "
+                                     "differ from the shared stem's; score without shared_stem")
+                tail = nn.Sequential(*self.model.backbone.blocks[shared_stem.cut:])
+                self._tail = lambda h: self.model.head(tail(h)).squeeze(-1)
 
     @torch.inference_mode()
     def _score(self, aligned: np.ndarray, faces: Sequence[Face] | None) -> np.ndarray:
@@ -332,8 +518,7 @@ class RegressorScorer(Scorer):
             for i in range(0, len(aligned), self.batch_size):
                 batch = aligned[i : i + self.batch_size]
                 if self._stem is not None:
-                    e = self._tail(self._stem(batch).to(self.device))
-                    q = self.model.head(e).squeeze(-1)
+                    q = self._tail(self._stem(batch).to(self.device))
                 else:
                     q = self.model.quality(to_model_range(batch).to(self.device))
                 out[i : i + len(batch)] = q.float().cpu().numpy()
@@ -341,6 +526,11 @@ class RegressorScorer(Scorer):
         finally:
             if self.threads:
                 torch.set_num_threads(prev)
+
+    @property
+    def members(self) -> int:
+        """How many regressors the score averages (1 unless the weights are an ensemble)."""
+        return len(self.model) if isinstance(self.model, RegressorEnsemble) else 1
 
     @property
     def frozen_backbone(self) -> bool:
@@ -391,7 +581,7 @@ class DifFIQARScorer(RegressorScorer):
 class _QualityOutputs(nn.Module):
     """Export wrapper: ``x -> (quality, embedding)``."""
 
-    def __init__(self, model: QualityRegressor) -> None:
+    def __init__(self, model: QualityRegressor | RegressorEnsemble) -> None:
         super().__init__()
         self.model = model
 
@@ -400,7 +590,7 @@ class _QualityOutputs(nn.Module):
         return q, e
 
 
-def export_onnx(model: QualityRegressor | RegressorScorer, path: str | Path, opset: int = 17,
+def export_onnx(model: QualityRegressor | RegressorEnsemble | RegressorScorer, path: str | Path, opset: int = 17,
                 blocked_prelu: bool = False) -> Path:
     """Write a regressor as ONNX: input ``input`` ``(N, 3, 112, 112)`` float32 RGB in [-1, 1];
     outputs ``quality`` ``(N,)`` and ``embedding`` ``(N, D)`` (the backbone's raw embedding).

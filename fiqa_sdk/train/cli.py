@@ -154,7 +154,35 @@ def add_train_parser(subparsers) -> argparse.ArgumentParser:
                             "result with RegressorScorer(weights, backbone=FACTORY()) or "
                             "backbone=OnnxGraphModule(MODEL.onnx)")
         r.set_defaults(func=_cmd_train_distill, method=method)
+    ens = tsub.add_parser(
+        "ensemble", help="bundle regressors of one recipe (e.g. training seeds) into one "
+                         "ensemble scorer",
+        description="Write OUT/<name>.safetensors + .json: the regressors MEMBERS (outputs of "
+                    "`fiqa train ediffiqa|diffiqa-r` with the same cut, e.g. several "
+                    "--train-seed) as one scorer whose quality is the mean of theirs. The frozen "
+                    "stem runs once (docs/ediffiqa.md, \"Seed ensemble\"). Load it like one "
+                    "regressor: create_scorer('ediffiqa', weights=OUT/<name>.safetensors).")
+    ens.add_argument("members", nargs="+", type=Path, help="regressor .safetensors files (>= 2)")
+    ens.add_argument("--out", required=True, help="output folder")
+    ens.add_argument("--name", default=None,
+                     help="file name stem (default: the members' method stem + _x<count>)")
+    ens.set_defaults(func=_cmd_train_ensemble)
     return t
+
+
+def _cmd_train_ensemble(args: argparse.Namespace) -> int:
+    from ..errors import FiqaError
+    from ..quality.ediffiqa import save_ensemble
+
+    name = args.name or f"{args.members[0].stem}_x{len(args.members)}"
+    try:
+        path = save_ensemble(args.members, Path(args.out) / f"{name}.safetensors")
+    except FiqaError as exc:
+        return _die(str(exc))
+    meta = json.loads(path.with_suffix(".json").read_text())
+    print(json.dumps({"weights": str(path), "members": meta["ensemble"]["members"],
+                      "seeds": meta["ensemble"]["seeds"], "sha256": meta["sha256"]}))
+    return 0
 
 
 def _teacher_args(p: argparse.ArgumentParser) -> None:
