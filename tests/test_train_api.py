@@ -192,6 +192,31 @@ def test_cli_train_uses_the_same_function(face_folder, cache, tmp_path, capsys):
     assert rc == 1 and "is not a folder" in capsys.readouterr().err
 
 
+def test_cli_trains_a_seed_ensemble(face_folder, cache, tmp_path, capsys):
+    """``fiqa train diffiqa-r --ensemble-seeds 0 1``: one run per seed in OUT/seed-S/, bundled
+    into OUT/diffiqa_r_mbf_x2.safetensors, whose score is the mean of the two runs'."""
+    out = tmp_path / "ens"
+    rc = main(["train", "diffiqa-r", "--data", str(face_folder), "--out", str(out), "--epochs",
+               "1", "--n", "1", "--threads", "1", "--cache", str(cache), "--ensemble-seeds", "0", "1"])
+    assert rc == 0
+    res = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert res["weights"] == str(out / "diffiqa_r_mbf_x2.safetensors") and res["seeds"] == [0, 1]
+    assert res["members"] == [str(out / f"seed-{s}" / "diffiqa_r_mbf.safetensors") for s in (0, 1)]
+    meta = json.loads((out / "diffiqa_r_mbf_x2.json").read_text())
+    assert meta["ensemble"]["seeds"] == [0, 1] and meta["method"] == "diffiqa-r"
+    faces = np.load(next(cache.glob("*/faces.npy")))[:4]
+    ens = fq.create_scorer("diffiqa-r", weights=res["weights"])
+    parts = [fq.create_scorer("diffiqa-r", weights=m).score(faces) for m in res["members"]]
+    np.testing.assert_allclose(ens.score(faces), np.mean(parts, 0), atol=1e-5)
+    for bad in (["--ensemble-seeds", "3"], ["--ensemble-seeds", "1", "1"],
+                ["--ensemble-seeds", "0", "1", "--train-seed", "2"]):
+        assert main(["train", "diffiqa-r", "--data", str(face_folder), "--out", str(tmp_path / "x"),
+                     "--cache", str(cache), *bad]) == 2
+        assert "--ensemble-seeds" in capsys.readouterr().err
+    with pytest.raises(SystemExit):  # ediffiqa-free has no tail to fine-tune: no such option
+        main(["train", "ediffiqa-free", "--out", str(tmp_path / "y"), "--ensemble-seeds", "0", "1"])
+
+
 def test_a_user_torch_backbone_is_not_modified(face_folder, cache, tmp_path):
     from fiqa_sdk.train.api import load_backbone_factory
 

@@ -141,6 +141,12 @@ def add_train_parser(subparsers) -> argparse.ArgumentParser:
                        help="seed of the regressor training and of the held-out identity split "
                             "(default: --seed, which also seeds the teacher; a different "
                             "--train-seed reuses the cached pseudo-labels)")
+        if method != "ediffiqa-free":
+            r.add_argument("--ensemble-seeds", type=int, nargs="+", default=None, metavar="S",
+                           help="train one regressor per training seed S (into OUT/seed-S/) and "
+                                "bundle them into the seed ensemble OUT/<name>_x<k>.safetensors "
+                                "(as `fiqa train ensemble`; the shipped ediffiqa: --eps 1 "
+                                "--theta 0.5 --ensemble-seeds 0 1 2)")
         r.add_argument("--cut", type=int, default=15,
                        help="fine-tune MobileFaceNet blocks [cut:] (0..20, default 15)")
         r.add_argument("--name", default=None, help="file name stem of the weights")
@@ -274,19 +280,51 @@ def _cmd_train_distill(args: argparse.Namespace) -> int:
     from ..errors import FiqaError
     from .api import train_ediffiqa
 
-    try:
-        result = train_ediffiqa(
-            args.data or DEFAULT_CELEBA, args.out, method=args.method, backbone=args.backbone,
+    seeds = getattr(args, "ensemble_seeds", None)
+    if seeds is not None:
+        if args.train_seed is not None:
+            print("fiqa: error: --ensemble-seeds gives the training seeds; drop --train-seed",
+                  file=sys.stderr)
+            return 2
+        if len(set(seeds)) < 2 or len(set(seeds)) != len(seeds):
+            print(f"fiqa: error: --ensemble-seeds needs two or more different seeds, got {seeds}",
+                  file=sys.stderr)
+            return 2
+        if args.backbone:
+            print("fiqa: error: --ensemble-seeds works with the shipped MobileFaceNet backbone "
+                  "only (no --backbone)", file=sys.stderr)
+            return 2
+
+    def train(seed: int, out) -> object:
+        return train_ediffiqa(
+            args.data or DEFAULT_CELEBA, out, method=args.method, backbone=args.backbone,
             eps=args.eps, theta=args.theta, p=args.p, min_count=args.min_count,
-            epochs=args.epochs, cut=args.cut,
-            seed=args.seed if args.train_seed is None else args.train_seed,
+            epochs=args.epochs, cut=args.cut, seed=seed,
             teacher_weights=args.weights, teacher_t=args.t, teacher_n=args.n,
             teacher_fast=args.fast, teacher_seed=args.seed, threads=args.threads,
             cache=args.cache, name=args.name, limit=args.limit,
             degraded_copies=args.degraded_copies, degrade_seed=args.degrade_seed, log=_log,
             progress=_progress if sys.stderr.isatty() else None)
+
+    try:
+        if seeds is None:
+            result = train(args.seed if args.train_seed is None else args.train_seed, args.out)
+            print(json.dumps({"weights": str(result.weights), "final": result.final,
+                              "labels": result.labels, "seconds": result.seconds}))
+            return 0
+        from ..quality.ediffiqa import save_ensemble
+
+        members = []
+        for s in seeds:
+            _log(f"ensemble member: training seed {s}")
+            members.append(train(s, Path(args.out) / f"seed-{s}"))
+        first = members[0].weights
+        path = save_ensemble([m.weights for m in members],
+                             Path(args.out) / f"{first.stem}_x{len(members)}.safetensors")
     except FiqaError as exc:
         return _die(str(exc))
-    print(json.dumps({"weights": str(result.weights), "final": result.final,
-                      "labels": result.labels, "seconds": result.seconds}))
+    print(json.dumps({"weights": str(path), "seeds": list(seeds),
+                      "members": [str(m.weights) for m in members],
+                      "final": [m.final for m in members], "labels": members[0].labels,
+                      "seconds": round(sum(m.seconds for m in members), 1)}))
     return 0
