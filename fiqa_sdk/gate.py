@@ -419,6 +419,10 @@ class QualityGate:
             "embedder": self._names["embedder"],
             "scorer": self._names["scorer"],
             "threshold": self.threshold,
+            # which weights the threshold is in the units of (regressors, DifFIQA): checked
+            # by load(), since a new version may ship other weights under the same name
+            **({"scorer_weights": str(self.scorer.weights_sha256)}
+               if getattr(self.scorer, "weights_sha256", None) else {}),
             "face_policy": self.face_policy,
             "batch_size": self.batch_size,
             **({"scorer_options": self.scorer_options} if self.scorer_options else {}),
@@ -452,7 +456,17 @@ class QualityGate:
         kw = {k: cfg[k] for k in ("detector", "embedder", "scorer", "threshold", "face_policy",
                                   "batch_size", "scorer_options") if k in cfg}
         kw.update(overrides)
-        return cls(device=device, **kw)
+        gate = cls(device=device, **kw)
+        saved = cfg.get("scorer_weights")
+        now = getattr(gate.scorer, "weights_sha256", None)
+        if (saved and now and str(saved) != str(now) and gate.threshold is not None
+                and "threshold" not in overrides and "scorer" not in overrides):
+            raise GateError(
+                f"{p}: its threshold {gate.threshold:g} was set for scorer {cfg.get('scorer')!r} "
+                f"with weights {saved}, but this fiqa-sdk's {cfg.get('scorer')!r} has weights "
+                f"{now} (scores on another scale): recalibrate (gate.calibrate(...)) or load "
+                "with threshold=None (or a new threshold=)")
+        return gate
 
     # -- templates and comparison --------------------------------------------------------
     def template(self, images: Any, method: str = "quality_weighted", k: int = 3,

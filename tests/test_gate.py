@@ -242,6 +242,29 @@ def test_save_load(tmp_path, astronaut):
         QualityGate.load(tmp_path / "missing.json")
 
 
+def test_saved_threshold_is_tied_to_the_scorer_weights(tmp_path):
+    """A threshold is in the units of one set of weights: a gate file saved with other weights
+    under the same scorer name (e.g. the single-regressor ediffiqa shipped before the seed
+    ensemble, sha256 9418afed...) is refused with its threshold, and loads without it."""
+    g = QualityGate(scorer="ediffiqa", threshold=0.4)
+    p = g.save(tmp_path / "gate.json")
+    cfg = json.loads(p.read_text())
+    assert cfg["scorer_weights"] == g.scorer.weights_sha256
+    assert QualityGate.load(p).threshold == 0.4  # same weights: fine
+    cfg["scorer_weights"] = "9418afedf7795e30"
+    p.write_text(json.dumps(cfg))
+    with pytest.raises(fq.GateError, match="recalibrate"):
+        QualityGate.load(p)
+    assert QualityGate.load(p, threshold=None).threshold is None
+    assert QualityGate.load(p, threshold=0.45).threshold == 0.45
+    # no threshold, nothing in the scorer's units: loads as it is
+    cfg["threshold"] = None
+    p.write_text(json.dumps(cfg))
+    assert QualityGate.load(p).scorer.name == "ediffiqa"
+    # scorers without weights record none
+    assert "scorer_weights" not in QualityGate(scorer="sharpness").config()
+
+
 def test_template_methods(gate, batch):
     imgs = [batch[0], batch[1], batch[3], batch[2]]  # index 2 has no face
     scores = [r.score for r in gate.filter(imgs, discard=0.0).reports]
