@@ -305,9 +305,18 @@ def test_seed_ensemble_refuses_what_it_cannot_combine(trained, trained_seed1, fr
         b.backbone.blocks[0].conv.weight.add_(0.01)
     with pytest.raises(WeightsError, match="stem"):
         RegressorEnsemble([a, b], cut=15)
-    # a sidecar that does not list its members
+    # tensors of no member
+    from safetensors.torch import load_file, save_file
+
     side = tmp_path / "ens.json"
     meta = json.loads(side.read_text())
+    state = load_file(str(ens))
+    state["members.7.head.0.bias"] = torch.zeros(3)
+    save_file(state, str(tmp_path / "extra.safetensors"))
+    (tmp_path / "extra.json").write_text(json.dumps(meta))
+    with pytest.raises(WeightsError, match="no member"):
+        fq.create_scorer("ediffiqa", weights=tmp_path / "extra.safetensors", verify=False)
+    # a sidecar that does not list its members
     meta["members"] = meta["members"][:1]
     side.write_text(json.dumps(meta))
     with pytest.raises(WeightsError, match="members"):

@@ -329,7 +329,8 @@ def _load_ensemble(path: Path, meta: dict) -> RegressorEnsemble:
         _load_member_state(model, {n[len(pre):]: v for n, v in state.items() if n.startswith(pre)},
                            path)
         models.append(model)
-    extra = [n for n in state if not n.startswith("members.") or int(n.split(".")[1]) >= k]
+    known = tuple(f"members.{i}." for i in range(k))
+    extra = [n for n in state if not n.startswith(known)]
     if extra:
         raise WeightsError(f"ensemble weights {path} hold tensors of no member: {extra[:3]}")
     return RegressorEnsemble(models, int(spec.get("cut", 15)))
