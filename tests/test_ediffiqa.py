@@ -337,6 +337,43 @@ def test_train_ensemble_command(trained, trained_seed1, tmp_path, capsys):
     assert "at least 2" in capsys.readouterr().err
 
 
+def test_split_seed_fixes_the_held_out_identities(crops, arcface, tmp_path, monkeypatch):
+    """``split_seed`` alone draws the held-out identities (default: the training seed), so runs
+    with other training seeds and one split seed hold out the same faces."""
+    from fiqa_sdk.nets.mobilefacenet import load_mobilefacenet
+    from fiqa_sdk.train import distill as D
+
+    ids = np.arange(24) // 6
+    masks = {s: D.split_identities(ids, 0.5, s) for s in range(6)}
+    assert len({m.tobytes() for m in masks.values()}) > 1  # seeds draw different identities
+    seen = []
+    orig = D.split_identities
+    monkeypatch.setattr(D, "split_identities", lambda i, f, s: seen.append(s) or orig(i, f, s))
+    e = arcface.embed_raw(crops)
+    ef = arcface.embed_raw(np.ascontiguousarray(crops[:, :, ::-1]))
+    for seed, split in ((1, 0), (1, None)):
+        cfg = D.DistillConfig(method="diffiqa-r", epochs=1, batch_size=8, val_fraction=0.5,
+                              min_count=1, p=0.5, seed=seed, split_seed=split)
+        out = D.distill(crops, ids, -(np.arange(24) % 6).astype(float), e, ef,
+                        load_mobilefacenet(), tmp_path / f"{seed}-{split}", cfg,
+                        meta={"backbone": {"arch": "mobilefacenet", "base": "w600k_mbf.onnx"}})
+        meta = json.loads(open(out["weights"].replace(".safetensors", ".json")).read())
+        assert meta["config"]["split_seed"] == split
+    assert seen == [0, 1]
+
+
+def test_ensemble_held_out_needs_one_split():
+    from conftest import load_script
+
+    mod = load_script("ensemble_held_out")
+    same = [{"config": {"seed": 0}}, {"config": {"seed": 1, "split_seed": 0}}]
+    assert mod.held_out_split(same) == (0, 0.1)
+    with pytest.raises(SystemExit, match="different identities"):
+        mod.held_out_split([{"config": {"seed": 0}}, {"config": {"seed": 1}}])
+    with pytest.raises(SystemExit):
+        mod.main(["--member", "only-one.safetensors"])
+
+
 @pytest.fixture(scope="module")
 def free_weights(crops, tmp_path_factory, arcface) -> str:
     """A short ediffiqa-free run (head only) on the degraded crops, labels = -severity."""

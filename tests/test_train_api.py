@@ -93,7 +93,8 @@ def test_bad_training_folders(tmp_path, bad, match):
     ({"eps": -0.1}, "eps"), ({"theta": 1.5}, "theta"), ({"p": 0.0}, "p="),
     ({"epochs": 0}, "epochs"), ({"min_count": 0}, "min_count"),
     ({"degraded_copies": -1}, "degraded_copies"), ({"degraded_copies": 0.5}, "degraded_copies"),
-    ({"degrade_seed": "1"}, "degrade_seed"),
+    ({"degrade_seed": "1"}, "degrade_seed"), ({"split_seed": 0.5}, "split_seed"),
+    ({"split_seed": True}, "split_seed"),
 ])
 def test_bad_options(face_folder, tmp_path, kwargs, match):
     with pytest.raises(fq.InvalidArgumentError, match=match):

@@ -214,6 +214,7 @@ def train_ediffiqa(
     limit: int | None = None,
     degraded_copies: int = 0,
     degrade_seed: int = 1,
+    split_seed: int | None = None,
     log: Callable[[str], None] | None = None,
     progress: Callable[[int, int], None] | None = None,
 ) -> TrainedRegressor:
@@ -241,6 +242,9 @@ def train_ediffiqa(
     eps, theta, p, min_count, epochs, cut, seed : :class:`~fiqa_sdk.train.distill.DistillConfig`
         (label optimization strength, loss weight, top label fraction and minimum top faces per
         identity for a class centre, epochs, first fine-tuned block, training + split seed).
+    split_seed : seed of the held-out identities alone (default None: ``seed``). Runs that
+        differ only in ``seed`` with one ``split_seed`` share their held-out faces, so a seed
+        ensemble of them can be evaluated on faces none of its members trained on.
     teacher_weights, teacher_t, teacher_n, teacher_fast, teacher_seed : the DifFIQA teacher
         (default: the shipped denoiser, t = 5, n = 10 or 2 with ``teacher_fast``, seed 0).
     threads : CPU threads of torch and onnxruntime.
@@ -266,6 +270,8 @@ def train_ediffiqa(
     for key, value, ok in (("degraded_copies", degraded_copies,
                             isinstance(degraded_copies, int) and degraded_copies >= 0),
                            ("degrade_seed", degrade_seed, isinstance(degrade_seed, int)),
+                           ("split_seed", split_seed, split_seed is None
+                            or (isinstance(split_seed, int) and not isinstance(split_seed, bool))),
                            ("eps", eps, eps >= 0), ("theta", theta, 0 <= theta <= 1),
                            ("p", p, 0 < p <= 1), ("min_count", min_count, min_count >= 1),
                            ("epochs", epochs, epochs >= 1), ("cut", cut, cut >= 0),
@@ -304,7 +310,7 @@ def train_ediffiqa(
     faces, ids, q, e, ef = (np.concatenate(x) for x in zip(*parts))
     real = np.arange(len(faces)) < n
     cfg = DistillConfig(method=method, eps=eps, theta=theta, p=p, min_count=min_count,
-                        epochs=epochs, cut=cut, seed=seed)
+                        epochs=epochs, cut=cut, seed=seed, split_seed=split_seed)
     meta = {
         "backbone": backbone_meta,
         "target_model": target_model,

@@ -141,6 +141,9 @@ def add_train_parser(subparsers) -> argparse.ArgumentParser:
                        help="seed of the regressor training and of the held-out identity split "
                             "(default: --seed, which also seeds the teacher; a different "
                             "--train-seed reuses the cached pseudo-labels)")
+        r.add_argument("--split-seed", type=int, default=None,
+                       help="seed of the held-out identities alone (default: the training "
+                            "seed); runs with one --split-seed share their held-out faces")
         if method != "ediffiqa-free":
             r.add_argument("--ensemble-seeds", type=int, nargs="+", default=None, metavar="S",
                            help="train one regressor per training seed S (into OUT/seed-S/) and "
@@ -303,7 +306,8 @@ def _cmd_train_distill(args: argparse.Namespace) -> int:
             teacher_weights=args.weights, teacher_t=args.t, teacher_n=args.n,
             teacher_fast=args.fast, teacher_seed=args.seed, threads=args.threads,
             cache=args.cache, name=args.name, limit=args.limit,
-            degraded_copies=args.degraded_copies, degrade_seed=args.degrade_seed, log=_log,
+            degraded_copies=args.degraded_copies, degrade_seed=args.degrade_seed,
+            split_seed=args.split_seed, log=_log,
             progress=_progress if sys.stderr.isatty() else None)
 
     try:

@@ -61,6 +61,7 @@ class DistillConfig:
     hflip: bool = True
     val_fraction: float = 0.1  # identities held out for validation
     seed: int = 0
+    split_seed: int | None = None  # seed of the held-out identities (None: ``seed``)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -218,7 +219,8 @@ def distill(faces: np.ndarray, ids: np.ndarray, labels: np.ndarray, target_emb: 
 
     # -- labels ------------------------------------------------------------------------
     q = minmax(labels)
-    val = split_identities(ids, cfg.val_fraction, cfg.seed)
+    val = split_identities(ids, cfg.val_fraction, cfg.seed if cfg.split_seed is None
+                           else cfg.split_seed)
     tr = ~val
     # every validation face (also those without a class centre) that the EDC may use
     val_all = np.flatnonzero(val if verify is None else val & np.asarray(verify, bool))
