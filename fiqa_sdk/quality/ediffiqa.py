@@ -209,7 +209,6 @@ class RegressorEnsemble(nn.Module):
                 raise WeightsError(f"ensemble member {i}'s first {cut} blocks differ from member "
                                    "0's: the members must share the frozen stem")
         self.cut = cut
-        self.head_kinds = [m.head_kind for m in members]
         self.stem = nn.Sequential(*members[0].backbone.blocks[:cut])
         self.tails = nn.ModuleList(nn.Sequential(*m.backbone.blocks[cut:]) for m in members)
         self.heads = nn.ModuleList(m.head for m in members)
