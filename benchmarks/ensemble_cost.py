@@ -47,10 +47,10 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
+    from fiqa_sdk.errors import InvalidArgumentError, WeightsError
     from fiqa_sdk.quality.ediffiqa import (
         RegressorEnsemble,
         RegressorScorer,
-        load_regressor,
         shipped_weights,
     )
 
@@ -60,10 +60,10 @@ def main(argv: list[str] | None = None) -> int:
     if len(args.regressor) < 2:
         ap.error("give at least two --regressor weights (the ensemble's members)")
     torch.set_num_threads(args.threads)
-    loaded = [load_regressor(w) for w in args.regressor]
-    if any(meta.get("ensemble") for _, meta in loaded):
-        ap.error("--regressor takes single regressors (the members), not an ensemble file")
-    cut = int(loaded[0][1].get("config", {}).get("cut", 15))  # as trained
+    try:
+        members = RegressorEnsemble.from_files(args.regressor)
+    except (InvalidArgumentError, WeightsError) as exc:
+        ap.error(f"--regressor takes single regressors of one recipe (the members): {exc}")
     threads = args.threads if args.backend == "onnxruntime" else None
 
     def scorer(weights, name: str) -> RegressorScorer:
@@ -75,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
 
     crops = random_crops(0)
     single = scorer(args.regressor[0], "single")
-    ensemble = scorer(RegressorEnsemble([m for m, _ in loaded], cut), "ensemble")
+    ensemble = scorer(members, "ensemble")
     # the ensemble scores the mean of its members
     alone = np.mean([scorer(w, f"m{i}").score(crops[:8]) for i, w in enumerate(args.regressor)], 0)
     np.testing.assert_allclose(ensemble.score(crops[:8]), alone, atol=1e-4)
@@ -88,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
                 sc.score(crops[s : s + args.batch_size])
             times[name].append((time.perf_counter() - t0) / args.faces)
     med = {k: statistics.median(v) for k, v in times.items()}
-    out = {"members": len(loaded), "faces": args.faces, "batch_size": args.batch_size,
+    out = {"members": len(members), "faces": args.faces, "batch_size": args.batch_size,
            "rounds": args.rounds, "threads": args.threads, "backend": args.backend,
            "ms_per_face": {k: round(v * 1e3, 3) for k, v in med.items()},
            "ratio": round(med["ensemble"] / med["single"], 3),

@@ -63,11 +63,10 @@ def main(argv: list[str] | None = None) -> int:
     emb, _ = target_embeddings(faces, fq.create_embedder("arcface"), cache_dir=data.path)
     ver = HeldOutVerification(emb[val], ids[val])
     rows: dict[str, dict] = {}
-    for i, (path, meta) in enumerate(zip(args.member, metas)):
-        q = RegressorScorer(path, name=f"member{i}").score(faces[val])
+    for i, (model, meta) in enumerate(loaded):
+        q = RegressorScorer(model, name=f"member{i}").score(faces[val])
         rows[f"member {i} (seed {meta['config'].get('seed')})"] = ver.pauc(q)
-    cut = int(metas[0].get("config", {}).get("cut", 15))
-    ens = RegressorScorer(RegressorEnsemble([m for m, _ in loaded], cut), name="ensemble")
+    ens = RegressorScorer(RegressorEnsemble.from_files(args.member), name="ensemble")
     rows[f"ensemble of {len(loaded)}"] = ver.pauc(ens.score(faces[val]))
     refs = {json.dumps(m.get("held_out_verification", {}).get("teacher"), sort_keys=True) for m in metas}
     ho = metas[0].get("held_out_verification", {})

@@ -8,13 +8,13 @@ decision thresholds and caches as ``fiqa bench quality``. Regressors distilled w
 cost is one stem pass plus one tail per regressor.
 
     python benchmarks/regressors_lfw.py \\
-        --regressor ediffiqa=fiqa_sdk/weights/ediffiqa_mbf.safetensors \\
+        --regressor ediffiqa=fiqa_sdk/weights/ediffiqa_mbf_x3.safetensors \\
         --regressor "eps=0.1"=runs/abl/eps0.1/ediffiqa_mbf.safetensors \\
         --protocols lfw-pairs lfw-all --eval-embedders arcface dlib --out results/regressors
 
 ``--ensemble NAME=A,B,...`` adds the mean score of the named ``--regressor`` entries (e.g.
-three training seeds of one setting; measured in docs/benchmarks.md "Seeds and a seed
-ensemble").
+three training seeds of one setting), scored as one ``RegressorEnsemble`` like the shipped
+``ediffiqa`` (measured in docs/benchmarks.md "Seeds and a seed ensemble").
 
 ``--diffiqa PATH`` adds the DifFIQA teacher (expensive: ~0.4 s per image per repeat here).
 Writes ``OUT/<protocol>-<embedder>.json`` and prints one Markdown table. Without
@@ -36,25 +36,20 @@ import time
 from pathlib import Path
 
 
-def mean_scorer(name: str, members: list):
-    """A scorer whose quality is the mean of ``members``' scores (regressors of one scale, e.g.
-    training seeds of one setting). Its cache key covers the members' names and weights."""
-    from fiqa_sdk.quality.base import Scorer
+def ensemble_scorer(name: str, members: list, stem=None):
+    """The mean quality of ``members`` (single-regressor ``RegressorScorer`` s of one recipe, e.g.
+    training seeds) as one :class:`RegressorEnsemble` scorer: the shipped code path. Raises
+    ``InvalidArgumentError`` / ``WeightsError`` for members that cannot form one."""
+    from fiqa_sdk.errors import InvalidArgumentError
+    from fiqa_sdk.quality.ediffiqa import RegressorEnsemble, RegressorScorer
 
-    class MeanOfScorers(Scorer):
-        def __init__(self) -> None:
-            self.name = name
-            self.members = tuple(f"{m.name}:{m.weights_sha256}" for m in members)
-            models = {getattr(m, "fr_model", None) for m in members}
-            if len(models) == 1 and isinstance(next(iter(models)), str):
-                self.fr_model = models.pop()  # same- / cross-model like its members
-
-        def _score(self, aligned, faces):
-            import numpy as np
-
-            return np.mean([m.score(aligned, faces) for m in members], axis=0)
-
-    return MeanOfScorers()
+    cuts = {int(m.meta.get("config", {}).get("cut", 15)) for m in members}
+    if len(cuts) > 1:
+        raise InvalidArgumentError(f"the members were trained with different cuts {sorted(cuts)}")
+    ens = RegressorEnsemble([m.model for m in members], cuts.pop())
+    if stem is not None and stem.matches(ens):
+        return RegressorScorer(ens, shared_stem=stem, name=name)
+    return RegressorScorer(ens, name=name)
 
 
 def main(argv=None) -> int:
@@ -91,6 +86,7 @@ def main(argv=None) -> int:
     import fiqa_sdk as fq
     from fiqa_sdk.eval import bench, protocols
     from fiqa_sdk.eval.features import default_cache_dir
+    from fiqa_sdk.errors import InvalidArgumentError, WeightsError
     from fiqa_sdk.quality.ediffiqa import RegressorScorer, SharedStem
 
     from fiqa_sdk.quality.ediffiqa import shipped_weights
@@ -116,7 +112,10 @@ def main(argv=None) -> int:
         if not sep or len(names) < 2 or any(m not in by_name for m in names):
             ap.error(f"--ensemble takes NAME=A,B,... over at least two --regressor names "
                      f"({', '.join(by_name)}), got {item!r}")
-        scorers.append(mean_scorer(name, [by_name[m] for m in names]))
+        try:
+            scorers.append(ensemble_scorer(name, [by_name[m] for m in names], stem))
+        except (InvalidArgumentError, WeightsError) as exc:
+            ap.error(f"--ensemble {name}: {exc}")
     arc = fq.create_embedder("arcface", threads=args.threads)
     if args.diffiqa:
         scorers.append(fq.create_scorer("diffiqa", weights=args.diffiqa, embedder=arc,

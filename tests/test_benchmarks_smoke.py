@@ -311,21 +311,29 @@ def test_diffiqa_settings_terms_match_the_scorer(crops, micro_weights, arcface):
 
 
 def test_regressors_lfw_ensemble(astronaut, astronaut_face, tmp_path):
-    """``--ensemble NAME=A,B``: the mean of the members' scores, cached under a key of its
-    members' weights; bad member lists are usage errors."""
+    """``--ensemble NAME=A,B``: a ``RegressorEnsemble`` of the members (the shipped code path)
+    scoring their mean, cached under a key of its members' weights; bad member lists are usage
+    errors (an ensemble file as a member among them)."""
     sys.path.insert(0, str(REPO / "benchmarks"))
     import regressors_lfw
 
     import fiqa_sdk as fq
+    from fiqa_sdk.errors import InvalidArgumentError
     from fiqa_sdk.eval.features import scorer_key
+    from fiqa_sdk.quality.ediffiqa import SharedStem
 
     crops = np.asarray(graded_crops(astronaut, astronaut_face, 6, seed=3))
-    a, b = fq.create_scorer("ediffiqa"), fq.create_scorer("diffiqa-r")
-    ens = regressors_lfw.mean_scorer("mean2", [a, b])
-    np.testing.assert_allclose(ens.score(crops), (a.score(crops) + b.score(crops)) / 2, atol=1e-9)
-    assert ens.name == "mean2" and len(ens.members) == 2 and ens.fr_model == a.fr_model
-    assert scorer_key(ens) != scorer_key(regressors_lfw.mean_scorer("mean2", [a, a]))
-    for bad in ("x=ediffiqa", "x=ediffiqa,nope", "ediffiqa,diffiqa-r"):
+    a, b = fq.create_scorer("diffiqa-r"), fq.create_scorer("ediffiqa-free")
+    for stem in (None, SharedStem(15)):
+        ens = regressors_lfw.ensemble_scorer("mean2", [a, b], stem)
+        np.testing.assert_allclose(ens.score(crops), (a.score(crops) + b.score(crops)) / 2,
+                                   atol=1e-5)
+        assert ens.name == "mean2" and ens.members == 2 and ens.fr_model == a.fr_model
+        assert (ens._stem is not None) == (stem is not None)
+    assert scorer_key(ens) != scorer_key(regressors_lfw.ensemble_scorer("mean2", [a, a]))
+    with pytest.raises(InvalidArgumentError):  # the shipped ediffiqa is itself an ensemble
+        regressors_lfw.ensemble_scorer("x", [fq.create_scorer("ediffiqa"), a])
+    for bad in ("x=ediffiqa", "x=ediffiqa,nope", "ediffiqa,diffiqa-r", "x=ediffiqa,diffiqa-r"):
         with pytest.raises(SystemExit):
             regressors_lfw.main(["--ensemble", bad, "--out", str(tmp_path / "o"), "--protocols",
                                  "lfw-pairs", "--regressor",

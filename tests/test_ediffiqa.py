@@ -237,6 +237,7 @@ def trained_seed1(crops, tmp_path_factory, arcface) -> str:
 
 
 def test_seed_ensemble_is_the_mean_of_its_members(trained, trained_seed1, tmp_path):
+    from fiqa_sdk.errors import InvalidArgumentError
     from fiqa_sdk.quality.ediffiqa import (
         OnnxRegressorScorer,
         RegressorEnsemble,
@@ -266,6 +267,11 @@ def test_seed_ensemble_is_the_mean_of_its_members(trained, trained_seed1, tmp_pa
     with torch.no_grad():
         x = (torch.from_numpy(crops).permute(0, 3, 1, 2).float() - 127.5) / 127.5
         np.testing.assert_allclose(ens.model.member_qualities(x).numpy(), parts, atol=1e-5)
+    # built from the member files without writing one: the same module
+    built = RegressorScorer(RegressorEnsemble.from_files(members), name="built")
+    np.testing.assert_allclose(built.score(crops), q, atol=1e-6)
+    with pytest.raises(InvalidArgumentError, match="already an ensemble"):
+        RegressorEnsemble.from_files([path, members[0]])
     # one stem pass for all members, the same scores
     shared = RegressorScorer(path, shared_stem=SharedStem(cut=15), name="ens-stem")
     np.testing.assert_allclose(shared.score(crops), q, atol=1e-5)

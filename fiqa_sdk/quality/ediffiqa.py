@@ -213,6 +213,20 @@ class RegressorEnsemble(nn.Module):
         self.tails = nn.ModuleList(nn.Sequential(*m.backbone.blocks[cut:]) for m in members)
         self.heads = nn.ModuleList(m.head for m in members)
 
+    @classmethod
+    def from_files(cls, paths: Sequence[str | Path], verify: bool = True) -> "RegressorEnsemble":
+        """The ensemble of single-regressor weights files (``fiqa train ediffiqa`` outputs of one
+        recipe), cut where they were trained (their ``config.cut``), without writing a file
+        (:func:`save_ensemble` writes one)."""
+        loaded = [load_regressor(p, verify=verify) for p in paths]
+        for p, (_, meta) in zip(paths, loaded):
+            if meta.get("ensemble"):
+                raise InvalidArgumentError(f"{p} is already an ensemble; give its members")
+        cuts = {int(meta.get("config", {}).get("cut", 15)) for _, meta in loaded}
+        if len(cuts) > 1:
+            raise InvalidArgumentError(f"the members were trained with different cuts {sorted(cuts)}")
+        return cls([m for m, _ in loaded], cuts.pop() if cuts else 15)
+
     def __len__(self) -> int:
         return len(self.heads)
 
@@ -349,6 +363,21 @@ def _load_member_state(model: QualityRegressor, state: dict[str, torch.Tensor], 
                            f"{unexpected[:3]}")
 
 
+def _split_at(model: nn.Module, cut: int) -> tuple[nn.Module, Any] | None:
+    """``(stem, tail)`` of a MobileFaceNet regressor or ensemble cut before block ``cut``:
+    ``stem`` runs ``blocks[:cut]`` and ``tail(h)`` maps its output to the quality. None when the
+    model cannot be cut there (another backbone, or an ensemble cut elsewhere)."""
+    if isinstance(model, RegressorEnsemble):
+        if model.cut != cut:
+            return None
+        return model.stem, lambda h: model.forward_from(h)[1]
+    blocks = getattr(getattr(model, "backbone", None), "blocks", None)
+    if blocks is None or not 0 < cut < len(blocks):
+        return None
+    tail = nn.Sequential(*blocks[cut:])
+    return nn.Sequential(*blocks[:cut]), lambda h: model.head(tail(h)).squeeze(-1)
+
+
 class SharedStem:
     """The frozen front ``blocks[:cut]`` of the base MobileFaceNet, shared by several regressors.
 
@@ -367,16 +396,13 @@ class SharedStem:
         self._key: bytes | None = None
         self._value: torch.Tensor | None = None
 
-    def matches(self, backbone: nn.Module) -> bool:
-        """Whether ``backbone``'s first ``cut`` blocks (for a :class:`RegressorEnsemble`: its
-        stem, cut at the same block) hold exactly this stem's weights."""
-        ref = self.stem.state_dict()
-        if isinstance(backbone, RegressorEnsemble):
-            if backbone.cut != self.cut:
-                return False
-            own = backbone.stem.state_dict()
-        else:
-            own = nn.Sequential(*backbone.blocks[: self.cut]).state_dict()
+    def matches(self, model: nn.Module) -> bool:
+        """Whether ``model`` (a :class:`QualityRegressor` or :class:`RegressorEnsemble`) can be
+        cut at this stem's block and its front holds exactly this stem's weights."""
+        split = _split_at(model, self.cut)
+        if split is None:
+            return False
+        ref, own = self.stem.state_dict(), split[0].state_dict()
         return ref.keys() == own.keys() and all(torch.equal(ref[k].cpu(), own[k].cpu()) for k in ref)
 
     @torch.inference_mode()
@@ -491,18 +517,13 @@ class RegressorScorer(Scorer):
                 self.int8_sha256 = (sha256_bytes(src) if isinstance(src, bytes)
                                     else file_sha256(src))
         if shared_stem is not None:
-            if isinstance(self.model, RegressorEnsemble):
-                if not shared_stem.matches(self.model):
-                    raise ValueError(f"{self.name}: the ensemble's stem (cut {self.model.cut}) "
-                                     f"differs from the shared stem's (cut {shared_stem.cut}); "
-                                     "score without shared_stem")
-                self._tail = lambda h: self.model.forward_from(h)[1]
-            else:
-                if not hasattr(self.model.backbone, "blocks") or not shared_stem.matches(self.model.backbone):
-                    raise ValueError(f"{self.name}: the backbone's first {shared_stem.cut} blocks "
-                                     "differ from the shared stem's; score without shared_stem")
-                tail = nn.Sequential(*self.model.backbone.blocks[shared_stem.cut:])
-                self._tail = lambda h: self.model.head(tail(h)).squeeze(-1)
+            if not shared_stem.matches(self.model):
+                own = getattr(self.model, "cut", None) or self.meta.get("config", {}).get("cut")
+                raise ValueError(f"{self.name} (trained with cut {own}) cannot run on the "
+                                 f"shared stem (cut {shared_stem.cut}): its first "
+                                 f"{shared_stem.cut} blocks are not the stem's; score without "
+                                 "shared_stem")
+            self._tail = _split_at(self.model, shared_stem.cut)[1]
 
     @torch.inference_mode()
     def _score(self, aligned: np.ndarray, faces: Sequence[Face] | None) -> np.ndarray:
