@@ -32,9 +32,8 @@ import numpy as np
 
 import fiqa_sdk as fq
 from fiqa_sdk.eval.bench import (edc_at_threshold, make_scorers, pair_scores,
-                                 parse_scorer_params, threshold_all_nonmated)
-from fiqa_sdk.eval.features import default_cache_dir, detect_all, embed_all, score_all
-from fiqa_sdk.eval.protocols import lfw_all_vs_all, read_lfw_pairs
+                                 parse_scorer_params)
+from fiqa_sdk.eval.features import default_cache_dir, score_all
 
 LIMITS = (0.2, 0.3)
 #: ``--quick`` defaults (options given explicitly still win)
@@ -117,25 +116,13 @@ def main(argv: list[str] | None = None) -> int:
         ap.error("--a and --b must name two different scorers")
     if args.boot < 2:
         ap.error("--boot must be at least 2")
-    if args.quick:
-        sys.path.insert(0, str(Path(__file__).resolve().parent))
-        from random_edc_spread import quick_protocol
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from random_edc_spread import protocol_threshold
 
-        proto = quick_protocol(args.protocol, args.lfw)
-    else:
-        proto = read_lfw_pairs(args.lfw) if args.protocol == "lfw-pairs" else lfw_all_vs_all(args.lfw)
+    proto, faces, emb, thr, k_total = protocol_threshold(
+        args.protocol, args.lfw, args.quick, args.cache, args.detector, args.eval_embedder, args.fmr)
     cache = Path(args.cache) if args.cache else default_cache_dir() / "lfw"
-    faces = detect_all([str(p) for p in proto.paths], fq.create_detector(args.detector),
-                       policy="central", cache_dir=cache)
-    emb_eval = fq.create_embedder(args.eval_embedder)
-    emb = embed_all(faces, emb_eval, fallback=True, cache_dir=cache)
-    if args.protocol == "lfw-all":
-        thr, k_total = threshold_all_nonmated(emb, proto.labels, args.fmr)
-    else:
-        nm = np.asarray(proto.nonmated_pairs)
-        thr, k_total = fq.eval.threshold_at_fmr(pair_scores(emb, nm), args.fmr), len(nm)
-    emb_q = emb_eval if args.quality_embedder == args.eval_embedder else \
-        fq.create_embedder(args.quality_embedder)
+    emb_q = fq.create_embedder(args.quality_embedder)
     scorers = make_scorers([args.a, args.b], emb_q, None, parse_scorer_params(args.scorer_param))
     qa, qb = score_all(faces, scorers, fallback=True, cache_dir=cache)
     mated_pairs = np.asarray(proto.mated_pairs, dtype=np.int64)

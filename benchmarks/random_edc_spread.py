@@ -46,6 +46,28 @@ def quick_protocol(name: str, lfw=None):
                              source="the --quick LFW images")
 
 
+def protocol_threshold(protocol: str, lfw=None, quick: bool = False, cache=None,
+                       detector: str = "retinaface", eval_embedder: str = "arcface",
+                       fmr: float = 1e-3):
+    """The protocol (``--quick``: :func:`quick_protocol`), its cached detections and
+    ``eval_embedder`` embeddings, and the decision threshold at ``fmr`` over all its non-mated
+    pairs: ``(proto, faces, emb, threshold, n_nonmated)``."""
+    if quick:
+        proto = quick_protocol(protocol, lfw)
+    else:
+        proto = read_lfw_pairs(lfw) if protocol == "lfw-pairs" else lfw_all_vs_all(lfw)
+    cache = Path(cache) if cache else default_cache_dir() / "lfw"
+    faces = detect_all([str(p) for p in proto.paths], fq.create_detector(detector),
+                       policy="central", cache_dir=cache)
+    emb = embed_all(faces, fq.create_embedder(eval_embedder), fallback=True, cache_dir=cache)
+    if protocol == "lfw-all":
+        thr, k = threshold_all_nonmated(emb, proto.labels, fmr)
+    else:
+        nm = np.asarray(proto.nonmated_pairs)
+        thr, k = fq.eval.threshold_at_fmr(pair_scores(emb, nm), fmr), len(nm)
+    return proto, faces, emb, thr, k
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--protocol", choices=["lfw-pairs", "lfw-all"], default="lfw-all")
@@ -64,19 +86,8 @@ def main(argv: list[str] | None = None) -> int:
         ap.set_defaults(**QUICK)
         args = ap.parse_args(argv)
 
-    if args.quick:
-        proto = quick_protocol(args.protocol, args.lfw)
-    else:
-        proto = read_lfw_pairs(args.lfw) if args.protocol == "lfw-pairs" else lfw_all_vs_all(args.lfw)
-    cache = Path(args.cache) if args.cache else default_cache_dir() / "lfw"
-    faces = detect_all([str(p) for p in proto.paths], fq.create_detector(args.detector),
-                       policy="central", cache_dir=cache)
-    emb = embed_all(faces, fq.create_embedder(args.eval_embedder), fallback=True, cache_dir=cache)
-    if args.protocol == "lfw-all":
-        thr, k = threshold_all_nonmated(emb, proto.labels, args.fmr)
-    else:
-        thr, k = fq.eval.threshold_at_fmr(pair_scores(emb, proto.nonmated_pairs), args.fmr), \
-            len(proto.nonmated_pairs)
+    proto, faces, emb, thr, k = protocol_threshold(args.protocol, args.lfw, args.quick, args.cache,
+                                                   args.detector, args.eval_embedder, args.fmr)
     mated_pairs = proto.mated_pairs
     mated = pair_scores(emb, mated_pairs)
     out = {"protocol": args.protocol, "eval_embedder": args.eval_embedder, "seeds": args.seeds,

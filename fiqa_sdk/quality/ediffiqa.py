@@ -521,8 +521,8 @@ class RegressorScorer(Scorer):
                 own = getattr(self.model, "cut", None) or self.meta.get("config", {}).get("cut")
                 raise ValueError(f"{self.name} (trained with cut {own}) cannot run on the "
                                  f"shared stem (cut {shared_stem.cut}): its first "
-                                 f"{shared_stem.cut} blocks are not the stem's; score without "
-                                 "shared_stem")
+                                 f"{shared_stem.cut} blocks differ from the stem's; score "
+                                 "without shared_stem")
             self._tail = _split_at(self.model, shared_stem.cut)[1]
 
     @torch.inference_mode()
