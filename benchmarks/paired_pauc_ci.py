@@ -5,7 +5,8 @@ The EDC of an LFW protocol rests on few failing mated pairs when the comparisons
 scorers can be noise. This script redraws the *identities* (clusters: all mated pairs of a
 drawn identity come with it, an identity drawn twice counts twice) with replacement, keeps the
 decision threshold of the full protocol (FMR 1e-3 over all its non-mated pairs), and computes
-both scorers' normalized pAUC on the same redrawn mated pairs. It reports each scorer's pAUC,
+both scorers' normalized pAUC on the same redrawn mated pairs (:func:`fiqa_sdk.eval.bootstrap_pauc`;
+``fiqa bench quality --bootstrap N`` gives every scorer's standard error the same way). It reports each scorer's pAUC,
 the difference A - B with its bootstrap standard error and 95 % percentile interval, and the
 share of redraws in which A is lower (better) than B.
 
@@ -31,63 +32,13 @@ from pathlib import Path
 import numpy as np
 
 import fiqa_sdk as fq
-from fiqa_sdk.eval.bench import (edc_at_threshold, make_scorers, pair_scores,
+from fiqa_sdk.eval.bench import (make_scorers, mated_pair_identities, pair_scores,
                                  parse_scorer_params)
 from fiqa_sdk.eval.features import default_cache_dir, score_all
 
 LIMITS = (0.2, 0.3)
 #: ``--quick`` defaults (options given explicitly still win)
 QUICK = {"a": "inter-eye", "b": "random", "boot": 50, "fmr": 1e-5}
-
-
-def pair_identities(proto, mated_pairs: np.ndarray) -> np.ndarray:
-    """Identity index of each mated pair (both images share it)."""
-    if getattr(proto, "labels", None) is not None:
-        return np.asarray(proto.labels)[mated_pairs[:, 0]]
-    names = [Path(proto.paths[i]).parent.name for i in mated_pairs[:, 0]]
-    return np.unique(names, return_inverse=True)[1]
-
-
-def paired_bootstrap(mated: np.ndarray, qa: np.ndarray, qb: np.ndarray, ids: np.ndarray, thr,
-                     fmr: float, k_total: int, boot: int, seed: int = 0,
-                     limits=LIMITS) -> dict:
-    """Normalized pAUCs of per-pair qualities ``qa``, ``qb`` ``(M, 2)`` and their difference on
-    ``boot`` identity-cluster redraws of the mated pairs (threshold ``thr`` held fixed).
-    Redraws without a failing pair (normalized pAUC undefined) are skipped and counted."""
-    def paucs(idx):
-        a = edc_at_threshold(mated[idx], qa[idx], thr, fmr, k_total)
-        b = edc_at_threshold(mated[idx], qb[idx], thr, fmr, k_total)
-        return [(a.pauc(lim, normalized=True), b.pauc(lim, normalized=True)) for lim in limits]
-
-    uniq, inv = np.unique(ids, return_inverse=True)
-    order = np.argsort(inv, kind="stable")
-    starts = np.searchsorted(inv[order], np.arange(len(uniq) + 1))
-    full = paucs(np.arange(len(mated)))
-    rng = np.random.default_rng(seed)
-    draws, undefined = [], 0
-    for _ in range(int(boot)):
-        counts = np.bincount(rng.integers(0, len(uniq), len(uniq)), minlength=len(uniq))
-        idx = np.concatenate([np.tile(order[starts[c]:starts[c + 1]], counts[c])
-                              for c in np.flatnonzero(counts)])
-        if not np.any(mated[idx] < thr.threshold):
-            undefined += 1
-            continue
-        draws.append(paucs(idx))
-    d = np.asarray(draws, dtype=float)  # (B, limits, 2)
-    out = {"identities": int(len(uniq)), "boot": int(boot), "seed": int(seed),
-           "undefined_draws": undefined, "limits": {}}
-    for j, lim in enumerate(limits):
-        a, b = full[j]
-        diff = d[:, j, 0] - d[:, j, 1] if len(d) else np.array([np.nan])
-        out["limits"][f"{lim:g}"] = {
-            "a": a, "b": b, "diff": a - b,
-            "se_diff": float(np.std(diff, ddof=1)) if len(d) > 1 else float("nan"),
-            "ci95_diff": [float(np.percentile(diff, 2.5)), float(np.percentile(diff, 97.5))],
-            "share_a_lower": float(np.mean(diff < 0)),
-            "se_a": float(np.std(d[:, j, 0], ddof=1)) if len(d) > 1 else float("nan"),
-            "se_b": float(np.std(d[:, j, 1], ddof=1)) if len(d) > 1 else float("nan"),
-        }
-    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -127,13 +78,23 @@ def main(argv: list[str] | None = None) -> int:
     qa, qb = score_all(faces, scorers, fallback=True, cache_dir=cache)
     mated_pairs = np.asarray(proto.mated_pairs, dtype=np.int64)
     mated = pair_scores(emb, mated_pairs)
-    ids = pair_identities(proto, mated_pairs)
+    ids = mated_pair_identities(proto, mated_pairs)
     if not np.any(mated < thr.threshold):
         print(f"no mated pair fails at FMR {args.fmr:g}: the normalized pAUC is undefined",
               file=sys.stderr)
         return 2
-    res = paired_bootstrap(mated, qa[mated_pairs], qb[mated_pairs], ids, thr, args.fmr, k_total,
-                           args.boot, args.seed)
+    boot = fq.eval.bootstrap_pauc(mated, {args.a: qa[mated_pairs], args.b: qb[mated_pairs]}, ids,
+                                  thr, LIMITS, args.boot, args.seed)
+    res = {"identities": boot.groups, "boot": int(args.boot), "seed": int(args.seed),
+           "undefined_draws": boot.undefined, "limits": {}}
+    for lim in LIMITS:
+        d = boot.difference(args.a, args.b, lim)
+        res["limits"][f"{lim:g}"] = {
+            "a": float(boot.point[0, boot.limits.index(lim)]),
+            "b": float(boot.point[1, boot.limits.index(lim)]),
+            "diff": d["difference"], "se_diff": d["se"], "ci95_diff": d["interval"],
+            "share_a_lower": d["share_a_lower"], "se_a": boot.se(args.a, lim),
+            "se_b": boot.se(args.b, lim)}
     failing = mated < thr.threshold
     res = {"protocol": args.protocol, "eval_embedder": args.eval_embedder, "a": args.a,
            "b": args.b, "threshold": thr.threshold, "failing_mated_pairs": int(failing.sum()),

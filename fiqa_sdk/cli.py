@@ -218,7 +218,7 @@ def _cmd_bench_quality(args: argparse.Namespace) -> int:
         face_policy=args.face_policy, fmr=args.fmr, limits=args.limits, cache_dir=cache,
         device=args.device, block_size=args.block_size, progress=progress,
         protocol_name=args.protocol, log=log, weights=weights, scorer_params=params,
-        shard=shard,
+        shard=shard, bootstrap=args.bootstrap, bootstrap_seed=args.bootstrap_seed,
     )
     if result is None:
         log(f"shard {args.shard} scored and cached ({time.perf_counter() - t0:.0f} s)")
@@ -554,6 +554,11 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--fmr", type=float, default=1e-3, help="FMR of the threshold (default 1e-3)")
     q.add_argument("--limits", type=float, nargs="+", default=list(DEFAULT_LIMITS),
                    help="pAUC discard limits (default 0.2 0.3)")
+    q.add_argument("--bootstrap", type=int, default=0, metavar="B",
+                   help="also the standard error and 95%% interval of each normalized pAUC over B "
+                        "identity redraws of the mated pairs (e.g. 1000; default 0: off), and "
+                        "each scorer's paired difference from the best in quality.json")
+    q.add_argument("--bootstrap-seed", type=int, default=0, help="seed of the redraws (default 0)")
     q.add_argument("--cache", default=None, help="cache folder (default $FIQA_CACHE/lfw or /bench)")
     q.add_argument("--device", default="cpu", choices=["cpu", "cuda", "auto"])
     q.add_argument("--block-size", type=int, default=1024,

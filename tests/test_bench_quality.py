@@ -420,6 +420,7 @@ def test_cli_bench_quality_user_errors(tmp_path, capsys):
          "SCORER.KEY=VALUE"),
         (["--protocol", "folder", "--data", str(tmp_path / "f"), "--scorers", "random",
           "--scorer-param", "random.bogus=1"], "cannot create scorer"),
+        (["--protocol", "folder", "--data", str(tmp_path / "f"), "--bootstrap", "1"], "bootstrap"),
     ]
     for extra, match in cases:
         rc = main(["bench", "quality", "--out", out, *extra])
@@ -506,6 +507,37 @@ def test_cli_bench_quality_smoke(lfw_mini, tmp_path, capsys):
     assert res3["scorer_params"] == {"random": {"seed": 5}}
     assert not list(cache3.glob("*~part-*"))
     capsys.readouterr()
+
+    # --bootstrap: identity redraws give each row an SE and interval, and the paired
+    # differences from the best scorer; the pAUCs themselves are unchanged
+    out4 = tmp_path / "out4"
+    rc = main(["bench", "quality", "--protocol", "lfw-all", "--lfw", str(lfw_mini), "--scorers",
+               "random", "embedding-norm", "--bootstrap", "50", "--out", str(out4), "--cache",
+               str(tmp_path / "cache"), "--no-plot", "--no-progress"])
+    captured = capsys.readouterr()
+    assert rc == 0, captured.err
+    assert "SE@0.2 (bootstrap)" in captured.out
+    res4 = json.loads((out4 / "quality.json").read_text())
+    boot = res4["bootstrap"]
+    assert boot["redraws"] == 50 and boot["groups"] == 4 and boot["unit"] == "identity"
+    assert boot["undefined_redraws"] > 0  # redraws without the mislabelled identity
+    for lim in ("0.2", "0.3"):
+        best = boot["vs_best"][lim]["best"]
+        assert [d["a"] for d in boot["vs_best"][lim]["differences"]] == \
+            [n for n in ("random", "embedding-norm") if n != best]
+    for r in res4["results"]:
+        assert r["pauc_norm_0.2"] == rows[r["scorer"]]["pauc_norm_0.2"]
+        assert r["pauc_norm_0.2_se"] >= 0
+        assert r["pauc_norm_0.2_ci_low"] <= r["pauc_norm_0.2_ci_high"]
+    with open(out4 / "quality.csv") as fh:
+        assert "pauc_norm_0.3_se" in next(csv.DictReader(fh))
+    # no failing mated pair in the pairs protocol: said, not an error
+    rc = main(["bench", "quality", "--protocol", "lfw-pairs", "--lfw", str(lfw_mini), "--scorers",
+               "random", "--bootstrap", "20", "--out", str(tmp_path / "out5"), "--cache",
+               str(tmp_path / "cache"), "--no-plot", "--no-progress"])
+    assert rc == 0, capsys.readouterr().err
+    res5 = json.loads((tmp_path / "out5" / "quality.json").read_text())
+    assert "no mated pair fails" in res5["bootstrap"]["skipped"] or res5["results"][0]["fnmr0"] > 0
 
 
 def test_cli_bench_quality_without_matplotlib_names_the_extra(tmp_path, capsys, monkeypatch):

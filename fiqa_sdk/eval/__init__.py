@@ -3,4 +3,7 @@
 from __future__ import annotations
 
 from ._edc import *  # noqa: F401,F403 - the public names are _edc's __all__
-from ._edc import __all__  # noqa: F401
+from ._edc import __all__ as _edc_all
+from .bootstrap import BootstrapResult, bootstrap_pauc  # noqa: F401
+
+__all__ = [*_edc_all, "BootstrapResult", "bootstrap_pauc"]

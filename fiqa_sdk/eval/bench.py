@@ -178,12 +178,19 @@ class ScorerRow:
     edc: EDCResult
     limits: tuple[float, ...]
     seconds: float
+    #: with ``bootstrap``: limit -> {"se": ..., "interval": [lo, hi]} of the normalized pAUC
+    bootstrap: dict[float, dict[str, Any]] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         d: dict[str, Any] = {"scorer": self.scorer, "setting": self.setting,
                              "quality_model": self.quality_model}
         for lim in self.limits:
             d[f"pauc_norm_{lim:g}"] = _num(self.edc.pauc(lim, normalized=True))
+        if self.bootstrap is not None:
+            for lim in self.limits:
+                b = self.bootstrap[lim]
+                d[f"pauc_norm_{lim:g}_se"] = b["se"]
+                d[f"pauc_norm_{lim:g}_ci_low"], d[f"pauc_norm_{lim:g}_ci_high"] = b["interval"]
         for lim in self.limits:
             d[f"pauc_{lim:g}"] = _num(self.edc.pauc(lim, normalized=False))
         d.update(fnmr0=_num(self.edc.fnmr0), threshold=_num(self.edc.threshold),
@@ -304,12 +311,20 @@ def run_quality_bench(
     log: Callable[[str], None] | None = None,
     scorer_params: dict[str, dict[str, Any]] | None = None,
     shard: tuple[int, int] | None = None,
+    bootstrap: int = 0,
+    bootstrap_seed: int = 0,
 ) -> QualityBenchResult | None:
     """Run quality scorers on a protocol and return their EDC results (see the module doc).
 
     ``shard=(i, k)`` only fills the quality cache for every k-th image starting at i (for
     parallel processes on long scorers such as DifFIQA) and returns None; a later call without
-    ``shard`` reuses those scores."""
+    ``shard`` reuses those scores.
+
+    ``bootstrap=B`` (>= 2) adds to each row the standard error and 95 % percentile interval of
+    its normalized pAUCs over ``B`` identity redraws of the mated pairs
+    (:func:`fiqa_sdk.eval.bootstrap_pauc`; identity = the protocol's label, or for pairs
+    protocols the image's folder, as in LFW), and to ``meta["bootstrap"]`` each scorer's paired
+    difference from the best scorer at each limit."""
     import fiqa_sdk as fq
 
     from .features import default_cache_dir, detect_all, embed_all, score_all
@@ -338,6 +353,9 @@ def run_quality_bench(
         i, k = (int(v) for v in shard)
         if not 0 <= i < k:
             raise EvaluationError(f"shard must be i/k with 0 <= i < k, got {i}/{k}")
+    if isinstance(bootstrap, bool) or not isinstance(bootstrap, (int, np.integer)) or (
+            bootstrap != 0 and bootstrap < 2):
+        raise EvaluationError(f"bootstrap must be 0 (off) or at least 2 redraws, got {bootstrap!r}")
 
     paths = [str(p) for p in protocol.paths]
     mated_pairs = np.asarray(protocol.mated_pairs, dtype=np.int64)
@@ -404,6 +422,10 @@ def run_quality_bench(
             "same-model" if model == emb_eval.name else "cross-model")
         rows.append(ScorerRow(scorer.name, setting, model, res, limits,
                               per_scorer.get(scorer.name, 0.0)))
+    boot_meta = None
+    if bootstrap:
+        boot_meta = _bootstrap_rows(rows, protocol, mated_pairs, mated_scores, qualities, thr,
+                                    limits, int(bootstrap), int(bootstrap_seed), say)
     meta = {
         "protocol": protocol_name,
         "images": len(paths),
@@ -431,7 +453,47 @@ def run_quality_bench(
     if isinstance(protocol, IdentityProtocol):
         meta["n_nonmated_total"] = protocol.n_nonmated_total
         meta["identities"] = len(protocol.identities)
+    if boot_meta is not None:
+        meta["bootstrap"] = boot_meta
     return QualityBenchResult(meta, rows)
+
+
+def mated_pair_identities(protocol: PairsProtocol | IdentityProtocol,
+                          mated_pairs: np.ndarray) -> np.ndarray:
+    """Identity of each mated pair: the protocol's label of its first image, or (pairs
+    protocols such as LFW's pairs.txt, which carry no labels) the image's folder name."""
+    if isinstance(protocol, IdentityProtocol):
+        return np.asarray(protocol.labels)[mated_pairs[:, 0]]
+    names = [Path(protocol.paths[i]).parent.name for i in mated_pairs[:, 0]]
+    return np.unique(names, return_inverse=True)[1]
+
+
+def _bootstrap_rows(rows, protocol, mated_pairs, mated_scores, qualities, thr, limits, boot: int,
+                    seed: int, say) -> dict[str, Any]:
+    """Fill each row's ``bootstrap`` and return the run's bootstrap metadata."""
+    from .bootstrap import bootstrap_pauc
+
+    meta: dict[str, Any] = {"redraws": boot, "seed": seed, "unit": "identity", "level": 0.95}
+    if not np.any(mated_scores < thr.threshold):
+        meta["skipped"] = "no mated pair fails at the threshold: normalized pAUC undefined"
+        return meta
+    say(f"bootstrap: {boot} identity redraws of the mated pairs")
+    res = bootstrap_pauc(mated_scores, {r.scorer: q[mated_pairs] for r, q in zip(rows, qualities)},
+                         mated_pair_identities(protocol, mated_pairs), thr, limits, boot, seed)
+    meta.update(groups=res.groups, undefined_redraws=res.undefined)
+    if len(res.draws) < 2:
+        meta["skipped"] = f"only {len(res.draws)} redraw(s) had a failing mated pair"
+        return meta
+    for r in rows:
+        r.bootstrap = {lim: {"se": res.se(r.scorer, lim), "interval": list(res.interval(r.scorer, lim))}
+                       for lim in limits}
+    vs_best = {}
+    for j, lim in enumerate(limits):
+        best = res.names[int(np.argmin(res.point[:, j]))]
+        vs_best[f"{lim:g}"] = {"best": best, "differences": [
+            res.difference(n, best, lim) for n in res.names if n != best]}
+    meta["vs_best"] = vs_best
+    return meta
 
 
 # --------------------------------------------------------------------------------------------
@@ -538,12 +600,15 @@ def markdown_table(result: QualityBenchResult) -> str:
     def f(x, d=3):
         return "n/a" if x is None else f"{x:.{d}f}"
 
+    boot = any(r.bootstrap is not None for r in result.rows)
     head = ["scorer", "setting"] + [f"pAUC@{x:g} norm." for x in lims] + \
+        ([f"SE@{x:g} (bootstrap)" for x in lims] if boot else []) + \
         [f"pAUC@{x:g} raw" for x in lims] + ["FNMR_0", "threshold", "mated", "non-mated"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in result.rows:
         d = r.as_dict()
         cells = [r.scorer, r.setting] + [f(d[f"pauc_norm_{x:g}"]) for x in lims] + \
+            ([f(d.get(f"pauc_norm_{x:g}_se")) for x in lims] if boot else []) + \
             [f(d[f"pauc_{x:g}"], 5) for x in lims] + \
             [f(d["fnmr0"], 4), f(d["threshold"], 4), f"{d['n_mated']:,}", f"{d['n_nonmated']:,}"]
         lines.append("| " + " | ".join(cells) + " |")
