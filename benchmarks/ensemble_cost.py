@@ -51,6 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     from fiqa_sdk.quality.ediffiqa import (
         RegressorEnsemble,
         RegressorScorer,
+        load_regressor,
         shipped_weights,
     )
 
@@ -61,7 +62,8 @@ def main(argv: list[str] | None = None) -> int:
         ap.error("give at least two --regressor weights (the ensemble's members)")
     torch.set_num_threads(args.threads)
     try:
-        members = RegressorEnsemble.from_files(args.regressor)
+        loaded = [load_regressor(w) for w in args.regressor]
+        members = RegressorEnsemble.from_regressors(loaded, args.regressor)
     except (InvalidArgumentError, WeightsError) as exc:
         ap.error(f"--regressor takes single regressors of one recipe (the members): {exc}")
     threads = args.threads if args.backend == "onnxruntime" else None
@@ -74,10 +76,10 @@ def main(argv: list[str] | None = None) -> int:
         return np.random.default_rng(seed).integers(0, 256, (args.faces, 112, 112, 3), dtype=np.uint8)
 
     crops = random_crops(0)
-    single = scorer(args.regressor[0], "single")
+    single = scorer(loaded[0][0], "single")
     ensemble = scorer(members, "ensemble")
     # the ensemble scores the mean of its members
-    alone = np.mean([scorer(w, f"m{i}").score(crops[:8]) for i, w in enumerate(args.regressor)], 0)
+    alone = np.mean([scorer(m, f"m{i}").score(crops[:8]) for i, (m, _) in enumerate(loaded)], 0)
     np.testing.assert_allclose(ensemble.score(crops[:8]), alone, atol=1e-4)
     times: dict[str, list[float]] = {"single": [], "ensemble": []}
     for r in range(args.rounds):

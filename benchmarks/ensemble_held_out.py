@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     for i, (model, meta) in enumerate(loaded):
         q = RegressorScorer(model, name=f"member{i}").score(faces[val])
         rows[f"member {i} (seed {meta['config'].get('seed')})"] = ver.pauc(q)
-    ens = RegressorScorer(RegressorEnsemble.from_files(args.member), name="ensemble")
+    ens = RegressorScorer(RegressorEnsemble.from_regressors(loaded, args.member), name="ensemble")
     rows[f"ensemble of {len(loaded)}"] = ver.pauc(ens.score(faces[val]))
     refs = {json.dumps(m.get("held_out_verification", {}).get("teacher"), sort_keys=True) for m in metas}
     ho = metas[0].get("held_out_verification", {})

@@ -70,9 +70,9 @@ def main(argv: list[str] | None = None) -> int:
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from random_edc_spread import protocol_threshold
 
-    proto, faces, emb, thr, k_total = protocol_threshold(
-        args.protocol, args.lfw, args.quick, args.cache, args.detector, args.eval_embedder, args.fmr)
     cache = Path(args.cache) if args.cache else default_cache_dir() / "lfw"
+    proto, faces, emb, thr, k_total = protocol_threshold(
+        args.protocol, args.lfw, args.quick, cache, args.detector, args.eval_embedder, args.fmr)
     emb_q = fq.create_embedder(args.quality_embedder)
     scorers = make_scorers([args.a, args.b], emb_q, None, parse_scorer_params(args.scorer_param))
     qa, qb = score_all(faces, scorers, fallback=True, cache_dir=cache)

@@ -40,13 +40,10 @@ def ensemble_scorer(name: str, members: list, stem=None):
     """The mean quality of ``members`` (single-regressor ``RegressorScorer`` s of one recipe, e.g.
     training seeds) as one :class:`RegressorEnsemble` scorer: the shipped code path. Raises
     ``InvalidArgumentError`` / ``WeightsError`` for members that cannot form one."""
-    from fiqa_sdk.errors import InvalidArgumentError
     from fiqa_sdk.quality.ediffiqa import RegressorEnsemble, RegressorScorer
 
-    cuts = {int(m.meta.get("config", {}).get("cut", 15)) for m in members}
-    if len(cuts) > 1:
-        raise InvalidArgumentError(f"the members were trained with different cuts {sorted(cuts)}")
-    ens = RegressorEnsemble([m.model for m in members], cuts.pop())
+    ens = RegressorEnsemble.from_regressors([(m.model, m.meta) for m in members],
+                                            [m.name for m in members])
     if stem is not None and stem.matches(ens):
         return RegressorScorer(ens, shared_stem=stem, name=name)
     return RegressorScorer(ens, name=name)

@@ -25,7 +25,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from ..errors import EvaluationError
-from ._edc import FMRThreshold, _check_limit, combine_pair_qualities
+from ._edc import FMRThreshold, _check_limit, _normalize, _pauc_steps, combine_pair_qualities
 
 __all__ = ["BootstrapResult", "bootstrap_pauc"]
 
@@ -122,13 +122,7 @@ class _Curve:
         discard = np.concatenate([[0.0], np.cumsum(n_g) / n])
         with np.errstate(invalid="ignore", divide="ignore"):
             rates = np.concatenate([[n_err / n], (n_err - np.cumsum(e_g)) / (n - np.cumsum(n_g))])
-        out = []
-        for lim in limits:
-            clipped = np.minimum(discard, lim)
-            widths = clipped[1:] - clipped[:-1]
-            used = widths > 0
-            out.append(float(np.dot(rates[:-1][used], widths[used])) / (lim * rates[0]))
-        return out
+        return [_normalize(_pauc_steps(discard, rates, lim), lim, rates[0]) for lim in limits]
 
 
 def bootstrap_pauc(mated_scores, mated_qualities: Mapping[str, np.ndarray], groups,

@@ -202,10 +202,9 @@ class RegressorEnsemble(nn.Module):
             if not 0 < cut < len(m.backbone.blocks):
                 raise InvalidArgumentError(f"cut must be in [1, {len(m.backbone.blocks) - 1}], "
                                            f"got {cut}")
-        ref = nn.Sequential(*members[0].backbone.blocks[:cut]).state_dict()
+        ref = nn.Sequential(*members[0].backbone.blocks[:cut])
         for i, m in enumerate(members[1:], 1):
-            own = nn.Sequential(*m.backbone.blocks[:cut]).state_dict()
-            if own.keys() != ref.keys() or not all(torch.equal(ref[k], own[k]) for k in ref):
+            if not _same_weights(ref, nn.Sequential(*m.backbone.blocks[:cut])):
                 raise WeightsError(f"ensemble member {i}'s first {cut} blocks differ from member "
                                    "0's: the members must share the frozen stem")
         self.cut = cut
@@ -218,10 +217,19 @@ class RegressorEnsemble(nn.Module):
         """The ensemble of single-regressor weights files (``fiqa train ediffiqa`` outputs of one
         recipe), cut where they were trained (their ``config.cut``), without writing a file
         (:func:`save_ensemble` writes one)."""
-        loaded = [load_regressor(p, verify=verify) for p in paths]
-        for p, (_, meta) in zip(paths, loaded):
+        return cls.from_regressors([load_regressor(p, verify=verify) for p in paths],
+                                   [str(p) for p in paths])
+
+    @classmethod
+    def from_regressors(cls, loaded: Sequence[tuple[nn.Module, dict]],
+                        names: Sequence[str] | None = None) -> "RegressorEnsemble":
+        """The ensemble of regressors already loaded (``(model, sidecar)`` pairs as
+        :func:`load_regressor` returns them), cut where they were trained. ``names`` (e.g. the
+        files) only label the errors."""
+        names = list(names) if names is not None else [f"member {i}" for i in range(len(loaded))]
+        for name, (_, meta) in zip(names, loaded):
             if meta.get("ensemble"):
-                raise InvalidArgumentError(f"{p} is already an ensemble; give its members")
+                raise InvalidArgumentError(f"{name} is already an ensemble; give its members")
         cuts = {int(meta.get("config", {}).get("cut", 15)) for _, meta in loaded}
         if len(cuts) > 1:
             raise InvalidArgumentError(f"the members were trained with different cuts {sorted(cuts)}")
@@ -363,6 +371,12 @@ def _load_member_state(model: QualityRegressor, state: dict[str, torch.Tensor], 
                            f"{unexpected[:3]}")
 
 
+def _same_weights(a: nn.Module, b: nn.Module) -> bool:
+    """Whether two modules hold the same tensors under the same names (on any device)."""
+    sa, sb = a.state_dict(), b.state_dict()
+    return sa.keys() == sb.keys() and all(torch.equal(sa[k].cpu(), sb[k].cpu()) for k in sa)
+
+
 def _split_at(model: nn.Module, cut: int) -> tuple[nn.Module, Any] | None:
     """``(stem, tail)`` of a MobileFaceNet regressor or ensemble cut before block ``cut``:
     ``stem`` runs ``blocks[:cut]`` and ``tail(h)`` maps its output to the quality. None when the
@@ -400,10 +414,7 @@ class SharedStem:
         """Whether ``model`` (a :class:`QualityRegressor` or :class:`RegressorEnsemble`) can be
         cut at this stem's block and its front holds exactly this stem's weights."""
         split = _split_at(model, self.cut)
-        if split is None:
-            return False
-        ref, own = self.stem.state_dict(), split[0].state_dict()
-        return ref.keys() == own.keys() and all(torch.equal(ref[k].cpu(), own[k].cpu()) for k in ref)
+        return split is not None and _same_weights(self.stem, split[0])
 
     @torch.inference_mode()
     def __call__(self, batch: np.ndarray) -> torch.Tensor:
