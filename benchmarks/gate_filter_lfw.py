@@ -148,11 +148,23 @@ def edc_check(gate, res, proto_name: str, root: Path, fractions, fmr: float, cac
             "max_abs_quality_diff": float(np.max(np.abs(t_q - q))),
             "max_abs_embedding_diff": float(np.max(np.abs(t_emb - emb))),
             "max_abs_mated_score_diff": float(np.max(np.abs(t_mated - mated))),
+            "max_abs_pauc_diff": _pauc_diff(summary(edc), summary(t_edc)),
             "same_discard_points": bool(np.array_equal(t_edc.discard_fractions,
                                                        edc.discard_fractions)),
             "same_fnmr_curve": bool(np.array_equal(t_edc.fnmr[:-1], edc.fnmr[:-1])),
         },
     }
+
+
+def _pauc_diff(a: dict, b: dict) -> float:
+    """Largest |a - b| of the two normalized pAUCs (0 where both are undefined, inf where one is)."""
+    out = 0.0
+    for k in ("pauc_norm_0.2", "pauc_norm_0.3"):
+        if (a[k] is None) != (b[k] is None):
+            return math.inf
+        if a[k] is not None:
+            out = max(out, abs(a[k] - b[k]))
+    return out
 
 
 def main(argv=None) -> int:

@@ -65,7 +65,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"bbox={bbox}{det}")
             if r.message and r.reason != "below_threshold":
                 print(f"    ({r.message})")
-            if r.reason in ("decode_error", "invalid_input"):
+            if r.reason in ("not_found", "decode_error", "invalid_input"):
                 unreadable += 1
             if args.save_crops and r.aligned is not None:
                 from PIL import Image

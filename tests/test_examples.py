@@ -78,7 +78,7 @@ def test_assess_files_reasons_and_crops(tmp_path):
                       "--threshold", "1e9", "--save-crops", "crops", expect_rc=3)
     reasons = dict(re.findall(r"^(\S+)  score=\S+  accepted=False  reason=(\w+)", out, re.M))
     assert reasons == {"face.jpg": "below_threshold", "blank.png": "no_face",
-                       "missing.jpg": "decode_error"}
+                       "missing.jpg": "not_found"}
     crop = Image.open(tmp_path / "crops" / "face.png")
     assert crop.size == (112, 112) and crop.mode == "RGB"
 

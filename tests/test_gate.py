@@ -351,7 +351,7 @@ def test_cli_filter(tmp_path, astronaut, capsys):
     assert rc == 0
     with out.open() as fh:
         rows = list(csv.DictReader(fh))
-    assert list(rows[0]) == ["path", "score", "kept", "reason"]
+    assert list(rows[0]) == ["path", "score", "kept", "reason", "n_faces", "ambiguous"]
     assert [r["path"].rsplit("/", 1)[-1] for r in rows] == ["a.jpg", "b.png", "c.png"]
     assert [r["kept"] for r in rows] == ["True", "False", "False"]
     assert [r["reason"] for r in rows] == ["", "discarded", "no_face"]
