@@ -19,6 +19,7 @@ from .errors import (
     InvalidArgumentError,
     InvalidImageError,
     MissingDependencyError,
+    OutputConflictError,
     UnknownBackendError,
     WeightsError,
 )
@@ -65,6 +66,7 @@ __all__ = [
     "InvalidImageError",
     "ImageDecodeError",
     "MissingDependencyError",
+    "OutputConflictError",
     "UnknownBackendError",
     "WeightsError",
     "AlignmentError",
