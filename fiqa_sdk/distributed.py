@@ -553,6 +553,7 @@ def _prepare_work_dir(fs, base: str, manifest: dict, paths, identities, overwrit
                 old = {}
         why = _conflict(old, manifest)
         if why is None and _exists(fs, _join(base, "inputs.parquet")):
+            _remove_stale_temporaries(fs, _join(base, "shards"))
             return  # resume
         if why is not None and not overwrite:
             raise OutputConflictError(f"{where} holds results that do not match this job: {why}; "
@@ -571,6 +572,21 @@ def _prepare_work_dir(fs, base: str, manifest: dict, paths, identities, overwrit
     pa.parquet.write_table(pa.table(cols), sink, row_group_size=s)
     _write_atomic(fs, _join(base, "inputs.parquet"), sink.getvalue().to_pybytes())
     _write_atomic(fs, mpath, (json.dumps(manifest, indent=2) + "\n").encode())
+
+
+def _remove_stale_temporaries(fs, shards_dir: str) -> None:
+    """Temporary shard files of a killed run (one job per output at a time)."""
+    pa = _pa()
+    try:
+        infos = fs.get_file_info(pa.fs.FileSelector(shards_dir, allow_not_found=True))
+    except OSError:
+        return
+    for i in infos:
+        if ".parquet.tmp-" in i.base_name:
+            try:
+                fs.delete_file(i.path)
+            except OSError:
+                pass
 
 
 def _shard_ok(fs, base: str, s: int, expected_rows: int, digest: str) -> bool:
