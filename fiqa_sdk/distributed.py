@@ -344,12 +344,14 @@ class FaceQualityScorer:
 
     def __init__(self, config: dict, threads: int | None = DEFAULT_THREADS_PER_ACTOR,
                  device: str = "cpu", embeddings: bool = False, bytes_column: str = "bytes",
-                 path_column: str = "path") -> None:
+                 path_column: str = "path", _skip: Any = None) -> None:
         _set_threads(threads)
         self.gate = build_gate(config, device=device)
         self.embeddings = bool(embeddings)
         self.bytes_column, self.path_column = bytes_column, path_column
         self._filesystems: dict[str, Any] = {}
+        # ray_filter on a Dataset: paths already in the shards of an interrupted run
+        self._skip = frozenset(_skip) if _skip else frozenset()
 
     def _read(self, path: str):
         """Encoded bytes of a URI (``pyarrow.fs``; one file system per scheme and bucket), or
@@ -413,12 +415,20 @@ class FaceQualityScorer:
                             f"{self.path_column!r} column; got {sorted(cols)}")
         has_names = names is not None
         names = [str(n) for n in names] if has_names else [f"<row {i}>" for i in range(len(items))]
-        rows = self.score_items(items, names)
+        todo = [i for i, n in enumerate(names) if n not in self._skip]
+        rows = [{"path": n, "reason": _SKIPPED} for n in names]
+        for i, r in zip(todo, self.score_items([items[i] for i in todo],
+                                               [names[i] for i in todo])):
+            rows[i] = r
         schema = _schema(False, self.embeddings)
         schema = pa.schema([f for f in schema if f.name != "index"
                             and (has_names or f.name != "path")])
         return pa.table({f.name: pa.array([r.get(f.name) for r in rows], type=f.type)
                          for f in schema}, schema=schema)
+
+
+#: reason of a row FaceQualityScorer did not score (its path is in ``_skip``)
+_SKIPPED = "__already_scored__"
 
 
 class _InjectedFailure(FiqaError, RuntimeError):
@@ -697,9 +707,11 @@ def ray_filter(inputs: Any, out: str | os.PathLike, *, gate: Any = None,
 
     Parameters
     ----------
-    inputs : folder, list of paths, CSV / Parquet file
+    inputs : folder, list of paths, CSV / Parquet file, or Ray Dataset
         See :func:`resolve_inputs`: a folder tree (recursive), a list of paths or URIs, or a
-        table with a ``path_column`` (and ``identity_column``, copied to the output).
+        table with a ``path_column`` (and ``identity_column``, copied to the output). A Ray
+        Dataset needs a ``bytes`` column and a unique ``path_column``; its rows come back to
+        the driver in the Dataset's order, and a rerun needs the same Dataset.
     out : str or path
         The final Parquet file (a local path or a URI). Columns: ``path``, (``identity``),
         ``score``, ``kept``, ``reason``, ``message``, ``det_score``, ``bbox``, ``landmarks``,
@@ -766,13 +778,17 @@ def ray_filter(inputs: Any, out: str | os.PathLike, *, gate: Any = None,
     if threads_per_actor is not None and (isinstance(threads_per_actor, bool)
                                           or int(threads_per_actor) < 1):
         raise GateError(f"threads_per_actor must be None or >= 1, got {threads_per_actor!r}")
-    if _is_dataset(inputs):
-        raise GateError("ray_filter() resumes from an input list it can enumerate (a folder, a "
-                        "list of paths, a CSV / Parquet file); score a Ray Dataset of image "
-                        "bytes with score_dataset()")
     out = str(out)
     if not is_uri(out) and Path(out).is_dir():
         raise GateError(f"out must be a Parquet file path, but {out} is a folder")
+    if _is_dataset(inputs):
+        if identity_column:
+            raise GateError("identity_column applies to a CSV or Parquet input list")
+        return _ray_filter_dataset(
+            inputs, out, cfg, discard=discard, threshold=threshold, num_actors=num_actors,
+            threads_per_actor=threads_per_actor, shard_size=shard_size, embeddings=embeddings,
+            path_column=path_column, address=address, work_dir=work_dir, overwrite=overwrite,
+            progress=progress, device=device, fail_after=_fail_after, t_start=t_start)
     paths, identities = resolve_inputs(inputs, path_column, identity_column)
     if not paths:
         raise GateError(f"no image found in {inputs}")
@@ -829,6 +845,147 @@ def ray_filter(inputs: Any, out: str | os.PathLike, *, gate: Any = None,
         num_actors=actors, config=cfg)
 
 
+def _ray_filter_dataset(ds, out: str, cfg: dict, *, discard, threshold, num_actors,
+                        threads_per_actor, shard_size: int, embeddings: bool, path_column: str,
+                        address, work_dir, overwrite: bool, progress, device: str,
+                        fail_after: int | None, t_start: float) -> RayFilterResult:
+    """ray_filter on a Ray Dataset with ``bytes`` and ``path`` columns: the rows come back to
+    the driver in the Dataset's order (``preserve_order``) and the driver writes the shards; a
+    rerun skips (without scoring) the rows whose path is in the shards already written, which
+    must be the Dataset's first rows (the same Dataset, unique paths)."""
+    pa = _pa()
+    ray = _require_ray()
+    if path_column not in ds.columns():
+        raise GateError(f"ray_filter() on a Ray Dataset needs a {path_column!r} column (a "
+                        "unique name per image, e.g. read_binary_files(..., include_paths=True)); "
+                        f"it has {ds.columns()}")
+    wd = str(work_dir) if work_dir is not None else out + ".parts"
+    fs, base = _fs(wd)
+    manifest = {"format": _MANIFEST_FORMAT, "version": _MANIFEST_VERSION,
+                "gate": _scoring_config(cfg), "input": "ray.data.Dataset", "images": None,
+                "inputs_sha256": None, "identities": False, "shard_size": int(shard_size),
+                "embeddings": bool(embeddings)}
+    digest = _digest(manifest)
+    mpath, cpath = _join(base, "manifest.json"), _join(base, "complete.json")
+    fresh = True
+    if _exists(fs, mpath):
+        with fs.open_input_stream(mpath) as fh:
+            try:
+                old = json.loads(fh.read())
+            except ValueError:
+                old = {}
+        why = None if old == manifest else (_conflict(old, {**manifest, "images": None}) or
+                                            "it was written for another kind of input")
+        if why is not None and not overwrite:
+            raise OutputConflictError(f"{wd} holds results that do not match this job: {why}; "
+                                      "rerun with overwrite=True (--overwrite) to discard them, "
+                                      "or choose another output path")
+        fresh = why is not None
+    if fresh:
+        if _exists(fs, base):
+            fs.delete_dir_contents(base, missing_dir_ok=True)
+        fs.create_dir(_join(base, "shards"), recursive=True)
+        _write_atomic(fs, mpath, (json.dumps(manifest, indent=2) + "\n").encode())
+    _remove_stale_temporaries(fs, _join(base, "shards"))
+    scoring_s, actors, scored_images, done = 0.0, 0, 0, 0
+    if _exists(fs, cpath):
+        with fs.open_input_stream(cpath) as fh:
+            n = int(json.loads(fh.read())["images"])
+        n_shards, pending = (n + shard_size - 1) // shard_size, 0
+    else:
+        while _shard_ok(fs, base, done, shard_size, digest):
+            done += 1  # the full shards of the Dataset's first rows
+        for i in fs.get_file_info(pa.fs.FileSelector(_join(base, "shards"))):
+            if i.base_name.startswith("shard-") and int(i.base_name[6:12]) >= done:
+                fs.delete_file(i.path)  # a short last shard, or any after a gap
+        done_paths: list[str] = []
+        for _, t in _iter_shards(fs, base, done, ["path"]):
+            done_paths.extend(t.column("path").to_pylist())
+        ray = _init_ray(address, None)
+        ctx = ray.data.DataContext.get_current()
+        ctx.enable_progress_bars = sys.stderr.isatty() if progress is None else bool(progress)
+        ctx.execution_options.preserve_order = True  # the shards follow the Dataset's order
+        tpa = int(threads_per_actor) if threads_per_actor else 1
+        actors = int(num_actors) if num_actors else max(
+            1, int(ray.cluster_resources().get("CPU", 1)) // tpa)
+        t0 = time.perf_counter()
+        res = ds.map_batches(
+            FaceQualityScorer, batch_size=min(64, shard_size), batch_format="pyarrow",
+            compute=ray.data.ActorPoolStrategy(size=actors), num_cpus=tpa,
+            fn_constructor_kwargs=dict(config=cfg, threads=threads_per_actor, device=device,
+                                       embeddings=embeddings, path_column=path_column,
+                                       _skip=done_paths or None))
+        pos, shard, buf = 0, done, []
+        buffered = 0
+        schema = _schema(False, embeddings)
+
+        def flush(rows_table) -> None:
+            nonlocal shard
+            if fail_after is not None and shard - done >= fail_after:
+                raise _InjectedFailure(f"test hook: stopping after {shard - done} shards")
+            t = rows_table.replace_schema_metadata({_META_KEY: json.dumps(
+                {"shard": shard, "manifest": digest}).encode()})
+            sink = pa.BufferOutputStream()
+            pa.parquet.write_table(t, sink)
+            _write_atomic(fs, _shard_path(base, shard), sink.getvalue().to_pybytes())
+            shard += 1
+
+        for batch in res.iter_batches(batch_size=None, batch_format="pyarrow"):
+            paths = batch.column("path").to_pylist()
+            skipped = [r == _SKIPPED for r in batch.column("reason").to_pylist()]
+            keep_rows = []
+            for j, (p, sk) in enumerate(zip(paths, skipped)):
+                if pos < len(done_paths):
+                    if not sk or p != done_paths[pos]:
+                        raise OutputConflictError(
+                            f"{wd}: row {pos} of the Dataset is {p!r}, but the interrupted run "
+                            f"wrote {done_paths[pos]!r} there: give the same Dataset (same rows, "
+                            "same order), or overwrite=True")
+                elif sk:
+                    raise OutputConflictError(f"{wd}: path {p!r} appears twice in the Dataset; "
+                                              "ray_filter on a Dataset needs unique paths")
+                else:
+                    keep_rows.append(j)
+                pos += 1
+            if not keep_rows:
+                continue
+            t = batch.take(pa.array(keep_rows, type=pa.int64()))
+            start = pos - len(keep_rows)
+            cols = {"index": pa.array(range(start, pos), type=pa.int64())}
+            cols.update({f.name: (t.column(f.name).cast(f.type) if f.name in t.column_names
+                                  else pa.nulls(t.num_rows, f.type))
+                         for f in schema if f.name != "index"})
+            buf.append(pa.table(cols, schema=schema))
+            buffered += t.num_rows
+            scored_images += t.num_rows
+            while buffered >= shard_size:
+                whole = pa.concat_tables(buf)
+                flush(whole.slice(0, shard_size))
+                rest = whole.slice(shard_size)
+                buf, buffered = ([rest] if rest.num_rows else []), rest.num_rows
+        if pos < len(done_paths):
+            raise OutputConflictError(f"{wd}: the Dataset has {pos} rows, fewer than the "
+                                      f"{len(done_paths)} the interrupted run wrote")
+        if buffered:
+            flush(pa.concat_tables(buf))
+        scoring_s = time.perf_counter() - t0
+        n = pos
+        if n == 0:
+            raise GateError("the Dataset has no rows")
+        n_shards, pending = shard, shard - done
+        _write_atomic(fs, cpath, json.dumps({"images": n}).encode())
+    meta = {"format": _MANIFEST_FORMAT, "gate": cfg, "images": n, "discard": discard,
+            "manifest": digest}
+    cut, counts, scored, kept = _write_final(fs, base, out, n_shards, shard_size, n, discard,
+                                             threshold, False, embeddings, meta)
+    return RayFilterResult(
+        out=out, work_dir=wd, images=n, scored=scored, kept=kept, rejected=counts,
+        threshold=cut, shards=n_shards, shards_scored=pending, scored_images=scored_images,
+        seconds=round(time.perf_counter() - t_start, 3), scoring_seconds=round(scoring_s, 3),
+        images_per_s=round(scored_images / scoring_s, 2) if scoring_s > 0 else 0.0,
+        num_actors=actors, config=cfg)
+
+
 def _is_dataset(obj: Any) -> bool:
     mod = type(obj).__module__ or ""
     return mod.startswith("ray.data")
@@ -844,7 +1001,7 @@ def score_dataset(ds: Any, gate: Any = None, *, num_actors: int | None = None,
 
     One row per input row; write it with ``.write_parquet(...)`` or consume it. The discard
     decision needs every score: apply :func:`fiqa_sdk.policy.discard_lowest` to the score
-    column, or use :func:`ray_filter` on the paths, which also resumes.
+    column, or use :func:`ray_filter`, which also decides and resumes.
     """
     ray = _require_ray()
     if not _is_dataset(ds):

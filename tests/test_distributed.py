@@ -287,3 +287,30 @@ def test_resume_after_sigkill_of_the_driver(folder, tmp_path):
     assert m and int(m.group(1)) <= 3 - written, proc.stderr[-500:]
     assert not list((Path(str(out) + ".parts") / "shards").glob("*.tmp-*"))
     assert _read(out).equals(_read(full))
+
+
+@pytest.mark.slow
+def test_dataset_input_resumes_and_matches_the_paths_run(uninterrupted, gate, folder, tmp_path):
+    """A Ray Dataset of image bytes (read_binary_files): stopped after one shard, rerun; one row
+    per image in the Dataset's order, the same scores and decisions as the run on the paths."""
+    import ray
+
+    ds = ray.data.read_binary_files(fd.list_images(folder), include_paths=True)
+    out = tmp_path / "ds.parquet"
+    with pytest.raises(Exception, match="stopping after 1 shards"):
+        fd.ray_filter(ds, out, gate=gate, discard=DISCARD, shard_size=SHARD, num_actors=1,
+                      _fail_after=1)
+    assert len(_shards(out)) == 1 and not out.exists()
+    res = fd.ray_filter(ds, out, gate=gate, discard=DISCARD, shard_size=SHARD, num_actors=1)
+    assert (res.images, res.shards, res.shards_scored) == (9, 3, 2)
+    assert res.scored_images == 9 - SHARD
+    got = {r["path"]: r for r in _read(out).to_pylist()}
+    want = {r["path"]: r for r in uninterrupted[2].to_pylist()}
+    assert sorted(got) == sorted(want)  # one row per image, none lost or duplicated
+    for p, r in want.items():
+        assert (got[p]["kept"], got[p]["reason"]) == (r["kept"], r["reason"]), p
+        assert (got[p]["score"] is None) == (r["score"] is None)
+        if r["score"] is not None:
+            assert got[p]["score"] == pytest.approx(r["score"], abs=1e-5)
+    with pytest.raises(fq.OutputConflictError, match="another input list"):
+        fd.ray_filter(fd.list_images(folder), out, gate=gate, discard=DISCARD, shard_size=SHARD)
