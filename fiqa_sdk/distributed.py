@@ -101,9 +101,11 @@ def _join(base: str, *parts: str) -> str:
 
 
 def _uri_prefix(uri: str, inner: str) -> str:
-    """The part of ``uri`` before the file system's own path ``inner`` (e.g. ``s3://``)."""
-    scheme = uri.split("://", 1)[0]
-    return "file://" if scheme == "file" else f"{scheme}://"
+    """The part of ``uri`` before the file system's own path ``inner``: ``s3://`` for
+    ``s3://bucket/dir`` (path ``bucket/dir``), ``file://`` for ``file:///tmp/x``,
+    ``hdfs://host:8020`` for ``hdfs://host:8020/data``."""
+    at = uri.find(inner.rstrip("/"), uri.index("://") + 3 if inner.startswith("/") else 0)
+    return uri[:at] if at > 0 else uri.split("://", 1)[0] + "://"
 
 
 def _write_atomic(fs, path: str, data: bytes) -> None:
@@ -360,10 +362,12 @@ class FaceQualityScorer:
             return path
         scheme, rest = path.split("://", 1)
         key = f"{scheme}://{rest.split('/', 1)[0]}"
-        if key not in self._filesystems:
-            self._filesystems[key] = _fs(path)[0]
-        inner = _fs(path)[1] if scheme == "file" else rest
-        with self._filesystems[key].open_input_stream(inner) as fh:
+        if scheme in ("s3", "gs", "gcs") and key in self._filesystems:
+            fs, inner = self._filesystems[key], rest  # their paths are bucket/key
+        else:
+            fs, inner = _fs(path)
+            self._filesystems[key] = fs
+        with fs.open_input_stream(inner) as fh:
             return fh.read()
 
     def score_items(self, items: list, names: list[str]) -> list[dict]:

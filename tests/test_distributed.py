@@ -209,6 +209,8 @@ def test_cli_engine_ray(ray_local, folder, tmp_path, capsys):
     from fiqa_sdk.cli import main
 
     paths = fd.list_images(folder)[:5]  # A/AJ_Cook, A/notes, Abel_Pacheco x 2, B/Aaron_Eckhart
+    # the first two and a missing file as URIs: read by the actors through pyarrow.fs
+    paths = [Path(p).as_uri() for p in paths[:2]] + paths[2:] + [(folder / "gone.jpg").as_uri()]
     lst = tmp_path / "list.csv"
     lst.write_text("path,person\n" + "".join(f"{p},{Path(p).parent.name}\n" for p in paths))
     out = tmp_path / "r.parquet"
@@ -225,9 +227,11 @@ def test_cli_engine_ray(ray_local, folder, tmp_path, capsys):
         assert (e is None) == (s is None)
         if e is not None:
             assert len(e) == 512 and abs(np.linalg.norm(e) - 1) < 1e-4
-    assert "notes.jpg: " in err and "not a recognised image format" in err
-    assert "fiqa filter: images 5, with a scored face 4, kept 3" in err
-    assert "images/s" in err and "rejected: decode_error 1, discarded 1" in err
+    assert "notes.jpg: <bytes>: not a recognised image format" in err
+    assert "gone.jpg: cannot read" in err
+    assert "fiqa filter: images 6, with a scored face 4, kept 3" in err
+    assert "images/s" in err and "rejected: decode_error 2, discarded 1" in err
+    assert t.column("reason").to_pylist()[:2] == ["discarded", "decode_error"]  # AJ_Cook: lowest
     assert main(["filter", str(lst), "--discard", "0.2", "--shard-size", "4"]) == 1
     assert "need --engine ray" in capsys.readouterr().err
 
