@@ -120,7 +120,8 @@ def markdown(res: dict) -> str:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--lfw", default=None, help="LFW root (default $FIQA_LFW or ../shared/data/lfw)")
+    ap.add_argument("--lfw", default=None,
+                    help="LFW root (default $FIQA_LFW or ../shared/data/lfw)")
     ap.add_argument("--images", type=int, default=None, help="first N images only (default all)")
     ap.add_argument("--discard", type=float, default=0.2)
     ap.add_argument("--actors", type=int, nargs="+", default=[1, 2])

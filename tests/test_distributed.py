@@ -37,7 +37,8 @@ BAD = {"A/notes.jpg": "decode_error", "B/truncated.jpg": "decode_error",
 def test_importing_fiqa_sdk_does_not_import_ray():
     code = ("import sys, fiqa_sdk, fiqa_sdk.distributed, fiqa_sdk.cli; "
             "assert 'ray' not in sys.modules, 'ray imported'")
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    pp = os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])
+    env = {**os.environ, "PYTHONPATH": pp}
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
     assert proc.returncode == 0, proc.stderr
 
