@@ -1,37 +1,42 @@
 """fiqa-sdk: face image quality assessment (DifFIQA, eDifFIQA) for face-recognition pipelines.
 
-Public names only; see docs/api.md for the contract.
+Public names only; see docs/api.md for the contract. Submodules and names load on first use
+(``lazy_loader``, as in scikit-image), so that ``import fiqa_sdk`` and the ``fiqa`` command
+start fast; ``from fiqa_sdk import X`` and ``fq.X`` work as usual.
 """
 
 from __future__ import annotations
 
-from . import align, eval, io  # noqa: A004 - fq.eval is the contract's name
-from .align import align_face, align_faces, estimate_transform
-from .detect import Detector, create_detector, list_detectors
-from .embed import CallableEmbedder, Embedder, create_embedder, list_embedders
-from .errors import (
-    AlignmentError,
-    DeviceUnavailableError,
-    EvaluationError,
-    FiqaError,
-    GateError,
-    ImageDecodeError,
-    InvalidArgumentError,
-    InvalidImageError,
-    MissingDependencyError,
-    OutputConflictError,
-    UnknownBackendError,
-    WeightsError,
-)
-from .io import load_image
-from .pipeline import FacePipeline, PipelineResult
-from .quality import Scorer, create_scorer, list_scorers
-from .types import Face, FilterResult, QualityReport, Template
-from .train.api import TrainedRegressor, train_ediffiqa
-from .gate import QualityGate  # noqa: E402 - after the names it uses
-from . import policy  # noqa: E402
+import lazy_loader as _lazy
 
-__version__ = "0.1.0"
+from ._version import __version__
+
+__getattr__, _dir, _all = _lazy.attach(
+    __name__,
+    submodules=["align", "eval", "io", "policy"],
+    submod_attrs={
+        "align": ["align_face", "align_faces", "estimate_transform"],
+        "detect": ["Detector", "create_detector", "list_detectors"],
+        "embed": ["CallableEmbedder", "Embedder", "create_embedder", "list_embedders"],
+        "errors": ["AlignmentError", "ColorOrderWarning", "DeviceUnavailableError",
+                   "EvaluationError", "FiqaError", "FiqaWarning", "FolderWarning", "GateError",
+                   "ImageDecodeError", "ImageNotFoundError", "InvalidArgumentError",
+                   "InvalidImageError", "MissingDependencyError", "OutputConflictError",
+                   "UnknownBackendError", "WeightsError"],
+        "io": ["load_image"],
+        "pipeline": ["FacePipeline", "PipelineResult"],
+        "quality": ["Scorer", "create_scorer", "list_scorers"],
+        "types": ["Face", "FilterResult", "QualityReport", "REASONS", "Reason", "Template"],
+        "train.api": ["TrainedRegressor", "train_ediffiqa"],
+        "gate": ["QualityGate"],
+    },
+)
+
+
+
+def __dir__() -> list[str]:
+    return sorted(set(_dir()) | {"__version__"})
+
 
 __all__ = [
     "__version__",
@@ -42,6 +47,8 @@ __all__ = [
     "QualityReport",
     "FilterResult",
     "Template",
+    "Reason",
+    "REASONS",
     "GateError",
     "policy",
     "Detector",
@@ -63,8 +70,12 @@ __all__ = [
     "align_faces",
     "estimate_transform",
     "FiqaError",
+    "FiqaWarning",
+    "ColorOrderWarning",
+    "FolderWarning",
     "InvalidImageError",
     "ImageDecodeError",
+    "ImageNotFoundError",
     "MissingDependencyError",
     "OutputConflictError",
     "UnknownBackendError",

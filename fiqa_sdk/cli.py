@@ -35,12 +35,12 @@ import json
 import sys
 from typing import Sequence
 
-from . import __version__
+from ._version import __version__
 from .errors import FiqaError
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_SOME_FAILED = 0, 1, 2, 3
 #: Report reasons meaning "the image itself could not be read" (exit code 3 of assess / filter).
-_UNREADABLE = ("decode_error", "invalid_input")
+_UNREADABLE = ("not_found", "decode_error", "invalid_input")
 #: Largest |ONNX - torch| quality difference ``fiqa export onnx`` accepts.
 EXPORT_TOLERANCE = 1e-4
 #: ... with ``--int8``: a sanity bound that catches a broken graph, not a fidelity measure (the
@@ -78,6 +78,7 @@ def _cmd_assess(args: argparse.Namespace) -> int:
             if r.face is not None:
                 rec.update(bbox=[round(float(v), 1) for v in r.face.bbox],
                            det_score=round(r.face.det_score, 4))
+            rec.update(n_faces=r.n_faces, ambiguous=r.ambiguous)
             if r.reason in _UNREADABLE:
                 failed += 1
                 print(f"fiqa: {label}: {r.message}", file=sys.stderr)
@@ -85,12 +86,34 @@ def _cmd_assess(args: argparse.Namespace) -> int:
     return EXIT_SOME_FAILED if failed else EXIT_OK
 
 
-def _cmd_filter(args: argparse.Namespace) -> int:
-    import csv
+def _prepare_out(path: str):
+    """The ``--out`` file: its folder created now, and checked writable before any work, so
+    that a long run never ends in an error about where to write."""
+    import os
     from pathlib import Path
 
     from .errors import GateError
-    from .gate import QualityGate
+
+    out = Path(path)
+    if out.is_dir():
+        raise GateError(f"--out must be a file, but {out} is a folder")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        probe = out.with_name(f".{out.name}.{os.getpid()}.probe")
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as exc:
+        raise GateError(f"cannot write --out {out}: {exc.strerror or exc}") from None
+    return out
+
+
+def _cmd_filter(args: argparse.Namespace) -> int:
+    import csv
+    import warnings
+    from pathlib import Path
+
+    from .errors import FolderWarning, GateError
+    from .gate import QualityGate, list_image_files
 
     if (args.discard is None) == (args.threshold is None):
         raise GateError("give exactly one of --discard F and --threshold Q")
@@ -107,21 +130,29 @@ def _cmd_filter(args: argparse.Namespace) -> int:
     folder = Path(args.dir)
     if not folder.is_dir():
         raise GateError(f"not a directory: {folder}")
+    out = _prepare_out(args.out) if args.out else None
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", FolderWarning)
+        files = list_image_files(folder, recursive=args.recursive)
+    if not files:
+        hint = next((str(w.message) for w in caught if issubclass(w.category, FolderWarning)),
+                    None)
+        raise GateError(f"no image files in {folder}" + (
+            "; it has sub-folders: use --recursive to include their images" if hint else ""))
     gate = QualityGate(detector=args.detector, embedder="arcface", scorer=args.scorer,
                        face_policy=args.face_policy, device=args.device,
                        batch_size=args.batch_size)
     progress = sys.stderr.isatty() if args.progress is None else args.progress
-    res = gate.filter(folder, discard=args.discard, threshold=args.threshold, progress=progress)
+    res = gate.filter(folder, discard=args.discard, threshold=args.threshold, progress=progress,
+                      recursive=args.recursive)
     rows = []
     for path, r in zip(res.sources, res.reports):
         rows.append({"path": path, "score": None if r.score is None else round(r.score, 6),
-                     "kept": bool(r.accepted), "reason": r.reason or ""})
-    if args.out:
-        out = Path(args.out)
-        if out.is_dir():
-            raise GateError(f"--out must be a file, but {out} is a folder")
+                     "kept": bool(r.accepted), "reason": r.reason or "",
+                     "n_faces": r.n_faces, "ambiguous": bool(r.ambiguous)})
+    if out is not None:
         with out.open("w", newline="") as fh:
-            w = csv.DictWriter(fh, fieldnames=["path", "score", "kept", "reason"])
+            w = csv.DictWriter(fh, fieldnames=FILTER_COLUMNS)
             w.writeheader()
             for row in rows:
                 w.writerow({**row, "score": "" if row["score"] is None else row["score"]})
@@ -180,6 +211,10 @@ def _filter_ray(args: argparse.Namespace) -> int:
           f"{res.threshold:.6g})" + (f"; {unreadable} could not be read" if unreadable else "")
           + f"; wrote {res.out}", file=sys.stderr)
     return EXIT_SOME_FAILED if unreadable else EXIT_OK
+
+
+#: Columns of ``fiqa filter --out``'s CSV, in order.
+FILTER_COLUMNS = ["path", "score", "kept", "reason", "n_faces", "ambiguous"]
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
@@ -490,6 +525,7 @@ def _export_int8(scorer, out, calibration: str, count: int | None) -> dict:
 
     from pathlib import Path
 
+    import numpy as np
     import onnxruntime
 
     from ._weights import sha256_file
@@ -497,6 +533,10 @@ def _export_int8(scorer, out, calibration: str, count: int | None) -> dict:
 
     crops = ro.calibration_crops(calibration, count)
     ro.quantize_int8(ro.export_bytes(scorer.model), crops, out)
+    everything = np.load(calibration, mmap_mode="r")
+    held = everything[ro.held_out_indices(len(everything), count)]
+    fidelity = ro.int8_fidelity(scorer.model, out, held)
+    fidelity["selection"] = "every 4th face of the calibration file from index 1, not calibrated on"
     side = {"file": out.name, "sha256": sha256_file(out), "scorer": scorer.name,
             "source_tensor_digest": ro.tensor_digest(scorer.model),
             "source_weights_sha256": scorer.weights_sha256, "int8_version": ro.INT8_VERSION,
@@ -504,13 +544,26 @@ def _export_int8(scorer, out, calibration: str, count: int | None) -> dict:
             "calibration": {"file": "/".join(Path(calibration).parts[-2:]), "crops": len(crops),
                             "selection": "all" if count is None else f"{count} evenly spaced",
                             "sha256": hashlib.sha256(crops.tobytes()).hexdigest()},
-            "onnxruntime": onnxruntime.__version__}
+            "fidelity": fidelity, "onnxruntime": onnxruntime.__version__}
     out.with_suffix(".json").write_text(json.dumps(side, indent=2) + "\n")
     return {"sidecar": str(out.with_suffix(".json")), "sha256": side["sha256"],
-            "calibration_crops": len(crops)}
+            "calibration_crops": len(crops), "fidelity": fidelity}
 
 
-def build_parser() -> argparse.ArgumentParser:
+#: Sub-commands whose parsers import the evaluation and training code: built only when the
+#: command line names one, so that ``fiqa --help``, ``assess`` and ``filter`` start fast.
+_HEAVY_COMMANDS = {
+    "bench": "benchmarks (EDC / pAUC of quality scorers)",
+    "train": "train models (the DifFIQA denoiser, the regressors)",
+    "export": "export a model to another runtime (ONNX)",
+}
+
+
+def build_parser(full: bool = True) -> argparse.ArgumentParser:
+    """The ``fiqa`` parser; ``full=False`` lists the commands of :data:`_HEAVY_COMMANDS`
+    without their options (enough for ``fiqa --help`` and the light commands)."""
+    from .detect.base import DEFAULT_FACE_POLICY, FACE_POLICIES
+
     ap = argparse.ArgumentParser(prog="fiqa", description="Face image quality assessment, offline.")
     ap.add_argument("--version", action="version", version=f"fiqa-sdk {__version__}")
     sub = ap.add_subparsers(dest="command", metavar="COMMAND")
@@ -519,16 +572,17 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("images", nargs="*", help="image files (none: the bundled sample face)")
     a.add_argument("--detector", default="retinaface")
     a.add_argument("--scorer", default=None, help="quality scorer (default: the gate's default)")
-    a.add_argument("--scorer-backend", default=None, choices=["torch", "onnxruntime"],
-                   help="backend of a regressor scorer (ediffiqa, diffiqa-r, ediffiqa-free); "
-                        "onnxruntime: same scores, faster on CPU")
+    a.add_argument("--scorer-backend", default=None, choices=["auto", "torch", "onnxruntime"],
+                   help="run a regressor scorer (ediffiqa, diffiqa-r, ediffiqa-free) on its own "
+                        "with this backend instead of the gate's joint embedding + quality pass")
     a.add_argument("--scorer-threads", type=int, default=None, metavar="K",
                    help="threads of a regressor scorer (see RegressorScorer)")
-    a.add_argument("--scorer-precision", default=None, choices=["fp32", "int8"],
-                   help="with --scorer-backend onnxruntime: int8 runs the shipped int8 ediffiqa "
-                        "graph (~2.4x the fp32 faces/s on a CPU with AVX-512 VNNI)")
-    a.add_argument("--face-policy", default="largest",
-                   choices=["largest", "central", "confidence", "all"])
+    a.add_argument("--scorer-precision", default=None, choices=["auto", "fp32", "int8"],
+                   help="precision of a regressor scorer run on its own (int8: the shipped "
+                        "int8 graph, onnxruntime only)")
+    a.add_argument("--face-policy", default=DEFAULT_FACE_POLICY, choices=list(FACE_POLICIES),
+                   help="which face of a multi-face image (default %(default)s: the photo's "
+                        "subject)")
     a.add_argument("--threshold", type=float, default=None, help="accept scores >= this")
     a.add_argument("--device", default="cpu", choices=["cpu", "cuda", "auto"])
     a.set_defaults(func=_cmd_assess)
@@ -537,18 +591,22 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Score the face in every image of DIR and reject the lowest "
                                    "--discard fraction (or those below --threshold); images "
                                    "without a scorable face are always rejected.")
-    f.add_argument("dir", metavar="DIR", help="folder of images (not recursive)")
+    f.add_argument("dir", metavar="DIR", help="folder of images")
+    f.add_argument("--recursive", action="store_true",
+                   help="include the images of DIR's sub-folders (default: only those directly "
+                        "in DIR)")
     f.add_argument("--discard", type=float, default=None, metavar="F",
                    help="reject the floor(F * n_scored) lowest-quality images")
     f.add_argument("--threshold", type=float, default=None, metavar="Q",
                    help="reject images scoring below Q (instead of --discard)")
-    f.add_argument("--out", default=None, help="CSV file (columns path, score, kept, reason); "
-                   "with --engine ray a Parquet file (the same columns and more)")
+    f.add_argument("--out", default=None,
+                   help="CSV file (columns " + ", ".join(FILTER_COLUMNS) + "); its folder is "
+                        "created. With --engine ray: a Parquet file (these columns and more)")
     f.add_argument("--json", action="store_true", help="print one JSON line per image")
     f.add_argument("--detector", default="retinaface")
     f.add_argument("--scorer", default=None, help="quality scorer (default: the gate's default)")
-    f.add_argument("--face-policy", default="largest",
-                   choices=["largest", "central", "confidence", "all"])
+    f.add_argument("--face-policy", default=DEFAULT_FACE_POLICY, choices=list(FACE_POLICIES),
+                   help="which face of a multi-face image (default %(default)s)")
     f.add_argument("--device", default="cpu", choices=["cpu", "cuda", "auto"])
     f.add_argument("--batch-size", type=int, default=32)
     f.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
@@ -580,8 +638,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     ls = sub.add_parser("list", help="list registered detectors, embedders and scorers")
     ls.set_defaults(func=_cmd_list)
+    if not full:
+        for name, text in _HEAVY_COMMANDS.items():
+            sub.add_parser(name, help=text)
+        return ap
 
-    b = sub.add_parser("bench", help="benchmarks (EDC / pAUC of quality scorers)")
+    b = sub.add_parser("bench", help=_HEAVY_COMMANDS["bench"])
     bsub = b.add_subparsers(dest="bench_command", metavar="BENCHMARK", required=True)
     q = bsub.add_parser(
         "quality", help="ISO/IEC 29794-1 EDC and pAUC of quality scorers on a protocol",
@@ -744,7 +806,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_train_parser(sub)
 
-    e = sub.add_parser("export", help="export a model to another runtime (ONNX)")
+    e = sub.add_parser("export", help=_HEAVY_COMMANDS["export"])
     esub = e.add_subparsers(dest="export_command", metavar="FORMAT", required=True)
     o = esub.add_parser(
         "onnx", help="export a distilled regressor (ediffiqa, ediffiqa-free, diffiqa-r) to ONNX",
@@ -787,7 +849,9 @@ def _deepest_parser(parser: argparse.ArgumentParser,
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    words = list(sys.argv[1:] if argv is None else argv)
+    command = next((w for w in words if not w.startswith("-")), None)
+    parser = build_parser(full=command in _HEAVY_COMMANDS)
     # parse_args would report a sub-command's unknown option with the top-level usage
     args, extra = parser.parse_known_args(argv)
     if extra:

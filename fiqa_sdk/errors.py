@@ -20,6 +20,10 @@ class ImageDecodeError(InvalidImageError):
     """Encoded image data (a file or bytes) could not be read or decoded."""
 
 
+class ImageNotFoundError(ImageDecodeError, FileNotFoundError):
+    """An image file does not exist (per-image reason ``"not_found"`` in the gate)."""
+
+
 class MissingDependencyError(FiqaError, ImportError):
     """An optional backend needs a package that is not installed; the message names the extra."""
 
@@ -54,6 +58,20 @@ class DeviceUnavailableError(FiqaError, ValueError, RuntimeError):
     """``device="cuda"`` was asked for but the runtime has no CUDA support here (torch sees no
     CUDA device, or onnxruntime has no CUDA execution provider). Also a ``RuntimeError`` (what
     this check raised before it was typed) and a ``ValueError`` (a bad ``device=`` argument)."""
+
+
+class FiqaWarning(UserWarning):
+    """Base class of the warnings fiqa-sdk issues."""
+
+
+class ColorOrderWarning(FiqaWarning):
+    """A colour image array reached the gate without ``color=``: it is read as BGR (OpenCV's
+    order); pass ``color="bgr"`` or ``color="rgb"`` (PIL, scikit-image, matplotlib) to say which."""
+
+
+class FolderWarning(FiqaWarning):
+    """A folder given as a batch holds no image file directly but has sub-folders (see
+    ``recursive=True``)."""
 
 
 class GateError(FiqaError, ValueError):

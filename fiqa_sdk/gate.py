@@ -9,12 +9,16 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import threading
+import warnings
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable, Iterator, Literal, overload
 
 import numpy as np
 
-from .errors import GateError
+from .detect import DEFAULT_FACE_POLICY, ambiguous_subject
+from .embed.base import l2_normalize
+from .errors import ColorOrderWarning, FolderWarning, GateError
 from .io import ImageInput, describe
 from .pipeline import FacePipeline, PipelineResult
 from .policy import (
@@ -71,12 +75,28 @@ def resolve_device(device: str) -> str:
     return "cuda" if providers_for("auto")[0] == "CUDAExecutionProvider" else "cpu"
 
 
-def list_image_files(directory: str | os.PathLike) -> list[Path]:
-    """Image files (by extension, case-insensitive) directly in ``directory``, sorted by name."""
+def list_image_files(directory: str | os.PathLike, recursive: bool = False) -> list[Path]:
+    """Image files (by extension, case-insensitive) in ``directory``, sorted by path.
+
+    ``recursive=False``: only the files directly in it; a :class:`~fiqa_sdk.errors.FolderWarning`
+    says so when there are none but the folder has sub-folders. ``recursive=True``: the files of
+    every sub-folder too (hidden ones, starting with ``.``, skipped).
+    """
     d = Path(directory)
     if not d.is_dir():
         raise GateError(f"not a directory: {d}")
-    return sorted(p for p in d.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+    if recursive:
+        files = [p for p in d.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS
+                 and not any(part.startswith(".") for part in p.relative_to(d).parts)]
+        return sorted(files)
+    files = sorted(p for p in d.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+    if not files:
+        subdirs = [p for p in d.iterdir() if p.is_dir() and not p.name.startswith(".")]
+        if subdirs:
+            warnings.warn(f"{d} holds no image file but {len(subdirs)} sub-folder(s) (e.g. "
+                          f"{subdirs[0].name}/): pass recursive=True (fiqa: --recursive) to "
+                          "include their images", FolderWarning, stacklevel=3)
+    return files
 
 
 def iter_video_frames(path: str | os.PathLike, frame_step: int = 5,
@@ -132,17 +152,23 @@ class QualityGate:
     device : {"cpu", "cuda", "auto"}
         ``"auto"`` picks CUDA when onnxruntime offers it, else CPU; :attr:`device` reports the
         choice.
-    face_policy : {"largest", "central", "confidence", "all"}
-        Which face of a multi-face image is assessed; ``"all"`` makes :meth:`assess` return a
-        list. :meth:`filter` and :meth:`template` use one face per image: with ``"all"``, the
-        best-scored one.
+    face_policy : {"subject", "largest", "central", "confidence", "all"}
+        Which face of a multi-face image is assessed. ``"subject"`` (default): the photo's
+        subject, by size, closeness to the centre and detector confidence together (see
+        :func:`fiqa_sdk.detect.select_faces`); reports say how many faces there were
+        (``n_faces``) and whether another one was a plausible subject too (``ambiguous``).
+        ``"all"`` makes :meth:`assess` return a list. :meth:`filter` and :meth:`template` use
+        one face per image: with ``"all"``, the best-scored one.
     batch_size : int
         Images processed together; bounds memory in :meth:`filter` for any iterable.
     scorer_options : dict or None
         Keyword arguments for the scorer named by ``scorer`` (not for a Scorer object), saved
-        with the gate: e.g. ``{"backend": "onnxruntime", "threads": 2}`` runs the ``ediffiqa``
-        regressor with onnxruntime (same scores, ~2x the faces/s of torch on one thread, see
-        docs/benchmarks.md). Default None: the scorer's own defaults.
+        with the gate: e.g. ``{"backend": "torch"}``. Default None: the scorer's own defaults,
+        and, when the scorer is a regressor distilled from the gate's ``arcface`` model (the
+        default scorer is), the joint path: one onnxruntime pass computes the embedding and the
+        quality from a shared stem (:mod:`fiqa_sdk.quality.joint`; fp32, the same scores as the
+        scorer's torch model to ~1e-6). Giving ``backend`` or ``precision`` here runs the scorer
+        on its own instead.
 
     A gate holds no per-call state: the same gate may be used from several threads and gives
     the same results as one thread (the ONNX sessions are thread-safe; dlib backends lock).
@@ -151,7 +177,7 @@ class QualityGate:
 
     def __init__(self, detector: Any = "retinaface", embedder: Any = "arcface",
                  scorer: Any = None, threshold: float | None = None, device: str = "cpu",
-                 face_policy: str = "largest", batch_size: int = 32,
+                 face_policy: str = DEFAULT_FACE_POLICY, batch_size: int = 32,
                  scorer_options: dict | None = None) -> None:
         from .detect import FACE_POLICIES
 
@@ -199,6 +225,12 @@ class QualityGate:
         # computed: quality costs one MLP (ediffiqa-free with the default arcface embedder).
         reads = getattr(self.scorer, "reads_embedding_of", None)
         self._quality_from_embedding = bool(reads and reads(self.pipeline.embedder))
+        # The joint path: the scorer shares the embedder's stem, so one pass gives both.
+        self._joint_wanted = (isinstance(scorer, str) and self.device == "cpu"
+                              and not {"backend", "precision", "shared_stem"} & set(self.scorer_options)
+                              and not self._quality_from_embedding)
+        self._joint: Any = None
+        self._joint_lock = threading.Lock()
         self.threshold = None if threshold is None else check_threshold(threshold)
         self.face_policy = face_policy
         self._names = {
@@ -214,21 +246,61 @@ class QualityGate:
                 f"device={self.device!r})")
 
     # -- core ----------------------------------------------------------------------------
-    def _reports(self, images: Iterable[ImageInput], color: str, keep_crops: bool = True,
+    @property
+    def joint(self) -> bool:
+        """Whether the gate computes embedding and quality in one pass (see ``scorer_options``)."""
+        return self._joint_runner() is not None
+
+    def _joint_runner(self):
+        """The :class:`~fiqa_sdk.quality.joint.JointRunner`, built on first use (exporting its
+        graph takes a few seconds once; it is then cached), or None off the joint path."""
+        if not self._joint_wanted:
+            return None
+        if self._joint is None:
+            with self._joint_lock:
+                if self._joint is None:
+                    from .quality.joint import JointRunner, joint_model
+
+                    model = joint_model(self.scorer, self.pipeline.embedder)
+                    if model is None:
+                        self._joint_wanted = False
+                        return None
+                    self._joint = JointRunner(model, device=self.device,
+                                              tag=f"joint-{self.scorer.name}")
+        return self._joint
+
+    def _reports(self, images: Iterable[ImageInput], color: str | None, keep_crops: bool = True,
                  threshold: float | None = None) -> Iterator[list[QualityReport]]:
         """For each input, in order, its list of reports (one per selected face)."""
+        warn_color = color is None
+        color = "bgr" if color is None else color
         if color not in ("bgr", "rgb"):
             raise GateError(f"color must be 'bgr' or 'rgb', got {color!r}")
+        joint = self._joint_runner()
         it = iter(images)
         while True:
             chunk = list(itertools.islice(it, self.batch_size))
             if not chunk:
                 return
+            if warn_color and any(isinstance(x, np.ndarray) and x.ndim == 3
+                                  and x.shape[2] in (3, 4) for x in chunk):
+                warnings.warn("a colour image array was given without color=: it is read as "
+                              "BGR (OpenCV's order); pass color='rgb' for arrays from PIL, "
+                              "scikit-image or matplotlib, or color='bgr' to silence this",
+                              ColorOrderWarning, stacklevel=3)
+                warn_color = False
             per_input = list(self.pipeline.process_batch(chunk, color=color,
-                                                         batch_size=len(chunk)))
+                                                         batch_size=len(chunk),
+                                                         embed=joint is None))
             ok = [r for rs in per_input for r in rs if r.ok]
             scores: dict[int, float] = {}
-            if ok:
+            if ok and joint is not None:
+                raw, vals = joint(np.stack([r.aligned for r in ok]))
+                norms = np.linalg.norm(raw, axis=1)
+                for r, e, n in zip(ok, l2_normalize(raw), norms):
+                    r.embedding, r.embedding_norm = e, float(n)
+                scores = {id(r): float(v) for r, v in zip(ok, vals)}
+            elif ok:
                 if self._quality_from_embedding:  # ediffiqa-free on the gate's own embedder
                     raw = np.stack([r.embedding * r.embedding_norm for r in ok])
                     vals = self.scorer.score_embeddings(raw)
@@ -243,7 +315,9 @@ class QualityGate:
     def _report(self, r: PipelineResult, score: float | None, keep_crop: bool,
                 threshold: float | None) -> QualityReport:
         rep = QualityReport(face=r.face, reason=r.reason, message=r.message,
-                            aligned=r.aligned if keep_crop else None, embedding=r.embedding)
+                            aligned=r.aligned if keep_crop else None, embedding=r.embedding,
+                            n_faces=len(r.faces),
+                            ambiguous=r.face is not None and ambiguous_subject(r.face, r.faces))
         if score is not None:
             rep.score = score
             if threshold is not None and not score >= threshold:
@@ -262,12 +336,46 @@ class QualityGate:
         return max(scored, key=lambda r: r.score)  # max keeps the first on ties
 
     # -- public API ----------------------------------------------------------------------
-    def assess(self, img: ImageInput, color: str = "bgr", faces: str | None = None):
-        """Quality report of the face in ``img`` (see :class:`~fiqa_sdk.QualityReport`).
+    @overload
+    def assess(self, img: ImageInput, color: str | None = None,
+               faces: None = None) -> QualityReport: ...
 
-        ``img``: path, encoded bytes, numpy HxWx3 uint8 (BGR unless ``color="rgb"``) or PIL
-        image. Returns one report, or with ``faces="all"`` (or ``face_policy="all"``) a list of
-        reports, one per face (a single failed report when there is none).
+    @overload
+    def assess(self, img: ImageInput, color: str | None = None,
+               faces: Literal["all"] = ...) -> list[QualityReport]: ...
+
+    def assess(self, img: ImageInput, color: str | None = None,
+               faces: str | None = None) -> QualityReport | list[QualityReport]:
+        """Quality report of the face in ``img``.
+
+        Parameters
+        ----------
+        img : path, bytes, ndarray or PIL.Image
+            A file path, encoded bytes, a numpy ``(H, W, 3)`` uint8 array or a PIL image.
+        color : {"bgr", "rgb"} or None
+            Channel order of an array ``img``. Arrays from OpenCV (``cv2.imread``) are BGR;
+            arrays from PIL, scikit-image, imageio or matplotlib are RGB: pass
+            ``color="rgb"``, or the face is scored with red and blue swapped. None: BGR, with a
+            :class:`~fiqa_sdk.errors.ColorOrderWarning` for a colour array. Paths, bytes and PIL
+            images carry their own order.
+        faces : {None, "all"}
+            ``"all"``: a report per face (as with ``face_policy="all"``).
+
+        Returns
+        -------
+        QualityReport or list of QualityReport
+            One report (the face chosen by the gate's ``face_policy``), or with ``faces="all"``
+            (or ``face_policy="all"``) a list, one per face (a single failed report when there is
+            none). Never raises for an unreadable image or a missing face: see ``reason``.
+
+        Examples
+        --------
+        >>> import fiqa_sdk as fq
+        >>> from skimage import data
+        >>> gate = fq.QualityGate()
+        >>> r = gate.assess(data.astronaut(), color="rgb")
+        >>> r.accepted, r.n_faces, r.ambiguous
+        (True, 1, False)
         """
         if faces not in (None, "all"):
             raise GateError(f"faces must be None or 'all', got {faces!r}")
@@ -289,11 +397,13 @@ class QualityGate:
         return g
 
     def filter(self, batch: Any, discard: float | None = None, threshold: float | None = None,
-               color: str = "bgr", keep_crops: bool = False, progress: bool = False) -> FilterResult:
+               color: str | None = None, keep_crops: bool = False, progress: bool = False,
+               recursive: bool = False) -> FilterResult:
         """Split a batch into kept and rejected items.
 
         ``batch``: any iterable of images (list, generator, ...) or a directory path (every
-        image file directly in it, sorted by name). Give exactly one of
+        image file directly in it, sorted by name; with ``recursive=True`` those of its
+        sub-folders too, sorted by path). ``color``: as in :meth:`assess`. Give exactly one of
 
         - ``discard=f``: reject the ``floor(f * n_scored)`` lowest-scored items (ties broken by
           input order: the earlier of equal scores is discarded first), reason ``"discarded"``;
@@ -318,7 +428,7 @@ class QualityGate:
             discard = check_fraction(discard)
         else:
             threshold = check_threshold(threshold)
-        items, sources = self._batch_items(batch)
+        items, sources = self._batch_items(batch, recursive=recursive)
         if progress:
             from tqdm import tqdm
 
@@ -357,13 +467,13 @@ class QualityGate:
         return FilterResult(kept=kept, rejected=rejected, reports=reports, threshold=cut,
                             sources=[str(s) for s in sources] if sources is not None else src_names)
 
-    def _batch_items(self, batch: Any, caller: str = "filter"
+    def _batch_items(self, batch: Any, caller: str = "filter", recursive: bool = False
                      ) -> tuple[Iterable[ImageInput], list[Path] | None]:
         """``(items, files)``: the images of a batch argument (``files``: the sorted image
         files when ``batch`` is a directory, else None). ``caller`` names the method in errors."""
         if isinstance(batch, (str, os.PathLike)):
             if Path(batch).is_dir():
-                files = list_image_files(batch)
+                files = list_image_files(batch, recursive=recursive)
                 return files, files
             raise GateError(f"{caller}() takes an iterable of images or a directory; {batch} is "
                             "not a directory (wrap a single image in a list)")
@@ -376,7 +486,8 @@ class QualityGate:
             raise GateError(f"{caller}() needs an iterable of images, got "
                             f"{type(batch).__name__}") from None
 
-    def scores(self, images: Any, color: str = "bgr") -> list[float | None]:
+    def scores(self, images: Any, color: str | None = None,
+               recursive: bool = False) -> list[float | None]:
         """Quality score of each image (None when unscorable), one face per image.
 
         ``images``: any iterable of images (list, generator, a stacked ``(N, H, W, C)`` array)
@@ -386,11 +497,12 @@ class QualityGate:
         if isinstance(images, np.ndarray) and images.ndim == 4:
             items: Iterable[ImageInput] = iter(images)  # a stack of images: one per row
         else:
-            items, _ = self._batch_items(images, "scores")
+            items, _ = self._batch_items(images, "scores", recursive=recursive)
         return [self._best(reps).score
                 for reps in self._reports(items, color, keep_crops=False)]
 
-    def calibrate(self, reference_images: Any, discard: float, color: str = "bgr") -> float:
+    def calibrate(self, reference_images: Any, discard: float, color: str | None = None,
+                  recursive: bool = False) -> float:
         """Set and return :attr:`threshold` so that about ``discard`` of traffic like
         ``reference_images`` is rejected: the ``discard``-quantile of their scores.
 
@@ -398,7 +510,7 @@ class QualityGate:
         ignored.
         """
         discard = check_fraction(discard)
-        items, _ = self._batch_items(reference_images, "calibrate")
+        items, _ = self._batch_items(reference_images, "calibrate", recursive=recursive)
         self.threshold = calibrate_threshold(self.scores(items, color), discard)
         return self.threshold
 
@@ -470,13 +582,14 @@ class QualityGate:
 
     # -- templates and comparison --------------------------------------------------------
     def template(self, images: Any, method: str = "quality_weighted", k: int = 3,
-                 temperature: float | None = None, color: str = "bgr", frame_step: int = 5,
+                 temperature: float | None = None, color: str | None = None, frame_step: int = 5,
                  max_frames: int | None = 100) -> Template:
         """Fuse the embeddings of several images of one person into one template.
 
         ``images``: an iterable of images, a directory, or a video file path (every
         ``frame_step``-th frame, at most ``max_frames``, read with OpenCV; ``used`` then indexes
-        the sampled frames). Only images with a scored face and an embedding take part.
+        the sampled frames). Only images with a scored face and an embedding take part; the
+        others are listed in the template's ``skipped`` as ``(index, reason)`` pairs.
         ``method``: ``"quality_weighted"`` (softmax of score / temperature; the default
         ``temperature=None`` uses 4 x the scores' standard deviation, see
         :func:`fiqa_sdk.policy.template_weights`), ``"mean"``, ``"best"`` or ``"top_k"`` (``k``).
@@ -489,19 +602,25 @@ class QualityGate:
         else:
             items, _ = self._batch_items(images, "template")
         idx, scores, embs = [], [], []
+        skipped: list[tuple[int, str]] = []
         for i, reps in enumerate(self._reports(items, color, keep_crops=False)):
             r = self._best(reps)
             if r.score is not None and r.embedding is not None:
                 idx.append(i)
                 scores.append(r.score)
                 embs.append(r.embedding)
+            else:
+                skipped.append((i, r.reason or "no_face"))
         if not idx:
-            raise GateError("template: no image had a scorable face")
+            detail = ", ".join(f"#{i}: {why}" for i, why in skipped[:5])
+            raise GateError(f"template: no image had a scorable face ({len(skipped)} skipped"
+                            + (f": {detail}" if detail else "") + ")")
         sel, w, emb = fuse_template(scores, np.stack(embs), method, k=k, temperature=temperature)
         return Template(embedding=emb, weights=w, used=[idx[j] for j in sel], method=method,
-                        scores=np.asarray([scores[j] for j in sel], dtype=np.float64))
+                        scores=np.asarray([scores[j] for j in sel], dtype=np.float64),
+                        skipped=skipped)
 
-    def embedding(self, x: Any, color: str = "bgr") -> np.ndarray:
+    def embedding(self, x: Any, color: str | None = None) -> np.ndarray:
         """Embedding of a Template, a 1-D embedding vector (as is), or an image (its face)."""
         if isinstance(x, Template):
             return x.embedding
@@ -515,6 +634,6 @@ class QualityGate:
                             + (f" ({r.message})" if r.message else ""))
         return r.embedding
 
-    def compare(self, a: Any, b: Any, color: str = "bgr") -> float:
+    def compare(self, a: Any, b: Any, color: str | None = None) -> float:
         """Cosine similarity of two images / Templates / embeddings (any mix)."""
         return cosine(self.embedding(a, color), self.embedding(b, color))

@@ -26,7 +26,7 @@ from typing import Any, Union
 
 import numpy as np
 
-from .errors import ImageDecodeError, InvalidArgumentError, InvalidImageError
+from .errors import ImageDecodeError, ImageNotFoundError, InvalidArgumentError, InvalidImageError
 
 #: Largest image (in pixels) decoded from a file or bytes; larger headers are refused as
 #: likely decompression bombs. 100 megapixels is above any current camera sensor's
@@ -98,7 +98,7 @@ def _read_file(path: str | os.PathLike) -> bytes:
             raise ImageDecodeError(f"{p} is a directory, not an image file")
         data = p.read_bytes()
     except FileNotFoundError:
-        raise ImageDecodeError(f"image file not found: {p}") from None
+        raise ImageNotFoundError(f"image file not found: {p}") from None
     except PermissionError:
         raise ImageDecodeError(f"image file not readable (permission denied): {p}") from None
     except OSError as exc:

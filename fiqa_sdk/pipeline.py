@@ -13,10 +13,10 @@ from typing import Any, Iterable, Iterator
 import numpy as np
 
 from .align import ARCFACE_SIZE, align_face, as_face_batch, template
-from .detect import Detector, create_detector, select_faces
+from .detect import DEFAULT_FACE_POLICY, Detector, create_detector, select_faces
 from .embed import Embedder, create_embedder
 from .embed.base import l2_normalize
-from .errors import AlignmentError, ImageDecodeError, InvalidImageError
+from .errors import AlignmentError, ImageDecodeError, ImageNotFoundError, InvalidImageError
 from .io import ImageInput, load_image
 from .types import Face
 
@@ -28,8 +28,8 @@ _DEVICE_AWARE = frozenset({"retinaface", "mtcnn", "scrfd", "arcface"})
 class PipelineResult:
     """What the pipeline made of one input image (one face of it).
 
-    ``reason`` is None on success, else one of ``"decode_error"``, ``"invalid_input"``,
-    ``"no_face"``, ``"alignment_error"``; ``message`` says more.
+    ``reason`` is None on success, else one of ``"not_found"``, ``"decode_error"``,
+    ``"invalid_input"``, ``"no_face"``, ``"alignment_error"``; ``message`` says more.
     """
 
     face: Face | None = None
@@ -55,14 +55,15 @@ class FacePipeline:
         Registry name (see :func:`fiqa_sdk.list_detectors`) or an instance.
     embedder : str, Embedder, callable or None
         Registry name, instance, wrapped callable, or None to skip embedding.
-    face_policy : {"largest", "central", "confidence", "all"}
-        Which face(s) of a multi-face image to keep (see :func:`fiqa_sdk.detect.select_faces`).
+    face_policy : {"subject", "largest", "central", "confidence", "all"}
+        Which face(s) of a multi-face image to keep (see :func:`fiqa_sdk.detect.select_faces`);
+        default ``"subject"``.
     device : {"cpu", "cuda", "auto"}
         Passed to backends created by name.
     """
 
     def __init__(self, detector: str | Detector = "retinaface", embedder: Any = "arcface",
-                 face_policy: str = "largest", device: str = "cpu") -> None:
+                 face_policy: str = DEFAULT_FACE_POLICY, device: str = "cpu") -> None:
         dev = {"device": device} if device != "cpu" else {}
         self.detector = create_detector(detector, **(dev if detector in _DEVICE_AWARE else {}))
         self.embedder = None if embedder is None else create_embedder(
@@ -91,24 +92,27 @@ class FacePipeline:
         return next(iter(self.process_batch([img], color=color)))
 
     def process_batch(self, images: Iterable[ImageInput], color: str = "bgr",
-                      batch_size: int = 32) -> Iterator[list[PipelineResult]]:
+                      batch_size: int = 32, embed: bool = True) -> Iterator[list[PipelineResult]]:
         """Yield, for each input in order, its list of results (see :meth:`process`).
 
         Embeddings are computed ``batch_size`` images at a time; memory stays bounded for
-        any iterable (generators included).
+        any iterable (generators included). ``embed=False``: detect and align only (the
+        results' ``embedding`` stays None), for a caller that embeds the crops itself.
         """
         pending: list[tuple[np.ndarray, list[PipelineResult]]] = []
         for img in images:
             pending.append(self._prepare(img, color))
             if len(pending) >= batch_size:
-                yield from self._finish(pending)
+                yield from self._finish(pending, embed)
                 pending = []
         if pending:
-            yield from self._finish(pending)
+            yield from self._finish(pending, embed)
 
     def _prepare(self, img: ImageInput, color: str) -> tuple[np.ndarray | None, list[PipelineResult]]:
         try:
             rgb = load_image(img, color=color)
+        except ImageNotFoundError as exc:
+            return None, [PipelineResult(reason="not_found", message=str(exc))]
         except ImageDecodeError as exc:
             return None, [PipelineResult(reason="decode_error", message=str(exc))]
         except InvalidImageError as exc:
@@ -130,8 +134,9 @@ class FacePipeline:
             results.append(PipelineResult(face=face, aligned=crop, faces=all_faces, image_shape=shape))
         return rgb, results
 
-    def _finish(self, pending: list[tuple[np.ndarray | None, list[PipelineResult]]]):
-        if self.embedder is not None:
+    def _finish(self, pending: list[tuple[np.ndarray | None, list[PipelineResult]]],
+                embed: bool = True):
+        if self.embedder is not None and embed:
             todo = [(rgb, r) for rgb, rs in pending for r in rs if r.ok]
             if todo:
                 crops = np.stack([self.embedder_crop(rgb, r.face, r.aligned) for rgb, r in todo])

@@ -3,8 +3,15 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal, get_args
 
 import numpy as np
+
+#: Why an image (a face of it) was not accepted, as in :attr:`QualityReport.reason`.
+Reason = Literal["no_face", "not_found", "decode_error", "invalid_input", "alignment_error",
+                 "below_threshold", "discarded"]
+#: Every :data:`Reason`, in that order.
+REASONS: tuple[str, ...] = get_args(Reason)
 
 #: Names of the five landmarks, in the order used everywhere in fiqa-sdk (the ArcFace order).
 #: "left" and "right" are as seen in the image: the left eye is the one with the smaller x.
@@ -90,10 +97,11 @@ class QualityReport:
         Quality score, higher = better; None when no face could be scored.
     accepted : bool
         A face was scored and passes the gate's threshold (True when there is no threshold).
-    reason : str or None
-        None when accepted, else a short machine-readable string: ``"no_face"``,
-        ``"decode_error"``, ``"invalid_input"``, ``"alignment_error"``, ``"below_threshold"``
-        or (in :meth:`~fiqa_sdk.QualityGate.filter` with ``discard=``) ``"discarded"``.
+    reason : Reason or None
+        None when accepted, else a short machine-readable string (:data:`Reason`):
+        ``"no_face"``, ``"not_found"``, ``"decode_error"``, ``"invalid_input"``,
+        ``"alignment_error"``, ``"below_threshold"`` or (in :meth:`~fiqa_sdk.QualityGate.filter`
+        with ``discard=``) ``"discarded"``.
     face : Face or None
         The scored face (bbox, landmarks, detector confidence).
     aligned : ndarray (112, 112, 3) uint8 RGB or None
@@ -104,15 +112,24 @@ class QualityReport:
         or no face was found.
     message : str or None
         Human-readable detail of a failure.
+    n_faces : int
+        How many faces the detector found in the image (0 when none, or the image could not
+        be read).
+    ambiguous : bool
+        Another face of the image is a plausible subject too (similar size, confident
+        detection; :func:`fiqa_sdk.detect.ambiguous_subject`): the gate picked one of several
+        people. An application that must be sure whose face it scored rejects such images.
     """
 
     score: float | None = None
     accepted: bool = False
-    reason: str | None = None
+    reason: Reason | None = None
     face: Face | None = None
     aligned: np.ndarray | None = None
     embedding: np.ndarray | None = None
     message: str | None = None
+    n_faces: int = 0
+    ambiguous: bool = False
 
     @property
     def ok(self) -> bool:
@@ -145,7 +162,9 @@ class Template:
     """A quality-aware fusion of several images of one person.
 
     ``embedding`` is L2-normalised float32; ``weights`` (float64, summing to 1) are aligned with
-    ``used``, the input indices that contributed; ``scores`` are the quality scores of ``used``.
+    ``used``, the input indices that contributed; ``scores`` are the quality scores of ``used``;
+    ``skipped`` lists the inputs that could not take part as ``(index, reason)`` pairs (an
+    unreadable file, no face, ...).
     """
 
     embedding: np.ndarray
@@ -153,3 +172,4 @@ class Template:
     used: list[int]
     method: str = "quality_weighted"
     scores: np.ndarray | None = None
+    skipped: list[tuple[int, str]] = field(default_factory=list)

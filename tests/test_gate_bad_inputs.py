@@ -25,7 +25,7 @@ import fiqa_sdk as fq
 from fiqa_sdk.gate import QualityGate
 
 #: Every reason a report may carry (docs/pipeline.md, "Gate reference").
-REASONS = {"no_face", "decode_error", "invalid_input", "alignment_error", "below_threshold",
+REASONS = {"no_face", "not_found", "decode_error", "invalid_input", "alignment_error", "below_threshold",
            "discarded"}
 
 
@@ -90,7 +90,7 @@ def corpus(astronaut, tmp_path_factory):
         ("jpeg_truncated", jpg[: len(jpg) // 2], "decode_error"),
         ("zero_bytes", b"", "decode_error"),
         ("text_bytes", b"this is not an image\n", "decode_error"),
-        ("missing_file", "/nonexistent/dir/face.jpg", "decode_error"),
+        ("missing_file", "/nonexistent/dir/face.jpg", "not_found"),
         ("path_with_nul", "/nonexistent/a\x00b.jpg", "decode_error"),
         ("a_directory", tmp_path_factory.mktemp("dir_item"), "decode_error"),
         # decompression-bomb guards: Pillow's own limit (400 Mpx) and fiqa's max_pixels (108 Mpx)

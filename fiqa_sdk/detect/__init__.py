@@ -10,7 +10,8 @@ from __future__ import annotations
 from typing import Any
 
 from .._registry import Registry
-from .base import FACE_POLICIES, Detector, select_faces
+from .base import (DEFAULT_FACE_POLICY, FACE_POLICIES, Detector, ambiguous_subject, select_faces,
+                   subject_scores)
 
 DETECTORS: Registry[Detector] = Registry("detector")
 
@@ -55,4 +56,5 @@ def list_detectors() -> list[str]:
     return DETECTORS.names()
 
 
-__all__ = ["Detector", "DETECTORS", "FACE_POLICIES", "create_detector", "list_detectors", "select_faces"]
+__all__ = ["DEFAULT_FACE_POLICY", "Detector", "DETECTORS", "FACE_POLICIES", "ambiguous_subject",
+           "create_detector", "list_detectors", "select_faces", "subject_scores"]

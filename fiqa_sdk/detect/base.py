@@ -11,7 +11,17 @@ from ..io import ImageInput, load_image
 from ..types import Face
 
 #: Multi-face policies understood by :func:`select_faces`.
-FACE_POLICIES = ("largest", "central", "confidence", "all")
+FACE_POLICIES = ("subject", "largest", "central", "confidence", "all")
+#: The default policy of the gate, the pipeline and the CLI.
+DEFAULT_FACE_POLICY = "subject"
+#: Weight of the squared centre offset against the box area in :func:`subject_scores`
+#: (insightface's ``FaceAnalysis`` uses 2.0 for the same ranking).
+CENTRE_WEIGHT = 2.0
+#: A second face makes the choice ambiguous (:func:`ambiguous_subject`) when its box is at least
+#: this fraction of the chosen face's area ...
+AMBIGUOUS_AREA_RATIO = 0.5
+#: ... and the detector is at least this confident in it.
+AMBIGUOUS_MIN_SCORE = 0.5
 
 
 class Detector(ABC):
@@ -51,12 +61,38 @@ def sort_faces(faces: list[Face]) -> list[Face]:
     return sorted(faces, key=lambda f: -f.det_score)
 
 
+def subject_scores(faces: list[Face], image_shape: tuple[int, ...]) -> np.ndarray:
+    """How likely each face is the photo's subject: ``det_score * area - CENTRE_WEIGHT *
+    offset**2``, with ``area`` the box area and ``offset`` the distance (pixels) from the box
+    centre to the image centre.
+
+    The ranking of insightface's ``FaceAnalysis`` (area minus twice the squared centre offset),
+    with the area weighted by the detector's confidence so that a large but doubtful detection
+    does not win. ``image_shape``: ``(H, W, ...)`` of the image.
+    """
+    cy, cx = image_shape[0] / 2, image_shape[1] / 2
+    return np.array([f.det_score * f.area - CENTRE_WEIGHT * ((f.center[0] - cx) ** 2
+                                                              + (f.center[1] - cy) ** 2)
+                     for f in faces], dtype=np.float64)
+
+
+def ambiguous_subject(chosen: Face, faces: list[Face]) -> bool:
+    """Whether another face of ``faces`` is a plausible subject too: its box is at least
+    :data:`AMBIGUOUS_AREA_RATIO` of ``chosen``'s area and its ``det_score`` at least
+    :data:`AMBIGUOUS_MIN_SCORE` (e.g. two people side by side, a group photo)."""
+    return any(f is not chosen and f.area >= AMBIGUOUS_AREA_RATIO * chosen.area
+               and f.det_score >= AMBIGUOUS_MIN_SCORE for f in faces)
+
+
 def select_faces(
-    faces: list[Face], policy: str = "largest", image_shape: tuple[int, ...] | None = None
+    faces: list[Face], policy: str = DEFAULT_FACE_POLICY,
+    image_shape: tuple[int, ...] | None = None
 ) -> list[Face]:
     """Apply a multi-face policy.
 
-    - ``"largest"``: the face with the largest bounding-box area (the subject of most photos).
+    - ``"subject"`` (default): the photo's subject, ranked by size, closeness to the image
+      centre and detector confidence together (:func:`subject_scores`; needs ``image_shape``).
+    - ``"largest"``: the face with the largest bounding-box area.
     - ``"central"``: the face whose box centre is nearest the image centre (needs ``image_shape``).
     - ``"confidence"``: the face with the highest ``det_score``.
     - ``"all"``: every face, by confidence.
@@ -74,6 +110,8 @@ def select_faces(
     if policy == "largest":
         return [max(faces, key=lambda f: (f.area, f.det_score))]
     if image_shape is None:
-        raise InvalidArgumentError("policy 'central' needs image_shape")
+        raise InvalidArgumentError(f"policy {policy!r} needs image_shape")
+    if policy == "subject":
+        return [faces[int(np.argmax(subject_scores(faces, image_shape)))]]
     cy, cx = image_shape[0] / 2, image_shape[1] / 2
     return [min(faces, key=lambda f: (f.center[0] - cx) ** 2 + (f.center[1] - cy) ** 2)]

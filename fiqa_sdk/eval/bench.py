@@ -264,8 +264,13 @@ def make_scorers(names: Sequence[str], quality_embedder, weights: dict | None = 
         if unknown:
             raise EvaluationError(f"{what} given for scorer(s) not in the list: "
                                   f"{', '.join(unknown)}")
+    from ..quality import SCORERS
+
     for name in names:
         kw = {"weights": weights[name]} if name in weights else {}
+        if name in SCORERS and "fp32" in SCORERS.card(name).get("precisions", ()):
+            # the model's own scores, the same on every CPU (not int8 where it is the default)
+            kw["precision"] = "fp32"
         kw.update(params.get(name, {}))
         try:
             # Scorers built on an FR model take ``embedder=``; the others take no such argument

@@ -23,6 +23,7 @@ for _name, _cls, _doc in [
     ("random", "RandomScorer", "seeded pseudo-random score (the EDC floor)"),
     ("det-score", "DetScoreScorer", "detector confidence"),
     ("inter-eye", "InterEyeScorer", "inter-eye distance in source pixels"),
+    ("face-area", "FaceAreaScorer", "bounding-box area in source pixels"),
     ("sharpness", "SharpnessScorer", "variance of the Laplacian of the grey crop"),
     ("embedding-norm", "EmbeddingNormScorer", "norm of the un-normalised FR embedding"),
     ("flip-consistency", "FlipConsistencyScorer", "cosine of the embeddings of crop and mirror"),
@@ -39,7 +40,7 @@ for _name, _cls, _doc in [
     ("diffiqa-r", "DifFIQARScorer", "DifFIQA(R): MobileFaceNet + linear head regressed on raw "
      "DifFIQA labels (the papers' distillation baseline)"),
 ]:
-    SCORERS.register(_name, _doc)(_lazy(".ediffiqa", _cls))
+    SCORERS.register(_name, _doc, precisions=("auto", "fp32", "int8"))(_lazy(".ediffiqa", _cls))
 
 
 def create_scorer(name: str | Scorer = "flip-consistency", /, **kwargs: Any) -> Scorer:

@@ -58,6 +58,16 @@ class InterEyeScorer(Scorer):
         return np.array([f.inter_eye_distance for f in faces])
 
 
+class FaceAreaScorer(Scorer):
+    """Area of the detector's bounding box in the source image, in square pixels."""
+
+    name = "face-area"
+    needs_faces = True
+
+    def _score(self, aligned: np.ndarray, faces: Sequence[Face] | None) -> np.ndarray:
+        return np.array([f.area for f in faces])
+
+
 class SharpnessScorer(Scorer):
     """Variance of the Laplacian over the central face region of the grey crop."""
 

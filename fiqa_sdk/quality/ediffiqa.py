@@ -444,7 +444,8 @@ class RegressorScorer(Scorer):
     threads : int or None
         CPU threads for scoring. torch backend: torch's intra-op threads (None: leave torch's
         setting). onnxruntime backend: up to ``threads`` single-threaded inferences at once, each
-        on a share of the batch (None: one inference with onnxruntime's default threads).
+        on a share of the batch (None with ``backend="onnxruntime"``: one inference with
+        onnxruntime's default threads; None with ``backend="auto"``: every usable core).
     verify : bool
         Check the weights' sha256 against the sidecar.
     shared_stem : SharedStem or None
@@ -452,22 +453,26 @@ class RegressorScorer(Scorer):
         stem pass for several regressors). Refused if this model's front differs from it.
     name : str or None
         Display name (default: the method), e.g. to tell ablation variants apart.
-    backend : {"torch", "onnxruntime"}
-        ``"torch"`` (default): the torch model. ``"onnxruntime"``: the same model exported to
-        ONNX once (cached in ``$FIQA_CACHE/onnx``, see :mod:`fiqa_sdk.quality.regressor_onnx`)
-        and run by onnxruntime: the same scores (fp32, within ~1e-6), about 1.4x faster on one
-        CPU thread and 2.2x with ``threads=2`` than torch on one thread (docs/benchmarks.md).
-        Not with ``shared_stem``. :meth:`score_embeddings` always uses the torch head.
+    backend : {"auto", "torch", "onnxruntime"}
+        ``"auto"`` (default): onnxruntime on the CPU, torch on CUDA (and with ``shared_stem``);
+        ``self.backend`` tells the choice. ``"torch"``: the torch model. ``"onnxruntime"``: the
+        same model exported to ONNX once (cached in ``$FIQA_CACHE/onnx``, see
+        :mod:`fiqa_sdk.quality.regressor_onnx`) and run by onnxruntime: the same scores as torch
+        in fp32 (within ~1e-6), faster on the CPU (docs/benchmarks.md "eDifFIQA throughput").
+        :meth:`score_embeddings` always uses the torch head.
     backbone : torch module or None
         For weights distilled on a user-supplied backbone (``fiqa train ediffiqa --backbone``):
         that backbone's base module (see :func:`build_backbone`).
-    precision : {"fp32", "int8"}
-        With ``backend="onnxruntime"``: ``"int8"`` runs a static int8 graph
+    precision : {"auto", "fp32", "int8"}
+        ``"int8"`` (onnxruntime only) runs a static int8 graph
         (:func:`fiqa_sdk.quality.regressor_onnx.quantize_int8`): the shipped one for the shipped
-        ``ediffiqa`` weights, else one quantized once from ``calibration`` and cached. 2.4x
-        the fp32 faces/s on a CPU with AVX-512 VNNI, Spearman 0.992 with the fp32 scores;
-        not timed without VNNI, where plain int8 models were slower than fp32
-        (docs/benchmarks.md "eDifFIQA throughput").
+        weights that have one, else one quantized once from ``calibration`` and cached.
+        ``"auto"`` (default): int8 where the CPU has int8 dot-product instructions (AVX-512
+        VNNI, AVX-VNNI, Arm dotprod) and the int8 graph's recorded rank fidelity to fp32 is at
+        least :data:`~fiqa_sdk.quality.regressor_onnx.MIN_INT8_SPEARMAN`, else fp32
+        (:func:`~fiqa_sdk.quality.regressor_onnx.resolve_backend`; ``self.precision`` tells the
+        choice). int8 scores differ slightly from fp32 ones; pass ``"fp32"`` to compare with
+        scores from a :class:`~fiqa_sdk.QualityGate` (fp32) or from another machine.
     calibration : array, path or None
         For ``precision="int8"`` without a shipped int8 graph: aligned ``(N, 112, 112, 3)``
         uint8 RGB crops (N >= 16; a few hundred faces like those you will score) or a ``.npy``
@@ -481,18 +486,21 @@ class RegressorScorer(Scorer):
     def __init__(self, weights: str | Path | QualityRegressor | None = None, device: str = "cpu",
                  batch_size: int = 64, threads: int | None = None, verify: bool = True,
                  shared_stem: SharedStem | None = None, name: str | None = None,
-                 backbone: nn.Module | None = None, backend: str = "torch",
-                 precision: str = "fp32", calibration: Any = None) -> None:
-        from .regressor_onnx import check_backend, check_precision
+                 backbone: nn.Module | None = None, backend: str = "auto",
+                 precision: str = "auto", calibration: Any = None) -> None:
+        from .regressor_onnx import check_backend, check_precision, resolve_backend
 
         self.name = name or self.method
-        self.backend, threads = check_backend(backend, threads)
-        self.precision = check_precision(precision, self.backend)
-        if calibration is not None and self.precision != "int8":
+        backend, threads = check_backend(backend, threads)
+        precision = check_precision(precision, backend)
+        if calibration is not None and precision not in ("int8", "auto"):
             raise InvalidArgumentError("calibration is only used with precision='int8'")
-        if shared_stem is not None and self.backend != "torch":
-            raise InvalidArgumentError("shared_stem runs the torch model; it cannot be combined "
-                                       f"with backend={self.backend!r}")
+        if shared_stem is not None:
+            if backend == "auto":
+                backend = "torch"
+            if backend != "torch":
+                raise InvalidArgumentError("shared_stem runs the torch model; it cannot be "
+                                           f"combined with backend={backend!r}")
         if isinstance(weights, (QualityRegressor, RegressorEnsemble)):
             self.model, self.meta = weights, {}
         else:
@@ -507,6 +515,11 @@ class RegressorScorer(Scorer):
         if self.meta.get("backbone", {}).get("arch") == "custom":
             self.fr_model = str(self.meta.get("target_model", "custom"))
         self.weights_sha256 = model_digest(self.model, self.meta)  # part of the bench cache key
+        self.backend, self.precision, threads = resolve_backend(
+            backend, precision, threads, device, self.model, calibration)
+        if self.precision == "int8" and self.backend != "onnxruntime":
+            raise InvalidArgumentError("precision='int8' needs the onnxruntime backend, not "
+                                       f"{self.backend!r}")
         self.device = torch_device(device)
         self.model = self.model.to(self.device).eval().requires_grad_(False)
         self.batch_size = int(batch_size)

@@ -56,10 +56,14 @@ from torch import nn
 
 from ..errors import InvalidArgumentError
 
-#: The backends of :class:`~fiqa_sdk.quality.ediffiqa.RegressorScorer`.
-BACKENDS = ("torch", "onnxruntime")
-#: Numeric precisions of the onnxruntime backend.
-PRECISIONS = ("fp32", "int8")
+#: The backends of :class:`~fiqa_sdk.quality.ediffiqa.RegressorScorer` (``"auto"``: see
+#: :func:`resolve_backend`).
+BACKENDS = ("auto", "torch", "onnxruntime")
+#: Numeric precisions of the onnxruntime backend (``"auto"``: see :func:`resolve_backend`).
+PRECISIONS = ("auto", "fp32", "int8")
+#: Lowest Spearman correlation between an int8 graph's scores and the fp32 model's, as recorded
+#: in the int8 graph's sidecar (``fidelity``), for ``precision="auto"`` to pick that graph.
+MIN_INT8_SPEARMAN = 0.99
 #: How :func:`quantize_int8` quantizes (recorded in the int8 graphs' sidecars; part of the
 #: cache key through :data:`INT8_VERSION`).
 INT8_RECIPE = {"format": "QDQ", "weights": "int8 per-channel, reduce_range",
@@ -90,13 +94,55 @@ def check_backend(backend: object, threads: object) -> tuple[str, int | None]:
 
 def check_precision(precision: object, backend: str) -> str:
     """``precision`` validated: one of :data:`PRECISIONS`; int8 only with the onnxruntime
-    backend. Raises :class:`~fiqa_sdk.errors.InvalidArgumentError` otherwise."""
+    backend (or ``"auto"``). Raises :class:`~fiqa_sdk.errors.InvalidArgumentError` otherwise."""
     if not isinstance(precision, str) or precision not in PRECISIONS:
         raise InvalidArgumentError(f"precision must be one of {PRECISIONS}, got {precision!r}")
-    if precision != "fp32" and backend != "onnxruntime":
+    if precision == "int8" and backend not in ("onnxruntime", "auto"):
         raise InvalidArgumentError(f"precision={precision!r} needs backend='onnxruntime' "
                                    f"(got backend={backend!r})")
     return precision
+
+
+def resolve_backend(backend: str, precision: str, threads: int | None, device: str,
+                    model: nn.Module, calibration: object = None) -> tuple[str, str, int | None]:
+    """The concrete ``(backend, precision, threads)`` of validated arguments.
+
+    ``backend="auto"`` is ``"torch"`` on CUDA (``device="cuda"``, or ``"auto"`` with a CUDA
+    device) and ``"onnxruntime"`` on the CPU, the faster of the two there (docs/benchmarks.md
+    "eDifFIQA throughput"), with ``threads`` (when None) every core the process may use
+    (:func:`fiqa_sdk._cpu.usable_cpus`). ``precision="auto"`` is ``"int8"`` on the onnxruntime
+    CPU backend when the CPU has int8 dot-product instructions (:func:`fiqa_sdk._cpu.has_int8_dot`)
+    and an int8 graph is at hand whose recorded rank fidelity to the fp32 scores is at least
+    :data:`MIN_INT8_SPEARMAN` (the shipped one of these weights, or one quantized from
+    ``calibration``, which the caller asked for), else ``"fp32"``: plain int8 kernels were
+    slower than fp32 on a CPU without those instructions.
+    """
+    from .._cpu import has_int8_dot, usable_cpus
+    from .._torch import torch_device
+
+    if backend == "auto":
+        if torch_device(device).type == "cuda":
+            backend = "torch"
+        else:
+            try:
+                import onnxruntime  # noqa: F401
+            except ImportError:
+                backend = "torch"
+            else:
+                backend = "onnxruntime"
+                if threads is None:
+                    threads = usable_cpus()
+    if precision == "auto":
+        precision = "fp32"
+        if backend == "onnxruntime" and device == "cpu" and has_int8_dot():
+            if calibration is not None:
+                precision = "int8"
+            else:
+                meta = shipped_int8_meta(model)
+                spearman = (meta or {}).get("fidelity", {}).get("spearman")
+                if spearman is not None and spearman >= MIN_INT8_SPEARMAN:
+                    precision = "int8"
+    return backend, precision, threads
 
 
 def export_bytes(model: nn.Module, blocked_prelu: bool = True, opset: int = OPSET) -> bytes:
@@ -323,21 +369,29 @@ def quantize_int8(graph: str | Path | bytes, calibration: object, out: str | Pat
     return out
 
 
-def shipped_int8(model: nn.Module) -> Path | None:
-    """The shipped int8 graph of ``model`` (a ``fiqa_sdk/weights/*.int8.json`` sidecar whose
-    ``source_tensor_digest`` is the model's :func:`tensor_digest`), sha256-checked; None if
-    none ships for these weights."""
+def shipped_int8_meta(model: nn.Module) -> dict | None:
+    """The sidecar of the shipped int8 graph of ``model`` (a ``fiqa_sdk/weights/*.int8.json``
+    whose ``source_tensor_digest`` is the model's :func:`tensor_digest`), with ``path`` added;
+    None if none ships for these weights."""
     import json
 
-    from .._weights import verify_file
     from .ediffiqa import WEIGHTS_DIR
 
     digest = tensor_digest(model)
     for side in sorted(WEIGHTS_DIR.glob("*.int8.json")):
         meta = json.loads(side.read_text())
         if meta.get("source_tensor_digest") == digest:
-            return verify_file(side.with_name(meta["file"]), meta["sha256"])
+            return {**meta, "path": str(side.with_name(meta["file"]))}
     return None
+
+
+def shipped_int8(model: nn.Module) -> Path | None:
+    """The shipped int8 graph of ``model`` (see :func:`shipped_int8_meta`), sha256-checked; None
+    if none ships for these weights."""
+    from .._weights import verify_file
+
+    meta = shipped_int8_meta(model)
+    return None if meta is None else verify_file(Path(meta["path"]), meta["sha256"])
 
 
 def int8_graph(model: nn.Module, tag: str = "regressor", calibration: object = None,
@@ -369,6 +423,38 @@ def int8_graph(model: nn.Module, tag: str = "regressor", calibration: object = N
         with tempfile.TemporaryDirectory(prefix="fiqa-int8-") as tmp:
             return quantize_int8(export_bytes(model), crops, Path(tmp) / path.name).read_bytes()
     return quantize_int8(export_bytes(model), crops, path)
+
+
+def held_out_indices(n: int, calibration_count: int | None, count: int = 1000) -> np.ndarray:
+    """Indices of up to ``count`` crops of a set of ``n`` that :func:`calibration_crops` with
+    ``calibration_count`` did not select (every 4th from index 1, the calibration ones
+    skipped): the faces an int8 graph's fidelity is measured on."""
+    calib = set(range(n)) if calibration_count is None or calibration_count >= n else \
+        set(calibration_indices(n, calibration_count).tolist())
+    return np.array([i for i in range(1, n, 4) if i not in calib][:count], dtype=np.int64)
+
+
+def int8_fidelity(model: nn.Module, int8_source: str | Path | bytes, crops: np.ndarray) -> dict:
+    """How an int8 graph of ``model`` ranks ``crops`` against the fp32 model (torch):
+    ``{"spearman", "max_abs", "faces"}``; :func:`resolve_backend` reads ``spearman`` from the
+    int8 graph's sidecar."""
+    from scipy.stats import spearmanr
+
+    from .._onnx import make_session
+
+    crops = np.ascontiguousarray(crops)
+    if len(crops) < 2:
+        raise InvalidArgumentError("int8 fidelity needs at least 2 crops")
+    ref = np.empty(len(crops))
+    with torch.inference_mode():
+        m = model.cpu().eval()
+        for i in range(0, len(crops), 64):
+            ref[i : i + 64] = m(torch.from_numpy(to_blob(crops[i : i + 64])))[1].numpy()
+    sess = make_session(int8_source, device="cpu")
+    got = np.concatenate([sess.run(["quality"], {"input": to_blob(crops[i : i + 64])})[0]
+                          for i in range(0, len(crops), 64)])
+    return {"spearman": round(float(spearmanr(got, ref)[0]), 5),
+            "max_abs": round(float(np.max(np.abs(got - ref))), 5), "faces": int(len(crops))}
 
 
 def to_blob(crops: np.ndarray) -> np.ndarray:
@@ -434,7 +520,8 @@ class OrtRegressor:
 
 
 __all__ = ["BACKENDS", "GRAPH_VERSION", "INT8_RECIPE", "INT8_VERSION", "MIN_CALIBRATION",
-           "OrtRegressor", "PRECISIONS", "cached_graph", "calibration_crops", "calibration_indices",
+           "MIN_INT8_SPEARMAN", "OrtRegressor", "PRECISIONS", "cached_graph", "calibration_crops", "calibration_indices",
            "check_backend",
-           "check_precision", "export_bytes", "int8_fp32_nodes", "int8_graph", "quantize_int8",
-           "shipped_int8", "tensor_digest", "to_blob"]
+           "check_precision", "export_bytes", "held_out_indices", "int8_fidelity", "int8_fp32_nodes",
+           "int8_graph", "quantize_int8",
+           "resolve_backend", "shipped_int8", "shipped_int8_meta", "tensor_digest", "to_blob"]

@@ -69,7 +69,7 @@ def _progress(k: int, total: int) -> None:
 
 def add_train_parser(subparsers) -> argparse.ArgumentParser:
     """Register ``train`` (with ``train ddpm``) on a ``subparsers`` object of the fiqa parser."""
-    t = subparsers.add_parser("train", help="train models (the DifFIQA denoiser)")
+    t = subparsers.add_parser("train", help="train models (the DifFIQA denoiser, the regressors)")
     tsub = t.add_subparsers(dest="train_command", metavar="MODEL", required=True)
     d = tsub.add_parser(
         "ddpm", help="extended DDPM training of the DifFIQA denoiser",
