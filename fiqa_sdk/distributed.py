@@ -37,7 +37,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any, Iterator, Sequence
 
 from .errors import FiqaError, GateError, MissingDependencyError, OutputConflictError
-from .gate import IMAGE_EXTENSIONS, QualityGate
+from .gate import IMAGE_EXTENSIONS, QualityGate, list_image_files
 from .policy import apply_threshold, check_fraction, check_threshold, discard_lowest
 
 #: Images per shard: the unit of work of one actor call and of resumption (a killed job loses
@@ -122,13 +122,13 @@ def _exists(fs, path: str) -> bool:
 
 # -- inputs ------------------------------------------------------------------------------------
 def list_images(root: str | os.PathLike) -> list[str]:
-    """Every image file (by extension, case-insensitive, as
-    :meth:`~fiqa_sdk.QualityGate.filter`) under ``root``, recursively, in a fixed order: sorted
-    by path components (for a flat folder: the order of ``gate.filter(folder)``).
+    """Every image file (by extension, case-insensitive) under ``root``, recursively, hidden
+    files and folders (``.name``) skipped, sorted by path components: the order of
+    ``gate.filter(root, recursive=True)``.
 
-    ``root``: a local folder or a URI (``s3://bucket/prefix``, ``gs://...``, ``file:///...``)
-    listed through ``pyarrow.fs``. Local results are ``str(Path(root) / relative)``; URIs keep
-    their scheme.
+    ``root``: a local folder (listed with :func:`fiqa_sdk.gate.list_image_files`) or a URI
+    (``s3://bucket/prefix``, ``gs://...``, ``file:///...``) listed through ``pyarrow.fs``.
+    Local results are ``str(Path(root) / relative)``; URIs keep their scheme.
     """
     if is_uri(root):
         pa = _pa()
@@ -139,18 +139,11 @@ def list_images(root: str | os.PathLike) -> list[str]:
             raise GateError(f"cannot list {root}: {exc}") from None
         prefix = _uri_prefix(str(root), base)
         found = [i.path for i in infos if i.type == pa.fs.FileType.File
-                 and PurePosixPath(i.path).suffix.lower() in IMAGE_EXTENSIONS]
+                 and PurePosixPath(i.path).suffix.lower() in IMAGE_EXTENSIONS
+                 and not any(part.startswith(".") for part in
+                             PurePosixPath(i.path[len(base):].lstrip("/")).parts)]
         return [prefix + p for p in sorted(found, key=lambda p: PurePosixPath(p).parts)]
-    d = Path(root)
-    if not d.is_dir():
-        raise GateError(f"not a directory: {d}")
-    rel: list[tuple[str, ...]] = []
-    for dirpath, dirnames, filenames in os.walk(d):
-        dirnames.sort()
-        sub = Path(dirpath).relative_to(d).parts
-        rel.extend((*sub, f) for f in filenames if Path(f).suffix.lower() in IMAGE_EXTENSIONS
-                   and Path(dirpath, f).is_file())
-    return [str(d.joinpath(*parts)) for parts in sorted(rel)]
+    return [str(p) for p in list_image_files(root, recursive=True)]
 
 
 def _read_table_inputs(path: str, path_column: str, identity_column: str | None
@@ -297,8 +290,9 @@ def _schema(identities: bool, embeddings: bool, final: bool = False):
     fields.append(("score", pa.float64()))
     if final:
         fields.append(("kept", pa.bool_()))
-    fields += [("reason", pa.string()), ("message", pa.string()), ("det_score", pa.float32()),
-               ("bbox", f32), ("landmarks", f32)]
+    fields += [("reason", pa.string()), ("n_faces", pa.int32()), ("ambiguous", pa.bool_()),
+               ("message", pa.string()), ("det_score", pa.float32()), ("bbox", f32),
+               ("landmarks", f32)]
     if embeddings:
         fields.append(("embedding", f32))
     if final:
@@ -378,9 +372,15 @@ class FaceQualityScorer:
             if isinstance(item, str) and is_uri(item):
                 try:
                     item = self._read(item)
+                except FileNotFoundError:
+                    rows[i] = {"path": name, "reason": "not_found",
+                               "message": f"image file not found: {name}", "n_faces": 0,
+                               "ambiguous": False}
+                    continue
                 except Exception as exc:  # noqa: BLE001 - any read failure is a row's reason
                     rows[i] = {"path": name, "reason": "decode_error",
-                               "message": f"cannot read {name}: {exc}"}
+                               "message": f"cannot read {name}: {exc}", "n_faces": 0,
+                               "ambiguous": False}
                     continue
             todo.append(item)
             where.append(i)
@@ -397,7 +397,9 @@ class FaceQualityScorer:
         face = rep.face
         row = {"path": name, "score": float(rep.score) if scored else None,
                "reason": None if scored else rep.reason,
-               "message": None if scored else rep.message}
+               "message": None if scored else rep.message,
+               "n_faces": getattr(rep, "n_faces", None),
+               "ambiguous": getattr(rep, "ambiguous", None)}
         if face is not None:
             row.update(det_score=float(face.det_score), bbox=face.bbox.tolist(),
                        landmarks=face.landmarks.reshape(-1).tolist())

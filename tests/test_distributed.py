@@ -52,13 +52,16 @@ def test_missing_extra_raises_one_clear_error(monkeypatch, tmp_path):
 def test_list_images_is_recursive_and_ordered_like_gate_filter(tmp_path):
     from fiqa_sdk.gate import list_image_files
 
-    for rel in ("b.jpg", "a.PNG", "a-c/x.jpg", "a/z.jpg", "a/y/w.jpeg", "notes.txt", "c.gif"):
+    for rel in ("b.jpg", "a.PNG", "a-c/x.jpg", "a/z.jpg", "a/y/w.jpeg", "notes.txt", "c.gif",
+                ".hidden/h.jpg", "a/.h.jpg"):
         (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / rel).write_bytes(b"x")
     got = fd.list_images(tmp_path)
     rel = [str(Path(p).relative_to(tmp_path)) for p in got]
-    # components sorted as pathlib sorts them: "a" (and its subfolders) before "a-c" and "a.PNG"
+    # components sorted as pathlib sorts them: "a" (and its subfolders) before "a-c" and "a.PNG";
+    # hidden files and folders skipped, as gate.filter(folder, recursive=True) does
     assert rel == ["a/y/w.jpeg", "a/z.jpg", "a-c/x.jpg", "a.PNG", "b.jpg", "c.gif"]
+    assert [str(p) for p in list_image_files(tmp_path, recursive=True)] == got
     flat = [p for p in got if Path(p).parent == tmp_path]
     assert flat == [str(p) for p in list_image_files(tmp_path)]
     uri = fd.list_images(tmp_path.as_uri())  # the pyarrow.fs path (s3://, gs://, file://)
@@ -161,6 +164,9 @@ def test_ray_filter_matches_gate_filter(uninterrupted, reference, folder):
     assert res.rejected == {"decode_error": 3, "no_face": 1,
                             "discarded": math.floor(DISCARD * n_scored)}
     rows = t.to_pylist()
+    assert t.column_names[4:6] == ["n_faces", "ambiguous"]  # the rest of fiqa filter's CSV
+    assert [(r["n_faces"], r["ambiguous"]) for r in rows] == \
+        [(rep.n_faces, rep.ambiguous) for rep in reference.reports]
     for r, rep in zip(rows, reference.reports):
         if r["score"] is None and r["reason"] == "decode_error":
             assert r["det_score"] is None and r["bbox"] is None and r["message"]
@@ -229,9 +235,10 @@ def test_cli_engine_ray(ray_local, folder, tmp_path, capsys):
         if e is not None:
             assert len(e) == 512 and abs(np.linalg.norm(e) - 1) < 1e-4
     assert "notes.jpg: <bytes>: not a recognised image format" in err
-    assert "gone.jpg: cannot read" in err
+    assert "gone.jpg: image file not found" in err
     assert "fiqa filter: images 6, with a scored face 4, kept 3" in err
-    assert "images/s" in err and "rejected: decode_error 2, discarded 1" in err
+    assert "images/s" in err and "rejected: decode_error 1, discarded 1, not_found 1" in err
+    assert t.column("reason").to_pylist()[-1] == "not_found"
     assert t.column("reason").to_pylist()[:2] == ["discarded", "decode_error"]  # AJ_Cook: lowest
     assert main(["filter", str(lst), "--discard", "0.2", "--shard-size", "4"]) == 1
     assert "need --engine ray" in capsys.readouterr().err
