@@ -332,8 +332,8 @@ class FaceQualityScorer:
 
     Each batch (a ``pyarrow.Table`` or a dict of columns) gives a ``pyarrow.Table`` with
     ``path`` (when the input has one), ``score`` (float64, null when unscored), ``reason``
-    (null when scored, else ``"no_face"``, ``"decode_error"``, ``"invalid_input"``,
-    ``"alignment_error"``), ``message``, ``det_score``, ``bbox`` ``[x1, y1, x2, y2]``,
+    (null when scored, else ``"no_face"``, ``"not_found"``, ``"decode_error"``,
+    ``"invalid_input"``, ``"alignment_error"``), ``n_faces``, ``ambiguous``, ``message``, ``det_score``, ``bbox`` ``[x1, y1, x2, y2]``,
     ``landmarks`` ``[x0, y0, ..., x4, y4]`` (ArcFace order) and optionally ``embedding``. Images
     are scored with ``gate.filter`` (one face per image, as there).
     """
@@ -720,7 +720,7 @@ def ray_filter(inputs: Any, out: str | os.PathLike, *, gate: Any = None,
         the driver in the Dataset's order, and a rerun needs the same Dataset.
     out : str or path
         The final Parquet file (a local path or a URI). Columns: ``path``, (``identity``),
-        ``score``, ``kept``, ``reason``, ``message``, ``det_score``, ``bbox``, ``landmarks``,
+        ``score``, ``kept``, ``reason``, ``n_faces``, ``ambiguous``, ``message``, ``det_score``, ``bbox``, ``landmarks``,
         (``embedding``); row ``i`` is input ``i``.
     gate : QualityGate, dict, gate file or None
         The gate to score with (see :func:`gate_config`); None: ``QualityGate()``. The actors
