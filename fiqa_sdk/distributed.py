@@ -575,9 +575,7 @@ def _prepare_work_dir(fs, base: str, manifest: dict, paths, identities, overwrit
             raise OutputConflictError(f"{where} holds results that do not match this job: {why}; "
                                       "rerun with overwrite=True (--overwrite) to discard them, "
                                       "or choose another output path")
-    if _exists(fs, base):
-        fs.delete_dir_contents(base, missing_dir_ok=True)
-    fs.create_dir(_join(base, "shards"), recursive=True)
+    _clear_work_dir(fs, base, where)
     s = manifest["shard_size"]
     cols = {"index": pa.array(range(len(paths)), type=pa.int64()),
             "path": pa.array(list(paths), type=pa.string())}
@@ -588,6 +586,31 @@ def _prepare_work_dir(fs, base: str, manifest: dict, paths, identities, overwrit
     pa.parquet.write_table(pa.table(cols), sink, row_group_size=s)
     _write_atomic(fs, _join(base, "inputs.parquet"), sink.getvalue().to_pybytes())
     _write_atomic(fs, mpath, (json.dumps(manifest, indent=2) + "\n").encode())
+
+
+def _clear_work_dir(fs, base: str, where: str) -> None:
+    """Empty ``base`` for a new job and create ``base/shards``; refuses a non-empty folder
+    that is not a work folder of this module (never delete a folder given by mistake)."""
+    pa = _pa()
+    info = fs.get_file_info(base)
+    if info.type == pa.fs.FileType.File:
+        raise OutputConflictError(f"the work folder {where} is a file")
+    if info.type == pa.fs.FileType.Directory:
+        entries = fs.get_file_info(pa.fs.FileSelector(base))
+        if entries:
+            mine = False
+            if _exists(fs, _join(base, "manifest.json")):
+                with fs.open_input_stream(_join(base, "manifest.json")) as fh:
+                    try:
+                        mine = json.loads(fh.read()).get("format") == _MANIFEST_FORMAT
+                    except (ValueError, AttributeError):
+                        mine = False
+            if not mine:
+                raise OutputConflictError(
+                    f"the work folder {where} is not empty and holds no fiqa ray_filter "
+                    "manifest: give an empty or new work_dir (--work-dir)")
+            fs.delete_dir_contents(base)
+    fs.create_dir(_join(base, "shards"), recursive=True)
 
 
 def _remove_stale_temporaries(fs, shards_dir: str) -> None:
@@ -665,7 +688,7 @@ def _write_final(fs, base: str, out: str, n_shards: int, shard_size: int, n: int
     """Stream the shards into ``out`` (one row group per shard) with ``kept`` and the final
     ``reason``; returns ``(cut, counts)``."""
     pa = _pa()
-    pc = __import__("pyarrow.compute", fromlist=["compute"])
+    import pyarrow.compute as pc
     keep_of, cut = _decide(fs, base, n_shards, shard_size, n, discard, threshold)
     why = "discarded" if discard is not None else "below_threshold"
     schema = _schema(identities, embeddings, final=True)
@@ -888,9 +911,7 @@ def _ray_filter_dataset(ds, out: str, cfg: dict, *, discard, threshold, num_acto
                                       "or choose another output path")
         fresh = why is not None
     if fresh:
-        if _exists(fs, base):
-            fs.delete_dir_contents(base, missing_dir_ok=True)
-        fs.create_dir(_join(base, "shards"), recursive=True)
+        _clear_work_dir(fs, base, wd)
         _write_atomic(fs, mpath, (json.dumps(manifest, indent=2) + "\n").encode())
     _remove_stale_temporaries(fs, _join(base, "shards"))
     scoring_s, actors, scored_images, done = 0.0, 0, 0, 0

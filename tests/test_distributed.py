@@ -204,6 +204,10 @@ def test_conflicting_output_is_refused(uninterrupted, gate, folder, tmp_path):
         fd.ray_filter(folder, out, gate=cfg, discard=DISCARD, shard_size=SHARD)
     with pytest.raises(fq.OutputConflictError, match="shard_size"):
         fd.ray_filter(folder, out, gate=gate, discard=DISCARD, shard_size=SHARD + 1)
+    (tmp_path / "mine.txt").write_text("a folder of the user's\n")
+    with pytest.raises(fq.OutputConflictError, match="not empty"):
+        fd.ray_filter(folder, out, gate=gate, discard=DISCARD, work_dir=tmp_path, overwrite=True)
+    assert (tmp_path / "mine.txt").exists()  # never deleted
     with pytest.raises(fq.GateError, match="exactly one"):
         fd.ray_filter(folder, out, gate=gate, discard=0.1, threshold=0.2)
     with pytest.raises(fq.GateError, match="is a folder"):
