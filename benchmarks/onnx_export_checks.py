@@ -46,21 +46,21 @@ def setup_times(repeats: int) -> dict:
         with tempfile.TemporaryDirectory(prefix="onnx-export-") as tmp:
             os.environ["FIQA_CACHE"] = tmp
             t0 = time.perf_counter()
-            fq.create_scorer("ediffiqa")  # warm-up: imports, weights
+            fq.create_scorer("ediffiqa", backend="torch")  # warm-up: imports, weights
             warm_up = time.perf_counter() - t0
             torch_s = []
             for _ in range(max(1, repeats)):
                 t0 = time.perf_counter()
-                fq.create_scorer("ediffiqa")
+                fq.create_scorer("ediffiqa", backend="torch")
                 torch_s.append(time.perf_counter() - t0)
             t0 = time.perf_counter()
-            fq.create_scorer("ediffiqa", backend="onnxruntime")
+            fq.create_scorer("ediffiqa", backend="onnxruntime", precision="fp32")
             cold = time.perf_counter() - t0
             files = sorted(p.name for p in Path(tmp, "onnx").glob("*.onnx"))
             cached = []
             for _ in range(max(1, repeats)):
                 t0 = time.perf_counter()
-                fq.create_scorer("ediffiqa", backend="onnxruntime")
+                fq.create_scorer("ediffiqa", backend="onnxruntime", precision="fp32")
                 cached.append(time.perf_counter() - t0)
     finally:
         if old is None:

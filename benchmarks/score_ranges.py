@@ -73,6 +73,8 @@ def main(argv: list[str] | None = None) -> int:
         kw = {"embedder": arcface} if name in ARCFACE_SCORERS else {}
         if args.quick and name == "diffiqa":
             kw["n"] = QUICK_DIFFIQA_N
+        if "fp32" in fq.quality.SCORERS.card(name).get("precisions", ()):
+            kw["precision"] = "fp32"  # the model's own scores, the same on every CPU
         scorer = fq.create_scorer(name, **kw)
         v = scorer.score(np.stack(crops), faces)
         s = scorer.score(np.stack([a.aligned, b.aligned]), [a.face, b.face])

@@ -11,7 +11,7 @@ Run::
 
     python examples/assess.py                        # the bundled sample face (astronaut)
     python examples/assess.py photo.jpg group.png    # your own images
-    python examples/assess.py photo.jpg --threshold 20 --all-faces --save-crops crops/
+    python examples/assess.py photo.jpg --threshold 0.3 --all-faces --save-crops crops/
 
 Nothing is downloaded; with no argument the sample photo that ships with scikit-image
 (``skimage.data.astronaut()``, an RGB array) is used.
@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--threshold", type=float, default=None,
                     help="accept faces scoring >= this (default: accept every scored face)")
     ap.add_argument("--all-faces", action="store_true",
-                    help="report every face of an image, not only the largest")
+                    help="report every face of an image, not only the subject")
     ap.add_argument("--save-crops", metavar="DIR", default=None,
                     help="write the aligned 112x112 crops that were scored to DIR")
     args = ap.parse_args(argv)

@@ -15,7 +15,7 @@ Run::
 
     python examples/filter_folder.py                      # a generated demo folder
     python examples/filter_folder.py photos/ --discard 0.2 --out result.csv
-    python examples/filter_folder.py photos/ --threshold 20
+    python examples/filter_folder.py photos/ --threshold 0.3     # ediffiqa units (docs/cli.md)
 
 With no folder, a demo folder is generated in a new temporary directory from the sample face
 that ships with scikit-image: copies degraded by blur, low resolution and noise, an image
@@ -72,7 +72,8 @@ def main(argv: list[str] | None = None) -> int:
     group.add_argument("--discard", type=float, default=None,
                        help="fraction of the scored images to reject (default 0.2)")
     group.add_argument("--threshold", type=float, default=None,
-                       help="reject images scoring below this instead (scorer-specific units)")
+                       help="reject images scoring below this instead, in the scorer's units "
+                            "(docs/cli.md: thresholds in each scorer's units)")
     ap.add_argument("--out", default=None,
                     help="CSV file to write (default: filter_result.csv in a temporary folder)")
     ap.add_argument("--scorer", default=None, help="quality scorer (default: the gate's default)")

@@ -13,7 +13,8 @@ from ._version import __version__
 
 __getattr__, _dir, _all = _lazy.attach(
     __name__,
-    submodules=["align", "eval", "io", "policy"],
+    submodules=["align", "detect", "diffusion", "embed", "errors", "eval", "gate", "io", "nets",
+                "pipeline", "policy", "quality", "train", "types"],
     submod_attrs={
         "align": ["align_face", "align_faces", "estimate_transform"],
         "detect": ["Detector", "create_detector", "list_detectors"],

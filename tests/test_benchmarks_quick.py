@@ -466,6 +466,36 @@ def test_paired_pauc_ci_quick(lfw_root, lfw_quick_cache, tmp_path):
 
 
 
+@pytest.mark.lfw
+def test_lfw_gate_defaults_quick(lfw_root, tmp_path, capsys):
+    mod = _load_script("lfw_gate_defaults")
+    out = tmp_path / "g.json"
+    assert mod.main(["--quick", "--lfw", str(lfw_root), "--policies", "largest",
+                     "--out", str(out)]) == 0
+    r = json.loads(out.read_text())
+    assert r["pairs"] == 200 and 250 < r["images"] <= 400
+    default, largest = r["rows"]
+    assert default["face_policy"] == "subject (default)" and largest["face_policy"] == "largest"
+    assert 0.9 <= default["accuracy"] <= 1.0 and default["differs_from_default"] == 0
+    assert 0 <= largest["differs_from_default"] <= r["images_with_several_faces"]
+    assert r["ambiguous_images"] <= r["images_with_several_faces"] < r["images"]
+    assert "| subject (default) |" in capsys.readouterr().out
+
+
+@pytest.mark.lfw
+def test_default_speed_quick(lfw_root, tmp_path, capsys):
+    mod = _load_script("default_speed")
+    out = tmp_path / "s.json"
+    assert mod.main(["--quick", "--lfw", str(lfw_root), "--out", str(out)]) == 0
+    r = json.loads(out.read_text())
+    assert r["gate"]["joint"] and r["gate"]["face_policy"] == "subject"
+    assert r["scorer"]["backend"] == "onnxruntime"
+    assert r["pipeline_ms"] > 0 and r["gate_assess_ms"] > 0
+    assert r["ratio"] == pytest.approx(r["gate_assess_ms"] / r["pipeline_ms"])
+    assert r["scorer_crops"] == 32 and r["scorer_faces_s"] > 0 and r["filter_images_s"] > 0
+    assert "ratio gate / pipeline" in capsys.readouterr().out
+
+
 @pytest.mark.slow  # three fresh processes, two local Ray instances: ~40 s on 2 busy cores
 def test_ray_filter_quick(lfw_root, tmp_path, capsys):
     pytest.importorskip("ray")

@@ -35,7 +35,7 @@ def test_assess_mixed_files(tmp_path, capsys):
                "--threshold", "1e9"])
     out, err = capsys.readouterr()
     recs = [json.loads(line) for line in out.strip().splitlines()]
-    assert [r["reason"] for r in recs] == ["below_threshold", "no_face", "decode_error", "decode_error"]
+    assert [r["reason"] for r in recs] == ["below_threshold", "no_face", "decode_error", "not_found"]
     assert recs[0]["score"] is not None and recs[0]["accepted"] is False
     assert rc == 3
     assert err.count("\n") == 2 and "missing.jpg" in err and "Traceback" not in err

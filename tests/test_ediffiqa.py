@@ -460,7 +460,7 @@ def test_shipped_regressors_reproduce_recorded_scores(name, expected, astronaut)
     assert shipped_weights(name) is not None
     face = fq.create_detector("retinaface").detect(astronaut)[0]
     crop = align_face(astronaut, face)
-    s = fq.create_scorer(name)
+    s = fq.create_scorer(name, backend="torch")
     np.testing.assert_allclose(s.score(np.stack([crop, crop[:, ::-1]])), expected, atol=5e-4)
 
 

@@ -88,7 +88,7 @@ def test_onnxruntime_matches_torch_on_real_faces(real_crops):
     threads setting and batch size, and the graph is exported once to $FIQA_CACHE/onnx."""
     from fiqa_sdk.eval.features import default_cache_dir
 
-    ref = fq.create_scorer("ediffiqa").score(real_crops)
+    ref = fq.create_scorer("ediffiqa", backend="torch").score(real_crops)
     assert ref.std() > 0.01  # the crops are of varied quality
     for threads, bs in ((None, 64), (1, 3), (2, 4), (2, 1)):
         s = fq.create_scorer("ediffiqa", backend="onnxruntime", threads=threads, batch_size=bs)
@@ -275,7 +275,7 @@ def test_int8_recipe_on_a_tiny_regressor(real_crops, tmp_path):
     state = {k: v.clone() for k, v in model.state_dict().items()}
     calib = np.concatenate([real_crops, real_crops[:, :, ::-1]])  # >= 16 crops
     before = calib.copy()
-    ref = fq.create_scorer("ediffiqa", weights=model).score(real_crops)
+    ref = fq.create_scorer("ediffiqa", weights=model, backend="torch").score(real_crops)
     s = fq.create_scorer("ediffiqa", weights=model, backend="onnxruntime", precision="int8",
                          calibration=calib)
     assert s.precision == "int8" and isinstance(s.int8_sha256, str)
@@ -340,7 +340,7 @@ def test_int8_shipped_graph(real_crops, astronaut, astronaut_face):
     assert side["sha256"] == s.int8_sha256 and side["calibration"]["crops"] == 256
     ops = {n.op_type for n in onnx.load(str(s._ort.source)).graph.node}
     assert {"QuantizeLinear", "DequantizeLinear", "Conv"} <= ops
-    ref = fq.create_scorer("ediffiqa").score(real_crops)
+    ref = fq.create_scorer("ediffiqa", backend="torch").score(real_crops)
     got = s.score(real_crops)
     assert spearmanr(got, ref)[0] > 0.9 and np.abs(got - ref).max() < 0.1
     crop = align_face(astronaut, astronaut_face)
@@ -352,12 +352,13 @@ def test_int8_bad_options():
     from fiqa_sdk.quality import regressor_onnx as ro
 
     with pytest.raises(InvalidArgumentError, match="backend='onnxruntime'"):
-        fq.create_scorer("ediffiqa", precision="int8")
+        fq.create_scorer("ediffiqa", backend="torch", precision="int8")
     for bad in ("bf16", "INT8", None):
         with pytest.raises(InvalidArgumentError, match="precision"):
             fq.create_scorer("ediffiqa", backend="onnxruntime", precision=bad)
     with pytest.raises(InvalidArgumentError, match="calibration"):
-        fq.create_scorer("ediffiqa", backend="onnxruntime", calibration=np.zeros((16, 112, 112, 3), np.uint8))
+        fq.create_scorer("ediffiqa", backend="onnxruntime", precision="fp32",
+                         calibration=np.zeros((16, 112, 112, 3), np.uint8))
     with pytest.raises(InvalidArgumentError, match="no int8 graph ships"):
         fq.create_scorer("diffiqa-r", backend="onnxruntime", precision="int8")
     ok = np.zeros((20, 112, 112, 3), np.uint8)

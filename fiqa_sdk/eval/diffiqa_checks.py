@@ -349,7 +349,7 @@ def run_acceptance(weights: str | Path | None = None, psnr_faces: int = 200,
             scorers[b] = create_scorer(b, embedder=emb)
         for name, path in regressors.items():
             kw = {"threads": int(threads)} if threads else {}
-            scorers[name] = create_scorer(name, weights=path, **kw)
+            scorers[name] = create_scorer(name, weights=path, precision="fp32", **kw)
         q_rows = quality_vs_degradation(crops[:quality_faces], scorers, seed=seed,
                                         log=log) if quality_faces else []
         verdict = None

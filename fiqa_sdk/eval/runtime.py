@@ -462,7 +462,7 @@ def run_regressor_throughput(regressors: Mapping[str, str] | Sequence[str] | Non
                         raise EvaluationError(f"{name} with backend {b}: {exc}") from None
         reference: dict[str, np.ndarray] = {}
         for name, path in regressors.items():
-            ref = variants.get((name, "torch", 1)) or create_scorer(name, weights=path, threads=1)
+            ref = variants.get((name, "torch", 1)) or create_scorer(name, weights=path, threads=1, backend="torch")
             ref.batch_size = max(int(b) for b in batch_sizes)
             reference[name] = ref.score(crops)
         per_face: dict[tuple[str, str, int, int], list[float]] = {}

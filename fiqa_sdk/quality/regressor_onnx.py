@@ -110,16 +110,18 @@ def resolve_backend(backend: str, precision: str, threads: int | None, device: s
     ``backend="auto"`` is ``"torch"`` on CUDA (``device="cuda"``, or ``"auto"`` with a CUDA
     device) and ``"onnxruntime"`` on the CPU, the faster of the two there (docs/benchmarks.md
     "eDifFIQA throughput"), with ``threads`` (when None) every core the process may use
-    (:func:`fiqa_sdk._cpu.usable_cpus`). ``precision="auto"`` is ``"int8"`` on the onnxruntime
-    CPU backend when the CPU has int8 dot-product instructions (:func:`fiqa_sdk._cpu.has_int8_dot`)
-    and an int8 graph is at hand whose recorded rank fidelity to the fp32 scores is at least
-    :data:`MIN_INT8_SPEARMAN` (the shipped one of these weights, or one quantized from
-    ``calibration``, which the caller asked for), else ``"fp32"``: plain int8 kernels were
-    slower than fp32 on a CPU without those instructions.
+    (:func:`fiqa_sdk._cpu.usable_cpus`). ``precision="auto"`` is ``"int8"`` when ``backend`` was
+    ``"auto"`` too and chose the onnxruntime CPU backend, the CPU has int8 dot-product
+    instructions (:func:`fiqa_sdk._cpu.has_int8_dot`) and the shipped int8 graph of these weights
+    records a rank fidelity to the fp32 scores of at least :data:`MIN_INT8_SPEARMAN`; with
+    ``calibration`` (crops only an int8 graph uses) and the onnxruntime backend it is
+    ``"int8"`` too; else ``"fp32"``. A backend the caller named keeps fp32 unless int8 is asked
+    for; plain int8 kernels were slower than fp32 on a CPU without those instructions.
     """
     from .._cpu import has_int8_dot, usable_cpus
     from .._torch import torch_device
 
+    chosen_backend = backend == "auto"
     if backend == "auto":
         if torch_device(device).type == "cuda":
             backend = "torch"
@@ -134,14 +136,13 @@ def resolve_backend(backend: str, precision: str, threads: int | None, device: s
                     threads = usable_cpus()
     if precision == "auto":
         precision = "fp32"
-        if backend == "onnxruntime" and device == "cpu" and has_int8_dot():
-            if calibration is not None:
+        if backend == "onnxruntime" and calibration is not None:
+            precision = "int8"  # calibration crops are only for an int8 graph
+        elif chosen_backend and backend == "onnxruntime" and device == "cpu" and has_int8_dot():
+            meta = shipped_int8_meta(model)
+            spearman = (meta or {}).get("fidelity", {}).get("spearman")
+            if spearman is not None and spearman >= MIN_INT8_SPEARMAN:
                 precision = "int8"
-            else:
-                meta = shipped_int8_meta(model)
-                spearman = (meta or {}).get("fidelity", {}).get("spearman")
-                if spearman is not None and spearman >= MIN_INT8_SPEARMAN:
-                    precision = "int8"
     return backend, precision, threads
 
 
