@@ -196,7 +196,7 @@ def _filter_ray(args: argparse.Namespace) -> int:
     unreadable = 0
     import pyarrow.parquet as pq
 
-    from .distributed import _fs
+    from .distributed.storage import _fs
 
     fs, inner = _fs(res.out)
     with fs.open_input_file(inner) as fh:
