@@ -18,11 +18,17 @@ _CPUINFO_FLAGS = ("avx512_vnni", "avx_vnni", "asimddp")
 
 
 def usable_cpus() -> int:
-    """CPU cores this process may run on (its affinity mask where the OS has one)."""
+    """CPU cores this process may run on (its affinity mask where the OS has one), at most
+    ``$FIQA_NUM_THREADS`` when set (:mod:`fiqa_sdk.distributed` sets it in each Ray actor, so
+    that N one-thread actors on N cores do not each use every core)."""
     try:
-        return max(1, len(os.sched_getaffinity(0)))
+        n = max(1, len(os.sched_getaffinity(0)))
     except (AttributeError, OSError):
-        return max(1, os.cpu_count() or 1)
+        n = max(1, os.cpu_count() or 1)
+    from ._onnx import default_threads
+
+    cap = default_threads()
+    return min(n, cap) if cap else n
 
 
 @functools.lru_cache(maxsize=1)

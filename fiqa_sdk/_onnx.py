@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Union
 
@@ -30,11 +31,37 @@ def providers_for(device: str) -> list[str]:
     return ["CPUExecutionProvider"]
 
 
+#: Environment variable: default intra-op threads of every onnxruntime session that is not
+#: given ``threads=`` (unset: onnxruntime's default, one per physical core). Set by
+#: :mod:`fiqa_sdk.distributed` in each Ray actor so that N actors on N cores do not each start
+#: a thread per core.
+THREADS_ENV = "FIQA_NUM_THREADS"
+
+
+def default_threads() -> int | None:
+    """``$FIQA_NUM_THREADS`` as an int >= 1, or None when unset or empty."""
+    raw = os.environ.get(THREADS_ENV, "").strip()
+    if not raw:
+        return None
+    try:
+        n = int(raw)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise InvalidArgumentError(f"${THREADS_ENV} must be an int >= 1, got {raw!r}")
+    return n
+
+
 def make_session(model: Union[str, Path, bytes], device: str = "cpu", threads: int | None = None):
-    """An ``onnxruntime.InferenceSession`` for a model path or serialized bytes."""
+    """An ``onnxruntime.InferenceSession`` for a model path or serialized bytes.
+
+    ``threads``: intra-op threads; None: ``$FIQA_NUM_THREADS`` when set, else onnxruntime's
+    default."""
     ort = require("onnxruntime", "onnx", "onnxruntime")
     opts = ort.SessionOptions()
     opts.log_severity_level = 3
+    if threads is None:
+        threads = default_threads()
     if threads:
         opts.intra_op_num_threads = int(threads)
     src = model if isinstance(model, bytes) else str(model)

@@ -3,6 +3,7 @@
     fiqa assess [IMG ...]         one JSON line per image (no IMG: the bundled sample face)
     fiqa filter DIR (--discard F | --threshold Q) [--out result.csv] [--json]
                                   keep/reject each image of a folder by face quality
+                                  (--engine ray --out result.parquet: on Ray Data, resumable)
     fiqa list                     registered detectors, embedders and scorers
     fiqa bench quality ...        EDC / pAUC of quality scorers on LFW or an identity folder / CSV
                                   (--weights SCORER=PATH for trained models)
@@ -116,6 +117,16 @@ def _cmd_filter(args: argparse.Namespace) -> int:
 
     if (args.discard is None) == (args.threshold is None):
         raise GateError("give exactly one of --discard F and --threshold Q")
+    if args.engine == "ray":
+        return _filter_ray(args)
+    ray_only = [o for o, v in (("--address", args.address), ("--num-actors", args.num_actors),
+                               ("--threads-per-actor", args.threads_per_actor),
+                               ("--shard-size", args.shard_size), ("--work-dir", args.work_dir),
+                               ("--identity-column", args.identity_column),
+                               ("--embeddings", args.embeddings or None),
+                               ("--overwrite", args.overwrite or None)) if v is not None]
+    if ray_only:
+        raise GateError(f"{', '.join(ray_only)} need --engine ray")
     folder = Path(args.dir)
     if not folder.is_dir():
         raise GateError(f"not a directory: {folder}")
@@ -156,6 +167,49 @@ def _cmd_filter(args: argparse.Namespace) -> int:
           f"(quality cut {res.threshold:.6g})"
           + (f"; {len(unreadable)} could not be read" if unreadable else "")
           + (f"; wrote {args.out}" if args.out else ""), file=sys.stderr)
+    return EXIT_SOME_FAILED if unreadable else EXIT_OK
+
+
+def _filter_ray(args: argparse.Namespace) -> int:
+    """``fiqa filter --engine ray``: fiqa_sdk.distributed.ray_filter, then a summary."""
+    from .distributed import DEFAULT_SHARD_SIZE, DEFAULT_THREADS_PER_ACTOR, ray_filter
+    from .errors import GateError
+    from .gate import QualityGate
+
+    if not args.out:
+        raise GateError("--engine ray needs --out FILE.parquet")
+    if args.json:
+        raise GateError("--json is not available with --engine ray: read the Parquet file")
+    gate = QualityGate(detector=args.detector, embedder="arcface", scorer=args.scorer,
+                       face_policy=args.face_policy, device=args.device,
+                       batch_size=args.batch_size)
+    cfg = gate.config()
+    del gate  # the actors build their own gates from cfg
+    res = ray_filter(
+        args.dir, args.out, gate=cfg, discard=args.discard, threshold=args.threshold,
+        num_actors=args.num_actors,
+        threads_per_actor=(DEFAULT_THREADS_PER_ACTOR if args.threads_per_actor is None
+                           else args.threads_per_actor or None),
+        shard_size=args.shard_size or DEFAULT_SHARD_SIZE, embeddings=args.embeddings,
+        identity_column=args.identity_column, address=args.address, work_dir=args.work_dir,
+        overwrite=args.overwrite, progress=args.progress, device=args.device)
+    unreadable = 0
+    import pyarrow.parquet as pq
+
+    from .distributed.storage import _fs
+
+    fs, inner = _fs(res.out)
+    with fs.open_input_file(inner) as fh:
+        for b in pq.ParquetFile(fh).iter_batches(columns=["path", "reason", "message"]):
+            for path, reason, msg in zip(*(b.column(i).to_pylist() for i in range(3))):
+                if reason in _UNREADABLE:
+                    unreadable += 1
+                    print(f"fiqa: {path}: {msg or reason}", file=sys.stderr)
+    for line in res.summary().splitlines():
+        print(f"fiqa filter: {line}", file=sys.stderr)
+    print(f"fiqa filter: kept {res.kept} of {res.images} images (quality cut "
+          f"{res.threshold:.6g})" + (f"; {unreadable} could not be read" if unreadable else "")
+          + f"; wrote {res.out}", file=sys.stderr)
     return EXIT_SOME_FAILED if unreadable else EXIT_OK
 
 
@@ -551,7 +605,7 @@ def build_parser(full: bool = True) -> argparse.ArgumentParser:
                    help="reject images scoring below Q (instead of --discard)")
     f.add_argument("--out", default=None,
                    help="CSV file (columns " + ", ".join(FILTER_COLUMNS) + "); its folder is "
-                        "created")
+                        "created. With --engine ray: a Parquet file (these columns and more)")
     f.add_argument("--json", action="store_true", help="print one JSON line per image")
     f.add_argument("--detector", default="retinaface")
     f.add_argument("--scorer", default=None, help="quality scorer (default: the gate's default)")
@@ -561,6 +615,29 @@ def build_parser(full: bool = True) -> argparse.ArgumentParser:
     f.add_argument("--batch-size", type=int, default=32)
     f.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                    help="progress bar on stderr (default: when stderr is a terminal)")
+    r = f.add_argument_group(
+        "--engine ray", "score on a Ray cluster with Ray Data (the ray extra; docs/distributed.md)")
+    r.add_argument("--engine", default="local", choices=["local", "ray"],
+                   help="local: one process (default); ray: Ray Data actors, resumable, DIR "
+                        "recursive (or a CSV / Parquet list of paths, or a URI), --out Parquet")
+    r.add_argument("--address", default=None,
+                   help="Ray cluster to join: auto, ray://HOST:10001 (default: a local instance)")
+    r.add_argument("--num-actors", type=int, default=None, metavar="N",
+                   help="actors, each with one gate (default: the cluster's CPUs / "
+                        "--threads-per-actor)")
+    r.add_argument("--threads-per-actor", type=int, default=None, metavar="T",
+                   help="intra-op threads and CPUs per actor (default 1; 0: the libraries' "
+                        "defaults)")
+    r.add_argument("--shard-size", type=int, default=None, metavar="K",
+                   help="images per shard file, the unit of resumption (default 512)")
+    r.add_argument("--work-dir", default=None,
+                   help="manifest and shard files (default OUT.parts; shared by all workers)")
+    r.add_argument("--identity-column", default=None,
+                   help="with a CSV / Parquet DIR: a column copied to the output")
+    r.add_argument("--embeddings", action="store_true",
+                   help="also write each face's embedding (~2 KB per face)")
+    r.add_argument("--overwrite", action="store_true",
+                   help="discard a work dir left by another gate or input list")
     f.set_defaults(func=_cmd_filter)
 
     ls = sub.add_parser("list", help="list registered detectors, embedders and scorers")

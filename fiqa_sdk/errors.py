@@ -78,3 +78,9 @@ class GateError(FiqaError, ValueError):
     """A :class:`~fiqa_sdk.QualityGate` was called wrongly (e.g. both or neither of
     ``discard=`` / ``threshold=``), or cannot do what was asked (no scorable face, an
     unsaveable configuration)."""
+
+
+class OutputConflictError(FiqaError, ValueError):
+    """A resumable job's output (:func:`fiqa_sdk.distributed.ray_filter`) already holds results
+    of a different gate configuration, input list or shard size: rerun with ``overwrite=True``
+    (``--overwrite``) to discard them, or choose another output path."""

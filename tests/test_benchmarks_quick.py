@@ -499,3 +499,32 @@ def test_default_speed_quick(lfw_root, tmp_path, capsys):
     assert r["ratio"] == pytest.approx(r["gate_assess_ms"] / r["pipeline_ms"])
     assert r["scorer_crops"] == 32 and r["scorer_faces_s"] > 0 and r["filter_images_s"] > 0
     assert "ratio gate / pipeline" in capsys.readouterr().out
+
+
+@pytest.mark.slow  # three fresh processes, two local Ray instances: ~40 s on 2 busy cores
+def test_ray_filter_quick(lfw_root, tmp_path, capsys):
+    pytest.importorskip("ray")
+    mod = _load_script("ray_filter")
+    out, md = tmp_path / "ray.json", tmp_path / "ray.md"
+    assert mod.main(["--quick", "--images", "6", "--shard-size", "3", "--lfw", str(lfw_root),
+                     "--out", str(out), "--md", str(md)]) == 0
+    res = json.loads(out.read_text())
+    assert res["images"] == 6 and res["quick"] and res["cpus"] >= 1
+    rows = {(r["kind"], r["n"]): r for r in res["rows"]}
+    assert set(rows) == {("single", 0), ("ray", 1), ("ray", 2)}
+    one, two, single = rows[("ray", 1)], rows[("ray", 2)], rows[("single", 0)]
+    assert one["shards"] == two["shards"] == 2
+    for r in rows.values():
+        assert r["images_per_s"] == pytest.approx(6 / r["seconds"], rel=0.01)
+        assert 50 < r["driver_peak_rss_mb"] < 4000
+    assert one["speedup_vs_1_actor"] == 1.0 and one["scaling_efficiency"] == 1.0
+    assert two["speedup_vs_1_actor"] == pytest.approx(two["images_per_s"] / one["images_per_s"],
+                                                      abs=1e-3)
+    assert two["scaling_efficiency"] == pytest.approx(two["speedup_vs_1_actor"] / 2, abs=1e-3)
+    assert two["vs_best_single"] == pytest.approx(two["images_per_s"] / single["images_per_s"],
+                                                  abs=1e-3)
+    eq = res["equal_to_gate_filter"]
+    assert eq["same_kept"] and eq["same_unscored"] and eq["max_abs_score_diff"] < 1e-5
+    table = md.read_text()
+    assert table.startswith("6 LFW images") and "| ray_filter | 2 x 1 |" in table
+    assert table.strip() in capsys.readouterr().out
