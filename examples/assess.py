@@ -11,7 +11,7 @@ Run::
 
     python examples/assess.py                        # the bundled sample face (astronaut)
     python examples/assess.py photo.jpg group.png    # your own images
-    python examples/assess.py photo.jpg --threshold 0.3 --all-faces --save-crops crops/
+    python examples/assess.py photo.jpg --threshold 0.75 --all-faces --save-crops crops/
 
 Nothing is downloaded; with no argument the sample photo that ships with scikit-image
 (``skimage.data.astronaut()``, an RGB array) is used.

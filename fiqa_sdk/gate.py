@@ -33,10 +33,11 @@ from .policy import (
 from .quality import SCORERS, Scorer, create_scorer
 from .types import FilterResult, QualityReport, Template
 
-#: The intended default scorer (eDifFIQA, the distilled regressor). Used as soon as a scorer of
-#: this name is registered; change this one constant to switch the default.
-DEFAULT_SCORER = "ediffiqa"
-#: Used while :data:`DEFAULT_SCORER` is not registered: the best measured baseline on LFW.
+#: The default scorer: the shipped scorer with the lowest pooled pAUC@0.3 on the hard-data dev
+#: benchmark (``fiqa bench quality --suite dev``; docs/benchmarks.md "Dev benchmark (hard data)"
+#: says how it was chosen). The gate, the CLI and the docs follow this one constant.
+DEFAULT_SCORER = "diffiqa-r"
+#: Used when :data:`DEFAULT_SCORER`'s weights are missing: the FR model's embedding norm.
 FALLBACK_SCORER = "embedding-norm"
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff",
@@ -143,8 +144,8 @@ class QualityGate:
         or comparisons).
     scorer : str or Scorer
         Registry name or a :class:`~fiqa_sdk.Scorer`. The default is :data:`DEFAULT_SCORER`
-        (``"ediffiqa"``) once such a scorer is registered; until then it is
-        :data:`FALLBACK_SCORER` (``"embedding-norm"``, the best measured baseline on LFW).
+        (the best shipped scorer on the hard-data dev benchmark), or
+        :data:`FALLBACK_SCORER` (``"embedding-norm"``) if its weights are missing.
         Embedding-based baselines reuse the gate's embedder instead of loading a second model.
     threshold : float or None
         Absolute quality cut (``score >= threshold`` is accepted), or None to accept every

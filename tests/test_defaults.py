@@ -69,7 +69,7 @@ def test_scorer_backend_auto(monkeypatch):
     _cpu.has_int8_dot.cache_clear()
     # int8 is chosen only for weights whose int8 graph records its fidelity
     monkeypatch.setenv("FIQA_INT8", "1")
-    assert fq.create_scorer("diffiqa-r").precision == "fp32"
+    assert fq.create_scorer("ediffiqa-free").precision == "fp32"
     # the user's choice wins
     sc = fq.create_scorer("ediffiqa", backend="onnxruntime", precision="fp32", threads=1)
     assert (sc.backend, sc.precision, sc.threads) == ("onnxruntime", "fp32", 1)
@@ -226,7 +226,8 @@ def _documented_threshold_commands() -> list[list[str]]:
     block = block.split("```", 1)[0]
     cmds = [shlex.split(line.split("#", 1)[0]) for line in block.splitlines() if line.strip()]
     assert all(c[:2] == ["fiqa", "assess"] and "--threshold" in c for c in cmds)
-    assert re.search(r"fiqa assess --threshold \S+ +# ediffiqa \(the default scorer\)", block)
+    default = __import__("fiqa_sdk").gate.DEFAULT_SCORER
+    assert re.search(rf"fiqa assess --threshold \S+ +# {default} \(the default scorer\)", block)
     return cmds
 
 

@@ -155,7 +155,7 @@ def test_bad_options_raise_typed_errors():
 
 # -- the gate -------------------------------------------------------------------------------
 def test_gate_scorer_options(astronaut, tmp_path):
-    gate = fq.QualityGate(scorer_options={"backend": "onnxruntime", "threads": 2})
+    gate = fq.QualityGate(scorer="ediffiqa", scorer_options={"backend": "onnxruntime", "threads": 2})
     assert gate.scorer.name == "ediffiqa" and gate.scorer.backend == "onnxruntime"
     r = gate.assess(astronaut, color="rgb")
     assert r.score == pytest.approx(0.409936, abs=5e-4)
@@ -179,7 +179,7 @@ def test_cli_assess_scorer_backend(capsys):
 
     assert main(["assess", "--scorer-backend", "onnxruntime", "--scorer-threads", "2"]) == 0
     rec = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
-    assert rec["score"] == pytest.approx(0.409936, abs=5e-4)
+    assert rec["score"] == pytest.approx(0.902809, abs=5e-4)  # the default scorer, diffiqa-r
 
 
 # -- the runtime throughput mode ------------------------------------------------------------
@@ -360,7 +360,7 @@ def test_int8_bad_options():
         fq.create_scorer("ediffiqa", backend="onnxruntime", precision="fp32",
                          calibration=np.zeros((16, 112, 112, 3), np.uint8))
     with pytest.raises(InvalidArgumentError, match="no int8 graph ships"):
-        fq.create_scorer("diffiqa-r", backend="onnxruntime", precision="int8")
+        fq.create_scorer("ediffiqa-free", backend="onnxruntime", precision="int8")
     ok = np.zeros((20, 112, 112, 3), np.uint8)
     assert ro.calibration_crops(ok, count=16).shape == (16, 112, 112, 3)
     for bad in (ok[:15], ok.astype(np.float32), ok[..., :1], "faces.txt", [1, 2]):
@@ -373,13 +373,15 @@ def test_int8_bad_options():
 def test_int8_cli_and_gate(capsys, tmp_path):
     from fiqa_sdk.cli import main
 
-    assert main(["assess", "--scorer-backend", "onnxruntime", "--scorer-precision", "int8"]) == 0
+    assert main(["assess", "--scorer", "ediffiqa", "--scorer-backend", "onnxruntime",
+                 "--scorer-precision", "int8"]) == 0
     rec = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert rec["score"] == pytest.approx(0.409936, abs=0.03)
     assert main(["export", "onnx", "--scorer", "ediffiqa", "--int8", "--out",
                  str(tmp_path / "x.onnx")]) == 1
     assert "--calibration" in capsys.readouterr().err
-    gate = fq.QualityGate(scorer_options={"backend": "onnxruntime", "precision": "int8"})
+    gate = fq.QualityGate(scorer="ediffiqa",
+                          scorer_options={"backend": "onnxruntime", "precision": "int8"})
     loaded = fq.QualityGate.load(gate.save(tmp_path / "gate.json"))
     assert loaded.scorer.precision == "int8"
     # options the scorer accepts but JSON cannot hold (e.g. calibration crops as an array, or
