@@ -26,7 +26,7 @@ QUICK_IDENTITIES = 12
 QUICK_PER_ID = 4
 #: The teacher check's subset (``fiqa bench quality --teacher-check``): identities in sha256
 #: order of ``"fiqa-dev/v1/teacher/<Name>"``, at most this many images each.
-TEACHER_IDENTITIES = 60
+TEACHER_IDENTITIES = 40
 TEACHER_PER_ID = 5
 
 

@@ -2,9 +2,10 @@
 
 ``fiqa bench quality --teacher-check --weights diffiqa=PATH [--scorer-param diffiqa.n=1 ...]``
 scores a denoiser checkpoint on the **teacher subset** of the dev suite
-(:func:`~fiqa_sdk.eval.devsuite_images.dev_relpaths` ``subset="teacher"``: 60 identities of
-the dev subset in sha256 order of ``"fiqa-dev/v1/teacher/<Name>"``, at most 5 images each) and
-its two ArcFace hard sets, ``xq-arcface`` (all-vs-all within the lfw-xq versions) and
+(:func:`~fiqa_sdk.eval.devsuite_images.dev_relpaths` ``subset="teacher"``: 40 identities of
+the dev subset in sha256 order of ``"fiqa-dev/v1/teacher/<Name>"``, at most 5 images each, so
+200 images in each of the pools xq, occ and clean: 600 faces scored) and its two ArcFace hard
+sets, ``xq-arcface`` (all-vs-all within the lfw-xq versions) and
 ``occ-cross-arcface`` (clean gallery vs occluded / pose-warped probe). It reports the
 normalized pAUC of three qualities built from one pass of the scorer
 (:meth:`~fiqa_sdk.quality.diffiqa.DifFIQAScorer.terms`):

@@ -11,8 +11,8 @@ for free), and training only adds a direction-dependent correction. The previous
 on the raw embedding, eps-0.5 labels) could not even reproduce the norm and scored worse than
 it on every hard set.
 
-Training data: the aligned celeba-subset faces (the regressors' training set), their mirrors,
-and one seeded degraded copy of each face (:func:`fiqa_sdk.train.data.degraded_copies`, the
+Training data: the aligned celeba-subset faces (the regressors' training set) and one seeded
+degraded copy of each face (:func:`fiqa_sdk.train.data.degraded_copies`, the
 same copies as ``--degraded-copies 1``). Features: the raw embedding of the frozen backbone
 (the shipped regressors' MobileFaceNet, i.e. ArcFace ``w600k_mbf``). Targets: the scores of a
 *label scorer* on the same crops, default the shipped ``diffiqa-r`` (the DifFIQA teacher's raw
@@ -59,7 +59,7 @@ def raw_embeddings(backbone, faces: np.ndarray, batch: int = 64, log=None) -> np
 
 
 def training_features(cache=None, label_scorer: str = "diffiqa-r", log=None) -> dict:
-    """Raw embeddings and label-scorer scores of the celeba faces, mirrors and degraded copies
+    """Raw embeddings and label-scorer scores of the celeba faces and their degraded copies
     (cached in ``<aligned>/free-head-v2-<label scorer>.npz``)."""
     from ..quality import create_scorer
 
@@ -71,7 +71,7 @@ def training_features(cache=None, label_scorer: str = "diffiqa-r", log=None) -> 
         return {k: z[k] for k in z.files}
     deg = degraded_copies(aligned, 1, 1)
     faces = np.asarray(aligned.faces)
-    sets = {"orig": faces, "flip": faces[:, :, ::-1].copy(), "deg": np.asarray(deg.faces)}
+    sets = {"orig": faces, "deg": np.asarray(deg.faces)}
     backbone = _frozen_backbone()
     scorer = create_scorer(label_scorer, backend="onnxruntime", threads=1)
     out: dict[str, np.ndarray] = {"ids": np.asarray(aligned.identities)}
@@ -98,9 +98,9 @@ def train_head(feats: dict, epochs: int = 30, lr: float = 1e-3, hidden: int = 25
     torch.manual_seed(seed)
     ids = feats["ids"]
     val = split_identities(ids, 0.1, 0)
-    x = np.concatenate([feats["emb_orig"], feats["emb_flip"], feats["emb_deg"]])
-    y = np.concatenate([feats["label_orig"], feats["label_flip"], feats["label_deg"]])
-    v = np.concatenate([val, val, val])
+    x = np.concatenate([feats["emb_orig"], feats["emb_deg"]])
+    y = np.concatenate([feats["label_orig"], feats["label_deg"]])
+    v = np.concatenate([val, val])
     mu, sd = float(y[~v].mean()), float(y[~v].std())
     yt = (y - mu) / sd
     X, Y = torch.from_numpy(x), torch.from_numpy(yt).float()
@@ -180,8 +180,8 @@ def main(argv=None) -> int:
     meta = {"head": {"kind": "norm-mlp", "dim": 512, "hidden": a.hidden},
             "free_head_version": FREE_HEAD_VERSION,
             "labels": {"scorer": a.label_scorer, "backend": "onnxruntime", **norm,
-                       "faces": int(len(feats["ids"])), "sets": ["orig", "flip", "deg"]},
-            "data": {"source": "celeba-subset-aligned (+ mirrors + degraded-k1-s1 copies)",
+                       "faces": int(len(feats["ids"])), "sets": ["orig", "deg"]},
+            "data": {"source": "celeba-subset-aligned (+ degraded-k1-s1 copies)",
                      "identities": int(len(np.unique(feats["ids"])))},
             "config": {"method": "ediffiqa-free", "epochs": a.epochs, "lr": a.lr,
                        "weight_decay": a.weight_decay, "seed": a.seed, "val_fraction": 0.1,
