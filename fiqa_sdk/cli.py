@@ -570,11 +570,11 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--suite", default=None, choices=["dev"],
                    help="dev: the hard-data development benchmark (lfw-xq all-vs-all with "
                         "ArcFace and dlib, clean gallery vs occluded / pose-warped probe with "
-                        "ArcFace and dlib, clean LFW as an easy reference; joint identity "
+                        "ArcFace, clean LFW as an easy reference; joint identity "
                         "bootstrap; docs/benchmarks.md 'Dev benchmark'). Default scorers: every "
                         "shipped regressor and baseline")
     q.add_argument("--sets", nargs="+", default=None, metavar="SET",
-                   help="--suite dev: only these sets (default all)")
+                   help="--suite dev: these sets (default all but occ-cross-dlib)")
     q.add_argument("--teacher-check", action="store_true",
                    help="score a DifFIQA denoiser (--weights diffiqa=PATH, --scorer-param "
                         "diffiqa.KEY=VALUE) on the teacher subset of the dev suite: pAUC of eq. 7 "
