@@ -125,7 +125,7 @@ def train_head(feats: dict, epochs: int = 30, lr: float = 1e-3, hidden: int = 25
 
     s0 = val_metrics()
     say(f"epoch 0: val Spearman {s0[0]:.3f} (norm alone {s0[1]:.3f}), mse {s0[2]:.3f}, "
-        f"scale {float(head.scale):.3f}")
+        f"scale {float(head.scale.detach()):.3f}")
     for ep in range(1, epochs + 1):
         perm = rng.permutation(tr)
         tot = 0.0
@@ -138,9 +138,9 @@ def train_head(feats: dict, epochs: int = 30, lr: float = 1e-3, hidden: int = 25
             tot += float(loss) * len(r)
         s = val_metrics()
         hist.append({"epoch": ep, "loss": tot / len(perm), "val_spearman": s[0],
-                     "val_spearman_norm": s[1], "val_mse": s[2], "scale": float(head.scale)})
+                     "val_spearman_norm": s[1], "val_mse": s[2], "scale": float(head.scale.detach())})
         say(f"epoch {ep}: loss {tot / len(perm):.4f}, val Spearman {s[0]:.3f} (norm {s[1]:.3f}), "
-            f"mse {s[2]:.3f}, scale {float(head.scale):.3f}")
+            f"mse {s[2]:.3f}, scale {float(head.scale.detach()):.3f}")
     return head.eval(), hist, {"label_mean": mu, "label_std": sd}
 
 
