@@ -198,7 +198,7 @@ def prepare_sets(lfw_root, sets: Sequence[str], scorers: Sequence, quick: bool =
     if unknown:
         raise EvaluationError(f"unknown dev set(s) {unknown}; choose from {list(SET_NAMES)}")
     lfw_root = lfw_images_root(lfw_root).parent
-    cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    cache_dir = (Path(cache_dir) if cache_dir is not None else default_cache_dir()).resolve()
     feat_cache = cache_dir / "lfw"
     rels = dev_relpaths(lfw_root, quick, subset)
     names = [r.split("/")[0] for r in rels]

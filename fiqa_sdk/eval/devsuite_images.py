@@ -39,7 +39,7 @@ def lfw_images_root(lfw_root: str | Path | None) -> Path:
     root = lfw_root if lfw_root is not None else os.environ.get("FIQA_LFW")
     if not root:
         raise EvaluationError("the dev suite needs LFW: pass --lfw DIR or set FIQA_LFW")
-    images = Path(root) / "images"
+    images = Path(root).resolve() / "images"  # absolute: feature-cache rows are keyed by path
     if not images.is_dir():
         raise EvaluationError(f"LFW images folder not found: {images} (--lfw / FIQA_LFW)")
     return images
