@@ -182,7 +182,7 @@ def test_cli_suite_dev_quick_on_lfw(lfw_root, tmp_path, capsys):
     sets = {s["set"]: s for s in rec["summary"]["sets"]}
     assert set(sets) == {"xq-arcface", "occ-cross-arcface", "clean-arcface"}
     assert sets["xq-arcface"]["n_mated"] == 12 * 6 and sets["occ-cross-arcface"]["n_mated"] == 144
-    assert rec["images_per_pool"] == 48 and rec["identities"] == 12
+    assert rec["images_per_pool"] == {"clean": 48, "occ": 48, "xq": 48} and rec["identities"] == 12
     # the occluded / turned probes fail more often than the clean images
     assert sets["occ-cross-arcface"]["n_failing"] > sets["clean-arcface"]["n_failing"]
     assert rec["summary"]["pooled"]["sets"] == ["xq-arcface", "occ-cross-arcface"]

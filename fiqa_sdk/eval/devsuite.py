@@ -190,7 +190,7 @@ def prepare_sets(lfw_root, sets: Sequence[str], scorers: Sequence, quick: bool =
     arrays (e.g. the DifFIQA terms of the teacher check)."""
     import fiqa_sdk as fq
 
-    from .devsuite_images import dev_relpaths, lfw_images_root
+    from .devsuite_images import CROSS_PER_ID, dev_relpaths, first_per_identity, lfw_images_root
     from .features import default_cache_dir, detect_all, embed_all, score_all
 
     say = log or (lambda m: None)
@@ -200,17 +200,23 @@ def prepare_sets(lfw_root, sets: Sequence[str], scorers: Sequence, quick: bool =
     lfw_root = lfw_images_root(lfw_root).parent
     cache_dir = (Path(cache_dir) if cache_dir is not None else default_cache_dir()).resolve()
     feat_cache = cache_dir / "lfw"
-    rels = dev_relpaths(lfw_root, quick, subset)
-    names = [r.split("/")[0] for r in rels]
-    ids, labels = np.unique(names, return_inverse=True)
-    labels = labels.astype(np.int64).reshape(-1)
+    rels_all = dev_relpaths(lfw_root, quick, subset)
+    ids = np.unique([r.split("/")[0] for r in rels_all])
+    index = {n: i for i, n in enumerate(ids)}
+    sub = subset or ("quick" if quick else "dev")
+    pool_rels = {"xq": rels_all, "clean": rels_all, "occ": rels_all}
+    if sub == "dev":  # the cross-quality pools: the first CROSS_PER_ID images of each identity
+        cross = first_per_identity(rels_all, CROSS_PER_ID)
+        pool_rels.update(clean=cross, occ=cross)
+    pool_labels = {k: np.array([index[r.split("/")[0]] for r in v], dtype=np.int64)
+                   for k, v in pool_rels.items()}
     specs = [s for s in DEV_SETS if s.name in sets]
     pools = sorted({s.pool for s in specs} | {s.gallery for s in specs if s.gallery})
     det = fq.create_detector("retinaface")
     faces, quals, timings = {}, {}, {}
     for pool in pools:
         t0 = time.perf_counter()
-        paths = pool_paths(pool, lfw_root, rels, cache_dir)
+        paths = pool_paths(pool, lfw_root, pool_rels[pool], cache_dir)
         say(f"pool {pool}: {len(paths)} images; detecting")
         faces[pool] = detect_all(paths, det, policy="central", cache_dir=feat_cache,
                                  progress=progress)
@@ -244,25 +250,29 @@ def prepare_sets(lfw_root, sets: Sequence[str], scorers: Sequence, quick: bool =
         t0 = time.perf_counter()
         if spec.kind == "all":
             e = emb(spec.pool, spec.embedder)
+            labels = pool_labels[spec.pool]
             thr, k = threshold_all_nonmated(e, labels, fmr)
             mated = _mated_pairs(labels)
             scores = pair_scores(e, mated)
             q = {n: v[mated] for n, v in quals[spec.pool].items()}
-            images = len(rels)
+            images = len(labels)
         else:
+            if pool_rels[spec.gallery] != pool_rels[spec.pool]:  # pragma: no cover - a bug guard
+                raise RuntimeError("gallery and probe pools must list the same images")
+            labels = pool_labels[spec.pool]
             g, p = emb(spec.gallery, spec.embedder), emb(spec.pool, spec.embedder)
             thr, k = threshold_cross_nonmated(g, p, labels, labels, fmr)
             mated = cross_mated_pairs(labels)
             scores = np.einsum("ij,ij->i", g[mated[:, 0]], p[mated[:, 1]]).astype(np.float64)
             q = {n: np.stack([quals[spec.gallery][n][mated[:, 0]], v[mated[:, 1]]], axis=1)
                  for n, v in quals[spec.pool].items()}
-            images = 2 * len(rels)
+            images = 2 * len(labels)
         sd = SetData(spec, scores, labels[mated[:, 0]], q, thr, k, images)
         say(f"{spec.name}: {len(scores)} mated pairs, {sd.n_failing} failing at threshold "
             f"{thr.threshold:.4f} (FMR {thr.fmr_achieved:.2e} over {k} non-mated pairs)")
         timings[f"set_{spec.name}"] = round(time.perf_counter() - t0, 1)
         out.append(sd)
-    info = {"subset": subset or ("quick" if quick else "dev"), "images_per_pool": len(rels),
+    info = {"subset": sub, "images_per_pool": {k: len(pool_rels[k]) for k in pools},
             "identities": int(len(ids)), "pools": pools,
             "seconds": timings}
     return out, info

@@ -28,6 +28,22 @@ QUICK_PER_ID = 4
 #: order of ``"fiqa-dev/v1/teacher/<Name>"``, at most this many images each.
 TEACHER_IDENTITIES = 40
 TEACHER_PER_ID = 5
+#: The ``clean`` and ``occ`` pools of the full dev suite (the cross-quality sets and the clean
+#: reference) use the first this-many images of each identity (in the sha256 order above):
+#: 610 x 4 = 2,440 images, 7,320 gallery x probe mated pairs.
+CROSS_PER_ID = 4
+
+
+def _order_key(rel: str) -> str:
+    return _h(f"fiqa-dev/{DEV_VERSION}/{rel}")
+
+
+def first_per_identity(rels: list[str], k: int) -> list[str]:
+    """The first ``k`` images of each identity of ``rels`` in the subset's sha256 order."""
+    by_id: dict[str, list[str]] = {}
+    for r in sorted(rels, key=_order_key):
+        by_id.setdefault(r.split("/")[0], []).append(r)
+    return sorted(x for v in by_id.values() for x in v[:k])
 
 
 def _h(text: str) -> str:
@@ -64,8 +80,7 @@ def dev_relpaths(lfw_root: str | Path | None = None, quick: bool = False,
         files = [f.name for f in os.scandir(d.path)
                  if f.is_file() and f.name.lower().endswith(".jpg") and not f.name.startswith(".")]
         if len(files) >= DEV_MIN_IMAGES:
-            rels = sorted((f"{d.name}/{f}" for f in files),
-                          key=lambda r: _h(f"fiqa-dev/{DEV_VERSION}/{r}"))
+            rels = sorted((f"{d.name}/{f}" for f in files), key=_order_key)
             by_id[d.name] = rels[:DEV_MAX_PER_ID]
     if not by_id:
         raise EvaluationError(f"{images}: no identity with {DEV_MIN_IMAGES} or more images")
