@@ -508,18 +508,51 @@ def write_outputs(result: dict[str, Any], out_dir: str | Path) -> list[Path]:
     return [js, cs, md]
 
 
+def _from_embedding(free, cache_dir, progress):
+    """``extra_scores`` hook: ``ediffiqa-free`` read from the cached ArcFace embedding and its
+    norm (``embedding-norm``), as :class:`~fiqa_sdk.gate.QualityGate` computes it: the head on
+    the raw embedding ``e / ||e|| * ||e||``, no second backbone pass."""
+    import fiqa_sdk as fq
+
+    from .features import default_cache_dir, embed_all, score_all
+
+    emb = fq.create_embedder("arcface")
+    norm = fq.create_scorer("embedding-norm", embedder=emb)
+    if not free.reads_embedding_of(emb):
+        raise EvaluationError(f"{free.name} cannot read the ArcFace embedding (fine-tuned backbone)")
+    feat_cache = (Path(cache_dir) if cache_dir is not None else default_cache_dir()).resolve() / "lfw"
+
+    def extra(pool, faces):
+        e = embed_all(faces, emb, fallback=True, cache_dir=feat_cache, progress=progress)
+        n = score_all(faces, [norm], fallback=True, cache_dir=feat_cache, progress=progress)[0]
+        return {free.name: np.asarray(free.score_embeddings(e * n[:, None]), np.float64)}
+
+    return extra
+
+
 def run_dev_suite(lfw_root=None, scorers: Sequence[str] = DEV_SCORERS,
                   sets: Sequence[str] | None = None, quick: bool = False, boot: int = 1000,
                   seed: int = 0, cache_dir=None, weights: dict | None = None,
                   scorer_params: dict | None = None, limits=(0.2, 0.3), fmr: float = 1e-3,
-                  log=None, progress: bool = False) -> dict[str, Any]:
-    """Run the dev suite (see the module doc); returns the JSON-ready result."""
+                  log=None, progress: bool = False,
+                  free_from_embedding: bool = True) -> dict[str, Any]:
+    """Run the dev suite (see the module doc); returns the JSON-ready result.
+
+    ``free_from_embedding``: score ``ediffiqa-free`` from the cached ArcFace embeddings (the
+    head on the raw embedding, as the gate does) instead of running its backbone again."""
     t0 = time.perf_counter()
     sets = list(sets or DEFAULT_SETS)
     objs, params = _scorer_objects(scorers, weights, scorer_params)
-    data, info = prepare_sets(lfw_root, sets, objs, quick=quick, cache_dir=cache_dir, fmr=fmr,
-                              log=log, progress=progress)
     names = [o.name for o in objs]
+    extra = None
+    free = [o for o in objs if o.name == "ediffiqa-free"]
+    if free_from_embedding and free and free[0].reads_embedding_of(
+            __import__("fiqa_sdk").create_embedder("arcface")):
+        objs = [o for o in objs if o is not free[0]]
+        extra = _from_embedding(free[0], cache_dir, progress)
+        params.setdefault("ediffiqa-free", {})["scored_from"] = "cached ArcFace embedding (gate path)"
+    data, info = prepare_sets(lfw_root, sets, objs, quick=quick, cache_dir=cache_dir, fmr=fmr,
+                              log=log, progress=progress, extra_scores=extra)
     summary = summarize(data, names, limits, boot, seed, fmr=fmr)
     info["seconds"]["total"] = round(time.perf_counter() - t0, 1)
     return {"suite": "dev", "quick": bool(quick), "fmr_target": fmr, "pair_quality": "min",
