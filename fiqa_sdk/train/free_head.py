@@ -135,7 +135,7 @@ def train_head(feats: dict, epochs: int = 30, lr: float = 1e-3, hidden: int = 25
             opt.zero_grad()
             loss.backward()
             opt.step()
-            tot += float(loss) * len(r)
+            tot += float(loss.detach()) * len(r)
         s = val_metrics()
         hist.append({"epoch": ep, "loss": tot / len(perm), "val_spearman": s[0],
                      "val_spearman_norm": s[1], "val_mse": s[2], "scale": float(head.scale.detach())})
