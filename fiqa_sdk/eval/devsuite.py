@@ -11,6 +11,11 @@ subset of LFW (:mod:`fiqa_sdk.eval.devsuite_images`: 610 identities with >= 4 im
 - ``occ``: their ``lfw-occ`` v1 probe copies (:mod:`fiqa_sdk.eval.occ`: seeded sunglasses /
   mask / hand / cap occluders and a yaw-like pose warp, some with resolution loss and JPEG).
 
+``xq`` holds all 4,578 images; ``clean`` and ``occ`` the first
+:data:`~fiqa_sdk.eval.devsuite_images.CROSS_PER_ID` (6) of each identity (3,174 images), to keep
+the suite affordable on a CPU. ``--quick`` (and the teacher check's subset) use the same images
+in every pool.
+
 and evaluates them on these **sets** (:data:`DEV_SETS`):
 
 =====================  ============================================================  =======
