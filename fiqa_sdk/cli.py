@@ -244,6 +244,14 @@ def _cmd_bench_quality(args: argparse.Namespace) -> int:
             raise EvaluationError(f"--weights takes SCORER=PATH, got {item!r}")
         weights[name] = path
     params = bench.parse_scorer_params(args.scorer_param)
+    if args.suite is not None or args.teacher_check:
+        return _bench_dev_suite(args, weights, params)
+    if args.sets is not None:
+        raise EvaluationError("--sets applies to --suite dev only")
+    if args.scorers is None:
+        args.scorers = list(bench.BASELINE_SCORERS)
+    if args.protocol is None:
+        args.protocol = "lfw-pairs"
     shard = None
     if args.shard is not None:
         i, sep, k = args.shard.partition("/")
@@ -322,6 +330,52 @@ def _cmd_bench_quality(args: argparse.Namespace) -> int:
     if not args.no_plot:
         written.append(bench.plot_edc(result, out / "edc.png", max_discard=args.plot_max_discard))
     print(bench.markdown_table(result))
+    log("wrote " + ", ".join(str(p) for p in written))
+    return EXIT_OK
+
+
+def _bench_dev_suite(args: argparse.Namespace, weights: dict, params: dict) -> int:
+    """``fiqa bench quality --suite dev`` (and ``--teacher-check``): see fiqa_sdk.eval.devsuite."""
+    import shlex
+    import time
+    from pathlib import Path
+
+    from .errors import EvaluationError
+    from .eval import devsuite
+
+    if args.protocol is not None or args.data or args.image_root or args.max_nonmated \
+            or args.shard:
+        raise EvaluationError("--suite dev / --teacher-check take no --protocol, --data, "
+                              "--image-root, --max-nonmated or --shard")
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise EvaluationError(f"--out must be a folder, but {out} is a file")
+    progress = sys.stderr.isatty() if args.progress is None else args.progress
+
+    def log(msg: str) -> None:
+        print(f"fiqa bench dev: {msg}", file=sys.stderr, flush=True)
+
+    t0 = time.perf_counter()
+    command = "fiqa " + shlex.join(getattr(args, "argv", None) or sys.argv[1:])
+    cache = Path(args.cache) if args.cache else None
+    boot = 1000 if args.bootstrap == 0 else args.bootstrap
+    if args.teacher_check:
+        from .eval import teacher_check
+
+        result = teacher_check.run_teacher_check(
+            args.lfw, weights=weights.get("diffiqa"), params=params.get("diffiqa", {}),
+            quick=args.quick, boot=boot, seed=args.bootstrap_seed, cache_dir=cache,
+            limits=args.limits, fmr=args.fmr, log=log, progress=progress)
+    else:
+        scorers = args.scorers or list(devsuite.DEV_SCORERS)
+        result = devsuite.run_dev_suite(
+            args.lfw, scorers=scorers, sets=args.sets, quick=args.quick, boot=boot,
+            seed=args.bootstrap_seed, cache_dir=cache, weights=weights, scorer_params=params,
+            limits=args.limits, fmr=args.fmr, log=log, progress=progress)
+    result["command"] = command
+    result["seconds_total"] = round(time.perf_counter() - t0, 1)
+    written = devsuite.write_outputs(result, out)
+    print(devsuite.markdown(result["summary"]))
     log("wrote " + ", ".join(str(p) for p in written))
     return EXIT_OK
 
@@ -657,14 +711,27 @@ def build_parser(full: bool = True) -> argparse.ArgumentParser:
     from .eval.bench import BASELINE_SCORERS, DEFAULT_LIMITS
     from .eval.protocols import QUICK_PAIRS_PER_FOLD
 
-    q.add_argument("--protocol", default="lfw-pairs",
+    q.add_argument("--suite", default=None, choices=["dev"],
+                   help="dev: the hard-data development benchmark (lfw-xq all-vs-all with "
+                        "ArcFace and dlib, clean gallery vs occluded / pose-warped probe with "
+                        "ArcFace, clean LFW as an easy reference; joint identity "
+                        "bootstrap; docs/benchmarks.md 'Dev benchmark'). Default scorers: every "
+                        "shipped regressor and baseline")
+    q.add_argument("--sets", nargs="+", default=None, metavar="SET",
+                   help="--suite dev: these sets (default all but occ-cross-dlib)")
+    q.add_argument("--teacher-check", action="store_true",
+                   help="score a DifFIQA denoiser (--weights diffiqa=PATH, --scorer-param "
+                        "diffiqa.KEY=VALUE) on the teacher subset of the dev suite: pAUC of eq. 7 "
+                        "and of its restored-only and noisy-only terms (training/README.md)")
+    q.add_argument("--protocol", default=None,
                    choices=["lfw-pairs", "lfw-all", "lfw-xq-pairs", "lfw-xq", "folder", "csv"],
                    help="lfw-pairs: pairs.txt (6,000 pairs); lfw-all: all-vs-all from the LFW "
                         "identity folders; lfw-xq / lfw-xq-pairs: the same on the "
                         "cross-quality copy of LFW (built once in the cache, see docs/benchmarks.md); "
                         "folder: DIR/<identity>/<image>; csv: columns file, identity (default lfw-pairs)")
-    q.add_argument("--scorers", nargs="+", default=list(BASELINE_SCORERS),
-                   help="quality scorers (default: the baselines %(default)s)")
+    q.add_argument("--scorers", nargs="+", default=None,
+                   help=f"quality scorers (default: the baselines {list(BASELINE_SCORERS)}; "
+                        "with --suite dev also the shipped regressors)")
     q.add_argument("--weights", nargs="+", default=[], metavar="SCORER=PATH",
                    help="weights for scorers with trained models (diffiqa, ediffiqa, "
                         "ediffiqa-free, diffiqa-r) instead of the shipped ones")

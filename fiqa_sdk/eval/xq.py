@@ -412,13 +412,13 @@ def build_lfw_xq(lfw_root: str | Path, cache_dir: str | Path, relpaths: Iterable
         deg, _ = degrade_xq(img, rel)
         data = _jpeg_bytes(deg, FINAL_JPEG_QUALITY, subsampling=0)  # 4:4:4
         dst.parent.mkdir(parents=True, exist_ok=True)
-        tmp = dst.with_name(dst.name + ".tmp")
+        tmp = dst.with_name(dst.name + f".{os.getpid()}.tmp")
         tmp.write_bytes(data)
         os.replace(tmp, dst)
         files[rel] = hashlib.sha256(data).hexdigest()
     if (src / "pairs.txt").is_file():
         shutil.copyfile(src / "pairs.txt", out / "pairs.txt")
-    tmp = out / "params.csv.tmp"
+    tmp = out / f"params.csv.{os.getpid()}.tmp"
     with open(tmp, "w", newline="", encoding="utf-8") as fh:
         wr = csv.writer(fh)
         wr.writerow(("file",) + PARAM_FIELDS)
@@ -428,7 +428,7 @@ def build_lfw_xq(lfw_root: str | Path, cache_dir: str | Path, relpaths: Iterable
     os.replace(tmp, out / "params.csv")
     man = {"version": XQ_VERSION, "spec": XQ_SPEC, "source": str(src),
            "n_images": len(files), "files": dict(sorted(files.items()))}
-    tmp = out / "manifest.json.tmp"
+    tmp = out / f"manifest.json.{os.getpid()}.tmp"
     tmp.write_text(json.dumps(man, indent=1))
     os.replace(tmp, manifest_path)
     return out

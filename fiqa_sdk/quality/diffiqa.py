@@ -243,6 +243,24 @@ class DifFIQAScorer(Scorer):
         return np.clip(out, -1.0, 1.0)
 
     def _score_chunk(self, crops: np.ndarray) -> np.ndarray:
+        return np.mean(list(self._terms_chunk(crops).values()), axis=0)
+
+    #: The cosine terms of eq. 7 (each against the unflipped original's embedding).
+    TERMS = ("noisy", "restored", "flip", "noisy_flip", "restored_flip")
+
+    def terms(self, aligned: np.ndarray) -> dict[str, np.ndarray]:
+        """The terms of eq. 7 of each face, ``{name: (N,)}``: cosine with ``x_t`` (``noisy``),
+        ``x_hat`` (``restored``) and, with ``flip``, with ``x^f``, ``x^f_t``, ``x_hat^f``
+        (each averaged over the ``n`` repeats). Their mean is :meth:`score`'s value (before
+        its clipping to [-1, 1])."""
+        from ..align import as_face_batch
+
+        aligned = as_face_batch(aligned)
+        chunk = max(1, self.batch_size // self.copies)
+        parts = [self._terms_chunk(aligned[i : i + chunk]) for i in range(0, len(aligned), chunk)]
+        return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]} if parts else {}
+
+    def _terms_chunk(self, crops: np.ndarray) -> dict[str, np.ndarray]:
         c, n = len(crops), self.n
         x_t, x_hat = self.perturb(crops)
         parts = [crops] + ([crops[:, :, ::-1]] if self.flip else [])
@@ -255,7 +273,8 @@ class DifFIQAScorer(Scorer):
         cos_t = np.einsum("cd,ckd->ck", e_x, e_t)
         cos_h = np.einsum("cd,ckd->ck", e_x, e_h)
         # eq. 7: the mean over the set {x_t, x_hat, (x^f, x^f_t, x_hat^f)}, each averaged over n
-        terms = [cos_t[:, :n].mean(1), cos_h[:, :n].mean(1)]
+        terms = {"noisy": cos_t[:, :n].mean(1), "restored": cos_h[:, :n].mean(1)}
         if self.flip:
-            terms += [np.einsum("cd,cd->c", e_x, emb[c : 2 * c]), cos_t[:, n:].mean(1), cos_h[:, n:].mean(1)]
-        return np.mean(terms, axis=0)
+            terms.update(flip=np.einsum("cd,cd->c", e_x, emb[c : 2 * c]),
+                         noisy_flip=cos_t[:, n:].mean(1), restored_flip=cos_h[:, n:].mean(1))
+        return terms

@@ -57,14 +57,35 @@ def shipped_weights(method: str) -> Path | None:
     return p if p is not None and p.is_file() else None
 
 
+class NormResidualHead(nn.Module):
+    """``a * log ||e|| + b + MLP(e / ||e||)`` (``ediffiqa-free`` v2, :mod:`fiqa_sdk.train.free_head`):
+    the embedding norm as an explicit input, so the head can always reproduce the
+    ``embedding-norm`` ranking (its MLP's last layer starts at zero), plus a correction from the
+    embedding's direction."""
+
+    def __init__(self, dim: int = 512, hidden: int = 256) -> None:
+        super().__init__()
+        self.mlp = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Linear(hidden, 1))
+        nn.init.zeros_(self.mlp[2].weight)
+        nn.init.zeros_(self.mlp[2].bias)
+        self.scale = nn.Parameter(torch.ones(()))
+        self.bias = nn.Parameter(torch.zeros(()))
+
+    def forward(self, e: torch.Tensor) -> torch.Tensor:
+        n = torch.linalg.vector_norm(e, dim=-1, keepdim=True).clamp_min(1e-6)
+        return self.scale * torch.log(n) + self.bias + self.mlp(e / n)
+
+
 def make_head(kind: str, dim: int = 512, hidden: int = 1024) -> nn.Module:
     """``"mlp"``: Linear(dim, hidden) -> GELU -> Linear(hidden, 1) (eDifFIQA); ``"linear"``:
-    Linear(dim, 1) (DifFIQA(R))."""
+    Linear(dim, 1) (DifFIQA(R)); ``"norm-mlp"``: :class:`NormResidualHead`."""
     if kind == "mlp":
         return nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Linear(hidden, 1))
     if kind == "linear":
         return nn.Linear(dim, 1)
-    raise ValueError(f"head must be 'mlp' or 'linear', got {kind!r}")
+    if kind == "norm-mlp":
+        return NormResidualHead(dim, hidden)
+    raise ValueError(f"head must be 'mlp', 'linear' or 'norm-mlp', got {kind!r}")
 
 
 class QualityRegressor(nn.Module):
