@@ -16,6 +16,7 @@ import numpy as np
 from .._deps import package_dir
 from .._onnx import make_session, rewrite_blocked_prelu, rewrite_grouped_conv, rewritten_bytes
 from .._weights import verify_file
+from ..errors import InvalidArgumentError
 from .base import Embedder
 
 
@@ -65,7 +66,7 @@ class ArcFaceEmbedder(Embedder):
         inp = self.session.get_inputs()[0]
         self._input = inp.name
         if len(inp.shape) != 4 or inp.shape[1] != 3:
-            raise ValueError(f"{path.name}: expected an NCHW input with 3 channels, got {inp.shape}")
+            raise InvalidArgumentError(f"{path.name}: expected an NCHW input with 3 channels, got {inp.shape}")
         self.dim = int(self.session.get_outputs()[0].shape[-1])
         self.batch_size = int(batch_size)
         if model_path is not None:

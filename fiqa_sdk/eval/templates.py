@@ -42,7 +42,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from ..errors import EvaluationError, GateError
+from ..errors import ConsistencyError, EvaluationError, GateError
 from ..policy import fuse_template
 
 #: Template methods of the benchmark: the reference ``single`` plus the gate's methods.
@@ -382,7 +382,7 @@ def run_template_bench(
         if n_ok is None:
             n_ok = ok
         elif not np.array_equal(ok, n_ok):  # pragma: no cover - same usable images for all
-            raise RuntimeError("template sets differ between methods")
+            raise ConsistencyError("template sets differ between methods")
         if pairs_i is None:
             keep = np.flatnonzero(ok)
             pairs_i, pairs_j, mated_mask = verification_pairs(tl[keep])

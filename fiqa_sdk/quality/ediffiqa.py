@@ -64,7 +64,7 @@ def make_head(kind: str, dim: int = 512, hidden: int = 1024) -> nn.Module:
         return nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Linear(hidden, 1))
     if kind == "linear":
         return nn.Linear(dim, 1)
-    raise ValueError(f"head must be 'mlp' or 'linear', got {kind!r}")
+    raise InvalidArgumentError(f"head must be 'mlp' or 'linear', got {kind!r}")
 
 
 class QualityRegressor(nn.Module):
@@ -543,7 +543,7 @@ class RegressorScorer(Scorer):
         if shared_stem is not None:
             if not shared_stem.matches(self.model):
                 own = getattr(self.model, "cut", None) or self.meta.get("config", {}).get("cut")
-                raise ValueError(f"{self.name} (trained with cut {own}) cannot run on the "
+                raise InvalidArgumentError(f"{self.name} (trained with cut {own}) cannot run on the "
                                  f"shared stem (cut {shared_stem.cut}): its first "
                                  f"{shared_stem.cut} blocks differ from the stem's; score "
                                  "without shared_stem")
@@ -599,11 +599,11 @@ class RegressorScorer(Scorer):
         """Quality from raw (un-normalised) embeddings of this model's own backbone: the head
         alone. Valid for ``ediffiqa-free``, whose backbone is the unchanged ArcFace model."""
         if not self.frozen_backbone:
-            raise ValueError(f"{self.name}: the backbone was fine-tuned, so quality cannot be "
+            raise InvalidArgumentError(f"{self.name}: the backbone was fine-tuned, so quality cannot be "
                              "read from the base model's embedding; use score()")
         raw = np.asarray(raw, np.float32)
         if raw.ndim != 2:
-            raise ValueError(f"raw embeddings must be (N, D), got {raw.shape}")
+            raise InvalidArgumentError(f"raw embeddings must be (N, D), got {raw.shape}")
         e = torch.from_numpy(raw).to(self.device)
         return self.model.head(e).squeeze(-1).float().cpu().numpy().astype(np.float64)
 

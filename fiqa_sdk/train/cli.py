@@ -14,6 +14,7 @@ import sys
 import time
 from pathlib import Path
 
+from ..errors import InvalidArgumentError
 from .data import DEFAULT_CELEBA
 
 
@@ -256,7 +257,7 @@ def _cmd_train_labels(args: argparse.Namespace) -> int:
     try:
         i, k = (int(v) for v in args.shard.split("/"))
         if not 0 <= i < k:
-            raise ValueError
+            raise InvalidArgumentError
     except ValueError:
         print(f"fiqa: error: --shard must be i/k with 0 <= i < k, got {args.shard!r}", file=sys.stderr)
         return 2

@@ -26,6 +26,8 @@ from typing import Callable
 
 import numpy as np
 
+from ..errors import ConsistencyError, InvalidArgumentError
+
 DEFAULT_CELEBA = Path(__file__).resolve().parents[3] / "shared" / "data" / "celeba-subset"
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 
@@ -142,7 +144,7 @@ def load_aligned(path: str | os.PathLike) -> AlignedFaces:
             scores.append(float(row["det_score"]))
     meta = json.loads((path / "meta.json").read_text()) if (path / "meta.json").is_file() else {}
     if len(files) != len(faces):
-        raise RuntimeError(f"cache {path} is inconsistent: {len(faces)} faces, {len(files)} index rows")
+        raise ConsistencyError(f"cache {path} is inconsistent: {len(faces)} faces, {len(files)} index rows")
     return AlignedFaces(faces, files, np.asarray(ids, np.int64), np.asarray(scores, np.float32),
                         int(meta.get("skipped", 0)), path)
 
@@ -237,7 +239,7 @@ def degraded_copies(aligned: AlignedFaces, copies: int = 1, seed: int = 1,
 
     copies, seed = int(copies), int(seed)
     if copies < 1:
-        raise ValueError(f"copies must be >= 1, got {copies}")
+        raise InvalidArgumentError(f"copies must be >= 1, got {copies}")
     out = Path(aligned.path) / f"degraded-k{copies}-s{seed}-v{DEGRADED_VERSION}"
     if (out / "faces.npy").is_file() and (out / "index.csv").is_file():
         return load_aligned(out)
