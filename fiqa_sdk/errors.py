@@ -105,5 +105,5 @@ class TrainingDivergedError(FiqaError, FloatingPointError):
 
 
 class DataLocationError(FiqaError, FileNotFoundError):
-    """No location was given for a data set and its environment variable is not set (or points
-    to a missing folder); the message names the argument and the variable."""
+    """No location was given for a data set and its environment variable (``$FIQA_LFW``,
+    ``$FIQA_CELEBA``) is not set; the message names the argument and the variable."""

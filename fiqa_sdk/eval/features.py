@@ -26,14 +26,9 @@ import numpy as np
 from ..align import align_face
 from ..detect import Detector, select_faces
 from ..embed import Embedder
+from .._paths import default_cache_dir  # noqa: F401 (re-exported)
 from ..errors import EvaluationError, FiqaError
 from ..io import load_image
-
-
-def default_cache_dir() -> Path:
-    """``$FIQA_CACHE`` if set, else ``~/.cache/fiqa-sdk``."""
-    env = os.environ.get("FIQA_CACHE")
-    return Path(env) if env else Path.home() / ".cache" / "fiqa-sdk"
 
 
 def _key(*parts: object) -> str:

@@ -42,6 +42,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from .._paths import celeba_root
 from ..errors import ConsistencyError, EvaluationError, GateError
 from ..policy import fuse_template
 
@@ -60,11 +61,8 @@ DEFAULT_MAX_TEMPLATES = 10
 
 
 def default_celeba_root() -> Path:
-    """``$FIQA_CELEBA`` if set, else ``../shared/data/celeba-subset`` beside the repository."""
-    env = os.environ.get("FIQA_CELEBA")
-    if env:
-        return Path(env)
-    return Path(__file__).resolve().parents[3] / "shared" / "data" / "celeba-subset"
+    """``$FIQA_CELEBA`` (:class:`~fiqa_sdk.errors.DataLocationError` when it is not set)."""
+    return celeba_root()
 
 
 # --------------------------------------------------------------------------------------------

@@ -257,12 +257,12 @@ def load_mobilefacenet(onnx_path: str | Path | None = None, verify: bool = True)
     """
     from .._deps import require
     from .._weights import verify_file
-    from ..embed.arcface import default_model_path
+    from .._paths import arcface_onnx_path
 
     onnx = require("onnx", "train")
     from onnx import helper, numpy_helper
 
-    path = Path(onnx_path) if onnx_path is not None else default_model_path()
+    path = Path(onnx_path) if onnx_path is not None else arcface_onnx_path()
     if verify:
         verify_file(path)
     elif not path.is_file():

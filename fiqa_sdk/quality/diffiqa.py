@@ -216,7 +216,7 @@ class DifFIQAScorer(Scorer):
         """Noisy and restored copies of validated crops, each ``(N, copies, 112, 112, 3)``
         uint8 RGB; copy ``k < n`` comes from the face, ``k >= n`` from its mirror."""
         from ..align import as_face_batch
-        from ..train.ddpm import from_model_range, to_model_range
+        from .._preprocess import from_model_range, to_model_range
 
         aligned = as_face_batch(aligned)
         c = len(aligned)

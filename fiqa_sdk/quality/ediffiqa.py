@@ -35,13 +35,12 @@ import numpy as np
 import torch
 from torch import nn
 
+from .._paths import WEIGHTS_DIR
 from .._torch import torch_device
 from .._weights import verify_file
 from ..errors import InvalidArgumentError, WeightsError
 from ..types import Face
 from .base import Scorer, model_digest
-
-WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
 
 #: Shipped weights of each registered regressor (absent until trained and shipped).
 SHIPPED = {
@@ -422,7 +421,7 @@ class SharedStem:
 
         key = hashlib.blake2b(np.ascontiguousarray(batch).tobytes(), digest_size=16).digest()
         if key != self._key:
-            from ..train.ddpm import to_model_range
+            from .._preprocess import to_model_range
 
             self._value = self.stem(to_model_range(batch).to(self.device))
             self._key = key
@@ -551,7 +550,7 @@ class RegressorScorer(Scorer):
 
     @torch.inference_mode()
     def _score(self, aligned: np.ndarray, faces: Sequence[Face] | None) -> np.ndarray:
-        from ..train.ddpm import to_model_range
+        from .._preprocess import to_model_range
 
         if self._ort is not None:
             return self._ort.score(aligned, self.batch_size)
@@ -621,18 +620,6 @@ class EDifFIQAFreeScorer(RegressorScorer):
 class DifFIQARScorer(RegressorScorer):
     __doc__ = RegressorScorer.__doc__
     method = "diffiqa-r"
-
-
-class _QualityOutputs(nn.Module):
-    """Export wrapper: ``x -> (quality, embedding)``."""
-
-    def __init__(self, model: QualityRegressor | RegressorEnsemble) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        e, q = self.model(x)
-        return q, e
 
 
 def export_onnx(model: QualityRegressor | RegressorEnsemble | RegressorScorer, path: str | Path, opset: int = 17,

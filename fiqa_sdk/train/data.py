@@ -3,7 +3,7 @@
 Two layouts of a training set are read (:func:`list_training_images`):
 
 - ``root/identities.csv`` (columns ``file``, ``identity``: an integer) with the images in
-  ``root/images/`` -- the layout of ../shared/data/celeba-subset;
+  ``root/images/`` -- the layout of celeba-subset (``$FIQA_CELEBA``);
 - one sub-folder per identity, ``root/<identity>/<image>`` (``.jpg .jpeg .png .bmp .webp``,
   any case; other files are ignored), identities numbered in sorted folder-name order.
 
@@ -26,18 +26,18 @@ from typing import Callable
 
 import numpy as np
 
+from .._paths import cache_root, celeba_root  # noqa: F401 (cache_root re-exported)
 from ..errors import ConsistencyError, InvalidArgumentError
 
-DEFAULT_CELEBA = Path(__file__).resolve().parents[3] / "shared" / "data" / "celeba-subset"
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 
 
-def cache_root(cache: str | os.PathLike | None = None) -> Path:
-    """The cache folder: ``cache`` if given, else ``$FIQA_CACHE``, else ``~/.cache/fiqa-sdk``."""
-    if cache is not None:
-        return Path(cache).expanduser()
-    env = os.environ.get("FIQA_CACHE")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "fiqa-sdk"
+def __getattr__(name: str):
+    """``DEFAULT_CELEBA``: the default training set, ``$FIQA_CELEBA`` read when asked for
+    (:class:`~fiqa_sdk.errors.DataLocationError` when it is not set)."""
+    if name == "DEFAULT_CELEBA":
+        return celeba_root()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @dataclass

@@ -48,6 +48,7 @@ from .._torch import torch_device
 from ..diffusion.degrade import degrade
 from ..diffusion.schedule import Schedule, degradation_weight
 from ..diffusion.unet import UNet, count_parameters, unet_config
+from .._preprocess import from_model_range, to_model_range  # noqa: F401 (re-exported)
 from ..errors import InvalidArgumentError, InvalidImageError, OutputExistsError, TrainingDivergedError
 
 WEIGHTS_NAME = "diffiqa_unet"
@@ -94,16 +95,6 @@ class TrainConfig:
             if k in d:
                 d[k] = tuple(d[k])
         return cls(**d)
-
-
-def to_model_range(imgs: np.ndarray) -> torch.Tensor:
-    """``(N, H, W, 3)`` uint8 RGB -> ``(N, 3, H, W)`` float32 in [-1, 1]."""
-    return torch.from_numpy(np.array(imgs, dtype=np.uint8)).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
-
-
-def from_model_range(x: torch.Tensor) -> np.ndarray:
-    """``(N, 3, H, W)`` float in [-1, 1] -> ``(N, H, W, 3)`` uint8 RGB (rounded, clipped)."""
-    return ((x.detach().float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
 
 
 def degrade_train(img: np.ndarray, rng: np.random.Generator, extra_p=(0.2, 0.01)) -> np.ndarray:

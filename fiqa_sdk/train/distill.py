@@ -38,7 +38,7 @@ from torch import nn
 
 from ..errors import FiqaError, InvalidArgumentError
 from ..quality.ediffiqa import QualityRegressor, save_regressor
-from .api import METHODS
+from ._methods import METHODS
 from .ddpm import to_model_range
 from .labels import save_npy
 
