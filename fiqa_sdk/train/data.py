@@ -150,7 +150,7 @@ def load_aligned(path: str | os.PathLike) -> AlignedFaces:
 
 
 def build_aligned_cache(
-    root: str | os.PathLike = DEFAULT_CELEBA,
+    root: str | os.PathLike | None = None,
     cache: str | os.PathLike | None = None,
     name: str | None = None,
     detector: str = "retinaface",
@@ -161,7 +161,8 @@ def build_aligned_cache(
 ) -> AlignedFaces:
     """Detect and align every image of the training set ``root``; cache the crops.
 
-    ``root`` is either layout of :func:`list_training_images`. Uses the project's own
+    ``root`` is either layout of :func:`list_training_images` (default ``$FIQA_CELEBA``;
+    :class:`~fiqa_sdk.errors.DataLocationError` when neither is given). Uses the project's own
     :class:`~fiqa_sdk.pipeline.FacePipeline` (detector -> ArcFace 5-point alignment, no
     embedder). Images with no detected face (or a degenerate alignment, or that cannot be
     decoded) are skipped, with the reason in ``skipped.csv``. An existing complete cache is
@@ -171,7 +172,7 @@ def build_aligned_cache(
     """
     from ..pipeline import FacePipeline
 
-    root = Path(root)
+    root = celeba_root(root)
     listed, default_name = list_training_images(root)
     if limit is not None and name is None:  # a truncated set never poses as the whole one
         default_name = default_name.replace("-aligned", f"-first{int(limit)}-aligned")
