@@ -35,8 +35,8 @@ from pathlib import Path
 import numpy as np
 
 import fiqa_sdk as fq
-from fiqa_sdk._cpu import has_int8_dot, usable_cpus
 from fiqa_sdk.eval.protocols import default_lfw_root
+from fiqa_sdk.eval.runtime import has_int8_dot, usable_cpus
 
 QUICK = {"images": 6, "crops": 32, "folder_images": 8, "rounds": 1}
 

@@ -149,10 +149,10 @@ def quick_held_out_folder(root: Path, dest: Path, fraction: float, seed: int,
 
 def held_out_celeba(args) -> _Evaluation:
     from fiqa_sdk.embed import create_embedder
-    from fiqa_sdk.train.data import DEFAULT_CELEBA, build_aligned_cache
+    from fiqa_sdk.train.data import build_aligned_cache, celeba_root
     from fiqa_sdk.train.distill import HeldOutVerification, split_identities
 
-    root = Path(args.data or DEFAULT_CELEBA)
+    root = celeba_root(args.data)
     if args.quick:  # held-out identities only: every face of the tiny set is evaluated
         root = quick_held_out_folder(root, args.out / "quick-data", args.val_fraction, args.seed)
     data = build_aligned_cache(root, cache=args.cache)
@@ -173,12 +173,30 @@ def held_out_celeba(args) -> _Evaluation:
                        reference_qualities={"embedding-norm": norms})
 
 
+def aligned_crops(paths: list[str], faces) -> tuple[list[np.ndarray], list[int]]:
+    """ArcFace crops of every image from the cached detections ``faces`` (a ``FaceSet``); an
+    image without a face uses the fallback landmarks; unreadable images are skipped."""
+    from fiqa_sdk import FiqaError, align_face, load_image
+
+    lmk = faces.landmarks.copy()
+    if not faces.found.all():
+        lmk[~faces.found] = faces.fallback_landmarks()
+    crops, ok = [], []
+    for i, path in enumerate(paths):
+        try:
+            img = load_image(path)
+        except FiqaError:
+            continue
+        crops.append(align_face(img, lmk[i]))
+        ok.append(i)
+    return crops, ok
+
+
 def lfw_pairs(args) -> _Evaluation:
     from fiqa_sdk.detect import create_detector
     from fiqa_sdk.embed import create_embedder
     from fiqa_sdk.eval import bench, protocols
-    from fiqa_sdk.eval.features import (_aligned_crops, _used_faces, default_cache_dir,
-                                        detect_all, embed_all, score_all)
+    from fiqa_sdk.eval.features import default_cache_dir, detect_all, embed_all, score_all
 
     proto = protocols.read_lfw_pairs(args.lfw)
     if args.quick:
@@ -188,8 +206,7 @@ def lfw_pairs(args) -> _Evaluation:
         raise SystemExit("--limit is for the held-out set only")
     cache = Path(args.cache) if args.cache else default_cache_dir() / "lfw"
     faces = detect_all(paths, create_detector("retinaface"), policy="central", cache_dir=cache)
-    _, lmk, _, _ = _used_faces(faces, True)
-    crops, ok = _aligned_crops(paths, lmk, np.arange(len(paths)))
+    crops, ok = aligned_crops(paths, faces)
     if len(ok) != len(paths):
         raise SystemExit(f"{len(paths) - len(ok)} LFW images could not be read")
     mated, nonmated = np.asarray(proto.mated_pairs), np.asarray(proto.nonmated_pairs)

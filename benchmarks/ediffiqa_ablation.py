@@ -145,9 +145,9 @@ def main(argv=None) -> int:
         teacher += ["--degraded-copies", str(args.degraded_copies)]
     data = args.data
     if args.quick:
-        from fiqa_sdk.train.data import DEFAULT_CELEBA
+        from fiqa_sdk.train.data import celeba_root
 
-        data = quick_training_folder(Path(data or DEFAULT_CELEBA), args.out / "quick-data")
+        data = quick_training_folder(celeba_root(data), args.out / "quick-data")
         teacher += ["--p", "1", "--min-count", "1"]  # training options, not the teacher's
     if data is not None:
         teacher += ["--data", str(data)]

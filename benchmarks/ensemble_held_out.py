@@ -49,14 +49,14 @@ def main(argv: list[str] | None = None) -> int:
 
     import fiqa_sdk as fq
     from fiqa_sdk.quality.ediffiqa import RegressorEnsemble, RegressorScorer, load_regressor
-    from fiqa_sdk.train.data import DEFAULT_CELEBA, build_aligned_cache
+    from fiqa_sdk.train.data import build_aligned_cache, celeba_root
     from fiqa_sdk.train.distill import HeldOutVerification, split_identities
     from fiqa_sdk.train.labels import target_embeddings
 
     loaded = [load_regressor(p) for p in args.member]
     metas = [m for _, m in loaded]
     split_seed, fraction = held_out_split(metas)
-    data = build_aligned_cache(Path(args.data or DEFAULT_CELEBA), cache=args.cache)
+    data = build_aligned_cache(celeba_root(args.data), cache=args.cache)
     n = int(metas[0].get("labels", {}).get("faces", len(data)))
     faces, ids = np.asarray(data.faces[:n]), data.identities[:n]
     val = np.flatnonzero(split_identities(ids, fraction, split_seed))

@@ -79,9 +79,9 @@ def export_with_folding(model, folding: bool) -> bytes:
 
     import torch
 
-    from fiqa_sdk.quality.ediffiqa import _QualityOutputs
+    from fiqa_sdk.quality.regressor_onnx import QualityOutputs
 
-    wrapper = _QualityOutputs(copy.deepcopy(model).cpu().eval()).eval()
+    wrapper = QualityOutputs(copy.deepcopy(model).cpu().eval()).eval()
     buf = io.BytesIO()
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore")

@@ -47,7 +47,7 @@ def rewrite_prelu(model, form: str) -> int:
     Uses the same slope detection as :func:`fiqa_sdk._onnx.rewrite_blocked_prelu`."""
     from onnx import helper, numpy_helper
 
-    from fiqa_sdk._onnx import _constant, drop_unused_constants
+    from fiqa_sdk.quality.regressor_onnx import constant_value, drop_unused_constants
 
     g = model.graph
     inits = {i.name: i for i in g.initializer}
@@ -55,7 +55,7 @@ def rewrite_prelu(model, form: str) -> int:
     nodes, changed = [], 0
     zero = numpy_helper.from_array(np.zeros((), np.float32), "prelu_zero")
     for n in g.node:
-        a = (_constant(n.input[1], inits, producers)
+        a = (constant_value(n.input[1], inits, producers)
              if n.op_type == "PRelu" and len(n.input) == 2 else None)
         if a is None or a.size < 2 or not (a < 1).all():
             nodes.append(n)
@@ -87,7 +87,7 @@ def rewrite_prelu(model, form: str) -> int:
 def build_graphs(model, work: Path) -> dict[str, Path]:
     import onnx
 
-    from fiqa_sdk._onnx import blocked_prelu_bytes
+    from fiqa_sdk.quality.regressor_onnx import blocked_prelu_bytes
     from fiqa_sdk.quality.ediffiqa import export_onnx
 
     plain = export_onnx(model, work / "plain.onnx")

@@ -491,8 +491,7 @@ def main(argv=None) -> int:
     model.eval().requires_grad_(False)
     int8_shipped = shipped_int8(model)  # the graph precision="int8" runs (None: not shipped)
     plain = work / "ediffiqa-fp32-plain.onnx"
-    from fiqa_sdk._onnx import blocked_prelu_bytes
-    from fiqa_sdk.quality.regressor_onnx import GRAPH_VERSION
+    from fiqa_sdk.quality.regressor_onnx import GRAPH_VERSION, blocked_prelu_bytes
 
     blocked = work / "ediffiqa-fp32-blocked-prelu-only.onnx"  # PReLU rewrite only
     split = work / f"ediffiqa-fp32-shipped-g{GRAPH_VERSION}.onnx"  # + block 1 split
@@ -570,11 +569,11 @@ def main(argv=None) -> int:
         lfw = lfw_pairs_pauc({"torch": None, **{k: int8_paths[k] for k in chosen}}, log)
 
     from fiqa_sdk.eval.diffiqa_checks import machine_info
-    from fiqa_sdk.eval.runtime import _priority
+    from fiqa_sdk.eval.runtime import process_priority
 
     result = {"benchmark": "regressor-backends", "faces": str(faces_path), "rounds": rounds,
               "batches": batches, "held_out_faces": len(held), "calibration_faces": len(calib),
-              "machine": {**machine_info(), **_priority()}, "timing": rows,
+              "machine": {**machine_info(), **process_priority()}, "timing": rows,
               "fidelity_vs_torch_fp32": fidelity, "lfw_pairs": lfw, "bound": bound,
               "command": command_line("benchmarks/regressor_backends.py", argv),
               "seconds": round(time.perf_counter() - t_start, 1)}

@@ -68,7 +68,7 @@ def make_session(model: Union[str, Path, bytes], device: str = "cpu", threads: i
     return ort.InferenceSession(src, sess_options=opts, providers=providers_for(device))
 
 
-def _constant(name: str, inits: dict, producers: dict):
+def constant_value(name: str, inits: dict, producers: dict):
     """The value of tensor ``name`` when it is a constant: an initializer, a ``Constant`` node,
     an ``Identity`` of a constant, or an ``Unsqueeze`` of constants (how torch's exporter writes
     a PReLU slope without constant folding); else None."""
@@ -80,18 +80,18 @@ def _constant(name: str, inits: dict, producers: dict):
     if node is None:
         return None
     if node.op_type == "Identity":  # torch's exporter shares equal initializers this way
-        return _constant(node.input[0], inits, producers)
+        return constant_value(node.input[0], inits, producers)
     if node.op_type == "Constant":
         value = next((a for a in node.attribute if a.name == "value"), None)
         return numpy_helper.to_array(value.t) if value is not None else None
     if node.op_type == "Unsqueeze":
         import numpy as np
 
-        data = _constant(node.input[0], inits, producers)
+        data = constant_value(node.input[0], inits, producers)
         if data is None:
             return None
         if len(node.input) > 1:  # opset >= 13: axes as an input
-            axes = _constant(node.input[1], inits, producers)
+            axes = constant_value(node.input[1], inits, producers)
         else:
             axes = next((list(a.ints) for a in node.attribute if a.name == "axes"), None)
         if axes is None:
@@ -124,7 +124,7 @@ def rewrite_blocked_prelu(model) -> int:
     producers = {o: n for n in g.node for o in n.output}
     nodes, changed = [], 0
     for n in g.node:
-        a = (_constant(n.input[1], inits, producers)
+        a = (constant_value(n.input[1], inits, producers)
              if n.op_type == "PRelu" and len(n.input) == 2 else None)
         shape = tuple(a.shape) if a is not None else ()
         per_channel = (len(shape) == 3 and shape[1:] == (1, 1)) or (

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Generic, TypeVar
 
-from .errors import InvalidArgumentError, UnknownBackendError
+from .errors import InvalidArgumentError, InvalidTypeError, UnknownBackendError
 
 T = TypeVar("T")
 
@@ -45,7 +45,7 @@ class Registry(Generic[T]):
 
     def _factory(self, name: str) -> Callable[..., T]:
         if not isinstance(name, str):
-            raise TypeError(f"{self.kind} name must be a string, got {type(name).__name__}")
+            raise InvalidTypeError(f"{self.kind} name must be a string, got {type(name).__name__}")
         try:
             return self._factories[name]
         except KeyError:

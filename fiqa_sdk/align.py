@@ -13,7 +13,7 @@ from typing import Iterable, Sequence
 import cv2
 import numpy as np
 
-from .errors import AlignmentError
+from .errors import AlignmentError, InvalidArgumentError, InvalidImageError
 from .types import Face
 
 #: Destination of (left eye, right eye, nose tip, left mouth corner, right mouth corner) in a
@@ -34,7 +34,7 @@ ARCFACE_SIZE = 112
 def template(size: int = ARCFACE_SIZE) -> np.ndarray:
     """The ArcFace landmark template scaled to a ``size`` x ``size`` crop, shape (5, 2)."""
     if size <= 0:
-        raise ValueError(f"size must be positive, got {size}")
+        raise InvalidArgumentError(f"size must be positive, got {size}")
     return ARCFACE_TEMPLATE * (size / ARCFACE_SIZE)
 
 
@@ -42,7 +42,7 @@ def _as_landmarks(landmarks: Face | np.ndarray | Sequence) -> np.ndarray:
     lmk = landmarks.landmarks if isinstance(landmarks, Face) else landmarks
     lmk = np.asarray(lmk, dtype=np.float64)
     if lmk.shape != (5, 2):
-        raise ValueError(f"landmarks must have shape (5, 2), got {lmk.shape}")
+        raise InvalidArgumentError(f"landmarks must have shape (5, 2), got {lmk.shape}")
     if not np.isfinite(lmk).all():
         raise AlignmentError("landmarks contain NaN or infinite values")
     return lmk
@@ -88,7 +88,7 @@ def warp(image: np.ndarray, matrix: np.ndarray, size: int = ARCFACE_SIZE) -> np.
     order is preserved: RGB in, RGB out.
     """
     if not isinstance(image, np.ndarray) or image.ndim != 3 or image.dtype != np.uint8:
-        raise ValueError("image must be an (H, W, C) uint8 array; use fiqa_sdk.io.load_image first")
+        raise InvalidImageError("image must be an (H, W, C) uint8 array; use fiqa_sdk.io.load_image first")
     return cv2.warpAffine(
         image, np.asarray(matrix, dtype=np.float64), (size, size), flags=cv2.INTER_LINEAR,
         borderMode=cv2.BORDER_CONSTANT, borderValue=0,

@@ -754,7 +754,7 @@ def build_parser(full: bool = True) -> argparse.ArgumentParser:
                         "tables; the gate's default is subject)")
     q.add_argument("--out", required=True, help="output folder")
     q.add_argument("--lfw", default=None, help="LFW root with images/ and pairs.txt "
-                   "(default $FIQA_LFW or ../shared/data/lfw)")
+                   "(default $FIQA_LFW)")
     q.add_argument("--data", default=None, help="--protocol folder: the identity folder; "
                    "--protocol csv: the CSV file")
     q.add_argument("--image-root", default=None,
@@ -820,9 +820,9 @@ def build_parser(full: bool = True) -> argparse.ArgumentParser:
                    help=f"smoke run: {QUICK_IDENTITIES} identities, at most "
                         f"{QUICK_MAX_TEMPLATES} templates each (about a minute cold)")
     t.add_argument("--out", required=True, help="output folder")
-    t.add_argument("--lfw", default=None, help="LFW root (default $FIQA_LFW or ../shared/data/lfw)")
+    t.add_argument("--lfw", default=None, help="LFW root (default $FIQA_LFW)")
     t.add_argument("--celeba", default=None,
-                   help="celeba-subset root (default $FIQA_CELEBA or ../shared/data/celeba-subset)")
+                   help="celeba-subset root (default $FIQA_CELEBA)")
     t.add_argument("--cache", default=None, help="cache folder (default $FIQA_CACHE)")
     t.add_argument("--detector", default="retinaface")
     t.add_argument("--face-policy", default="central",
@@ -864,7 +864,7 @@ def build_parser(full: bool = True) -> argparse.ArgumentParser:
                          "from a cold cache)")
     al.add_argument("--out", required=True, help="output folder")
     al.add_argument("--lfw", default=None,
-                    help="LFW root (default $FIQA_LFW or ../shared/data/lfw)")
+                    help="LFW root (default $FIQA_LFW)")
     al.add_argument("--cache", default=None, help="cache folder (default $FIQA_CACHE/lfw)")
     al.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                     help="progress bars on stderr (default: when stderr is a terminal)")

@@ -84,3 +84,26 @@ class OutputConflictError(FiqaError, ValueError):
     """A resumable job's output (:func:`fiqa_sdk.distributed.ray_filter`) already holds results
     of a different gate configuration, input list or shard size: rerun with ``overwrite=True``
     (``--overwrite``) to discard them, or choose another output path."""
+
+
+class InvalidTypeError(FiqaError, TypeError):
+    """An argument has the wrong type (e.g. a registry name that is not a string, an embedder
+    that is neither a name, an :class:`~fiqa_sdk.embed.Embedder` nor a callable)."""
+
+
+class ConsistencyError(FiqaError, RuntimeError):
+    """Stored or computed data disagree with themselves (a cache whose files do not match its
+    index, an internal count check): a corrupted cache or a bug, not a bad argument."""
+
+
+class OutputExistsError(FiqaError, FileExistsError):
+    """An output file already exists and overwriting it was not asked for."""
+
+
+class TrainingDivergedError(FiqaError, FloatingPointError):
+    """Training produced a non-finite loss."""
+
+
+class DataLocationError(FiqaError, FileNotFoundError):
+    """No location was given for a data set and its environment variable (``$FIQA_LFW``,
+    ``$FIQA_CELEBA``) is not set; the message names the argument and the variable."""

@@ -14,8 +14,14 @@ os.environ.setdefault("OMP_NUM_THREADS", "2")
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 
-LFW_ROOT = Path(os.environ.get("FIQA_LFW", Path(__file__).resolve().parents[2] / "shared" / "data" / "lfw"))
-CELEBA_ROOT = Path(__file__).resolve().parents[2] / "shared" / "data" / "celeba-subset"
+# The library reads data locations from arguments and environment variables only; the tests
+# know the checkout layout (../shared/data beside the repository) and set the variables, which
+# the benchmark and CLI subprocesses inherit.
+_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+os.environ.setdefault("FIQA_LFW", str(_DATA / "lfw"))
+os.environ.setdefault("FIQA_CELEBA", str(_DATA / "celeba-subset"))
+LFW_ROOT = Path(os.environ["FIQA_LFW"])
+CELEBA_ROOT = Path(os.environ["FIQA_CELEBA"])
 
 
 @pytest.fixture(scope="session")

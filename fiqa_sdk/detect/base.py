@@ -50,7 +50,7 @@ def check_rgb(image: np.ndarray) -> np.ndarray:
     if not (isinstance(image, np.ndarray) and image.ndim == 3 and image.shape[2] == 3
             and image.dtype == np.uint8 and image.shape[0] > 0 and image.shape[1] > 0):
         desc = f"{image.shape} {image.dtype}" if isinstance(image, np.ndarray) else type(image).__name__
-        raise ValueError(
+        raise InvalidArgumentError(
             f"detect() takes an (H, W, 3) uint8 RGB array, got {desc}; "
             "call the detector itself (detector(img)) to decode other inputs"
         )

@@ -15,6 +15,7 @@ import numpy as np
 
 from .._deps import package_dir, require
 from .._weights import verify_file
+from ..errors import InvalidArgumentError
 from ..types import Face
 from .base import Detector, check_rgb, sort_faces
 
@@ -109,14 +110,14 @@ class DlibDetector(Detector):
         verify: bool = True,
     ) -> None:
         if model not in MODELS:
-            raise ValueError(f"model must be one of {MODELS}, got {model!r}")
+            raise InvalidArgumentError(f"model must be one of {MODELS}, got {model!r}")
         if str(landmarks) != "68":
-            raise ValueError(
+            raise InvalidArgumentError(
                 f"landmarks must be '68' (dlib's 5-point predictor has no mouth corners), got {landmarks!r}"
             )
         upsample = int(upsample)
         if upsample < 0:
-            raise ValueError(f"upsample must be >= 0, got {upsample}")
+            raise InvalidArgumentError(f"upsample must be >= 0, got {upsample}")
         dlib = import_dlib()
         self.model = model
         self.upsample = upsample

@@ -24,7 +24,7 @@ import numpy as np
 
 from .._deps import package_dir
 from .._weights import verify_file
-from ..errors import MissingDependencyError
+from ..errors import InvalidArgumentError, MissingDependencyError
 from ..types import Face
 from .base import Detector, check_rgb, sort_faces
 from .nms import nms
@@ -140,7 +140,7 @@ def _resolve_device(device: str) -> str:
     from .._torch import torch_device
 
     if device not in _DEVICES:
-        raise ValueError(f"device must be one of {_DEVICES}, got {device!r}")
+        raise InvalidArgumentError(f"device must be one of {_DEVICES}, got {device!r}")
     return torch_device(device).type
 
 
@@ -164,7 +164,7 @@ def _nms(boxes: np.ndarray, scores: np.ndarray, threshold: float,
     elif mode == "union":
         denom = area[:, None] + area[None, :] - inter
     else:
-        raise ValueError(f"mode must be 'union' or 'min', got {mode!r}")
+        raise InvalidArgumentError(f"mode must be 'union' or 'min', got {mode!r}")
     over = inter / np.maximum(denom, 1e-12) > threshold
     removed = np.zeros(n, dtype=bool)
     keep = []
@@ -233,16 +233,16 @@ class MTCNNDetector(Detector):
 
         if threads is not None:
             if int(threads) < 1:
-                raise ValueError(f"threads must be >= 1, got {threads}")
+                raise InvalidArgumentError(f"threads must be >= 1, got {threads}")
             torch.set_num_threads(int(threads))
 
         if min_face_size <= 0:
-            raise ValueError(f"min_face_size must be positive, got {min_face_size}")
+            raise InvalidArgumentError(f"min_face_size must be positive, got {min_face_size}")
         thresholds = tuple(float(t) for t in thresholds)
         if len(thresholds) != 3:
-            raise ValueError(f"thresholds must hold three values (P, R, O-Net), got {thresholds}")
+            raise InvalidArgumentError(f"thresholds must hold three values (P, R, O-Net), got {thresholds}")
         if not 0.0 < factor < 1.0:
-            raise ValueError(f"factor must be in (0, 1), got {factor}")
+            raise InvalidArgumentError(f"factor must be in (0, 1), got {factor}")
         self.min_face_size = float(min_face_size)
         self.thresholds = thresholds
         self.factor = float(factor)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from ..errors import InvalidArgumentError
+
 
 def box_iou(box: np.ndarray, boxes: np.ndarray, mode: str = "union") -> np.ndarray:
     """IoU of one ``(4,)`` box with ``(N, 4)`` boxes (x1, y1, x2, y2).
@@ -21,7 +23,7 @@ def box_iou(box: np.ndarray, boxes: np.ndarray, mode: str = "union") -> np.ndarr
     elif mode == "union":
         denom = area(box) + area(boxes) - inter
     else:
-        raise ValueError(f"mode must be 'union' or 'min', got {mode!r}")
+        raise InvalidArgumentError(f"mode must be 'union' or 'min', got {mode!r}")
     return inter / np.maximum(denom, 1e-12)
 
 

@@ -25,6 +25,7 @@ import numpy as np
 from .._deps import package_dir
 from .._onnx import make_session
 from .._weights import verify_file
+from ..errors import InvalidArgumentError
 from ..types import Face
 from .base import Detector, check_rgb
 from .nms import nms
@@ -100,11 +101,11 @@ class SCRFDDetector(Detector):
             det_size = (int(det_size), int(det_size))
         w, h = (int(v) for v in det_size)
         if w <= 0 or h <= 0 or w % 32 or h % 32:
-            raise ValueError(f"det_size must be positive multiples of 32, got {det_size}")
+            raise InvalidArgumentError(f"det_size must be positive multiples of 32, got {det_size}")
         if not 0.0 <= score_threshold <= 1.0:
-            raise ValueError(f"score_threshold must be in [0, 1], got {score_threshold}")
+            raise InvalidArgumentError(f"score_threshold must be in [0, 1], got {score_threshold}")
         if not 0.0 <= nms_threshold <= 1.0:
-            raise ValueError(f"nms_threshold must be in [0, 1], got {nms_threshold}")
+            raise InvalidArgumentError(f"nms_threshold must be in [0, 1], got {nms_threshold}")
         self.det_size = (w, h)
         self.score_threshold = float(score_threshold)
         self.nms_threshold = float(nms_threshold)
@@ -128,7 +129,7 @@ class SCRFDDetector(Detector):
         positional convention (the same order) is assumed.
         """
         if len(names) != 9:
-            raise ValueError(
+            raise InvalidArgumentError(
                 f"expected an SCRFD model with keypoints (9 outputs), got {len(names)} outputs {names}"
             )
         wanted = [f"{kind}_{s}" for kind in ("score", "bbox", "kps") for s in STRIDES]
@@ -156,7 +157,7 @@ class SCRFDDetector(Detector):
             scores = outs[i].reshape(-1)
             centers = self._centers[(H // stride, W // stride, stride)]
             if len(scores) != len(centers):
-                raise ValueError(
+                raise InvalidArgumentError(
                     f"SCRFD output {self._output_names[i]} has {len(scores)} anchors, expected "
                     f"{len(centers)} ({NUM_ANCHORS} per location at stride {stride})"
                 )

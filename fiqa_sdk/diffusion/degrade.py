@@ -23,6 +23,8 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from ..errors import InvalidImageError
+
 _DOWN_INTERP = (cv2.INTER_AREA, cv2.INTER_LINEAR, cv2.INTER_CUBIC)
 _UP_INTERP = (cv2.INTER_NEAREST, cv2.INTER_LINEAR, cv2.INTER_CUBIC)
 
@@ -120,7 +122,7 @@ def degrade(
     """
     rng = np.random.default_rng(rng)
     if img.ndim != 3 or img.shape[2] != 3:
-        raise ValueError(f"degrade() takes an (H, W, 3) RGB image, got shape {img.shape}")
+        raise InvalidImageError(f"degrade() takes an (H, W, 3) RGB image, got shape {img.shape}")
     is_u8 = img.dtype == np.uint8
     x = img.astype(np.float32) / 255.0 if is_u8 else np.clip(img.astype(np.float32), 0, 1)
     h, w = x.shape[:2]

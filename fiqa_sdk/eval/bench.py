@@ -42,7 +42,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from ..errors import EvaluationError, FiqaError
+from ..errors import ConsistencyError, EvaluationError, FiqaError
 from ._edc import EDCResult, FMRThreshold, _step_curve, combine_pair_qualities, threshold_at_fmr
 from .protocols import IdentityProtocol, PairsProtocol, nonmated_count
 
@@ -128,7 +128,7 @@ def threshold_all_nonmated(embeddings: np.ndarray, labels: np.ndarray, fmr: floa
                 top = np.partition(top, top.size - need)[top.size - need:]
                 floor = float(top.min())
     if seen != k_total:  # pragma: no cover - a bug guard
-        raise RuntimeError(f"blockwise scoring visited {seen} non-mated pairs, expected {k_total}")
+        raise ConsistencyError(f"blockwise scoring visited {seen} non-mated pairs, expected {k_total}")
     kth = np.float64(top.min())  # the (k+1)-th highest of all K scores
     tau = float(np.nextafter(kth, np.inf))
     n_false = int(np.count_nonzero(top.astype(np.float64) >= tau))

@@ -60,7 +60,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from ..errors import EvaluationError
+from ..errors import ConsistencyError, EvaluationError
 from ._edc import FMRThreshold
 from .bench import _allowed_false_matches, edc_at_threshold, pair_scores, threshold_all_nonmated
 from .bootstrap import _Curve
@@ -263,7 +263,7 @@ def prepare_sets(lfw_root, sets: Sequence[str], scorers: Sequence, quick: bool =
             images = len(labels)
         else:
             if pool_rels[spec.gallery] != pool_rels[spec.pool]:  # pragma: no cover - a bug guard
-                raise RuntimeError("gallery and probe pools must list the same images")
+                raise ConsistencyError("gallery and probe pools must list the same images")
             labels = pool_labels[spec.pool]
             g, p = emb(spec.gallery, spec.embedder), emb(spec.pool, spec.embedder)
             thr, k = threshold_cross_nonmated(g, p, labels, labels, fmr)

@@ -36,7 +36,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from ..errors import EvaluationError
+from ..errors import EvaluationError, InvalidArgumentError
 
 #: Forward levels of the PSNR check.
 DEFAULT_TS = (5, 50)
@@ -227,7 +227,7 @@ def denoiser_psnr(model, crops: np.ndarray, ts: Sequence[int] = DEFAULT_TS, seed
     for t in ts:
         for mode in modes:
             if mode not in ("ddim", "one-step"):
-                raise ValueError(f"mode must be 'ddim' or 'one-step', got {mode!r}")
+                raise InvalidArgumentError(f"mode must be 'ddim' or 'one-step', got {mode!r}")
             sc = DifFIQAScorer(weights=model, embedder=embedder, t=t, n=1, flip=False, seed=seed,
                                eta=eta, fast=mode == "one-step", batch_size=batch_size)
             t0 = time.perf_counter()

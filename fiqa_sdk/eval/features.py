@@ -26,14 +26,9 @@ import numpy as np
 from ..align import align_face
 from ..detect import Detector, select_faces
 from ..embed import Embedder
-from ..errors import FiqaError
+from .._paths import default_cache_dir  # noqa: F401 (re-exported)
+from ..errors import EvaluationError, FiqaError
 from ..io import load_image
-
-
-def default_cache_dir() -> Path:
-    """``$FIQA_CACHE`` if set, else ``~/.cache/fiqa-sdk``."""
-    env = os.environ.get("FIQA_CACHE")
-    return Path(env) if env else Path.home() / ".cache" / "fiqa-sdk"
 
 
 def _key(*parts: object) -> str:
@@ -379,7 +374,7 @@ def score_all(faces: FaceSet, scorers: Sequence, fallback: bool = True,
         subset = np.zeros(n, dtype=bool)
         r = np.asarray(rows, dtype=np.int64).reshape(-1)
         if r.size and (r.min() < 0 or r.max() >= n):
-            raise ValueError(f"rows must be image indices in [0, {n}), got {r.min()}..{r.max()}")
+            raise EvaluationError(f"rows must be image indices in [0, {n}), got {r.min()}..{r.max()}")
         subset[r] = True
     results: list[np.ndarray | None] = [None] * len(scorers)
     caches: list[Path | None] = [None] * len(scorers)

@@ -15,15 +15,13 @@ from pathlib import Path
 
 import numpy as np
 
+from .._paths import lfw_root
 from ..errors import EvaluationError, FiqaError
 
 
 def default_lfw_root() -> Path:
-    """``$FIQA_LFW`` if set, else ``../shared/data/lfw`` beside the repository (development)."""
-    env = os.environ.get("FIQA_LFW")
-    if env:
-        return Path(env)
-    return Path(__file__).resolve().parents[3] / "shared" / "data" / "lfw"
+    """``$FIQA_LFW`` (:class:`~fiqa_sdk.errors.DataLocationError` when it is not set)."""
+    return lfw_root()
 
 
 @dataclass(frozen=True)

@@ -44,6 +44,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
+from .._cpu import has_int8_dot, usable_cpus  # noqa: F401 (re-exported for benchmarks)
 from ..errors import EvaluationError, InvalidArgumentError
 from .diffiqa_checks import lfw_sample, machine_info, parse_regressors, weights_info
 
@@ -395,7 +396,7 @@ def markdown(result: dict) -> str:
 # Regressor throughput: backends x threads x batch sizes
 # --------------------------------------------------------------------------------------------
 
-def _priority() -> dict:
+def process_priority() -> dict:
     """The process's nice value and (Linux) scheduler autogroup: with autogroups on, nice only
     ranks processes of one session, so timings on a shared machine depend on both."""
     import os
@@ -494,7 +495,7 @@ def run_regressor_throughput(regressors: Mapping[str, str] | Sequence[str] | Non
         ref_ms = base.get((r["scorer"], r["batch"]))
         r["speedup_vs_torch_1_thread"] = ref_ms / r["ms_per_face"] if ref_ms else None
     machine = machine_info()
-    machine.update(_priority(), loadavg_end=loadavg_end)
+    machine.update(process_priority(), loadavg_end=loadavg_end)
     return {"benchmark": "regressor-throughput", "quick": bool(quick), "images": len(crops),
             "rounds": rounds, "batch_sizes": [int(b) for b in batch_sizes],
             "backends": backends, "threads": threads, "regressors": regressors, "seed": seed,

@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import csv
 import math
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,7 +41,8 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from ..errors import EvaluationError, GateError
+from .._paths import celeba_root
+from ..errors import ConsistencyError, EvaluationError, GateError
 from ..policy import fuse_template
 
 #: Template methods of the benchmark: the reference ``single`` plus the gate's methods.
@@ -60,11 +60,8 @@ DEFAULT_MAX_TEMPLATES = 10
 
 
 def default_celeba_root() -> Path:
-    """``$FIQA_CELEBA`` if set, else ``../shared/data/celeba-subset`` beside the repository."""
-    env = os.environ.get("FIQA_CELEBA")
-    if env:
-        return Path(env)
-    return Path(__file__).resolve().parents[3] / "shared" / "data" / "celeba-subset"
+    """``$FIQA_CELEBA`` (:class:`~fiqa_sdk.errors.DataLocationError` when it is not set)."""
+    return celeba_root()
 
 
 # --------------------------------------------------------------------------------------------
@@ -382,7 +379,7 @@ def run_template_bench(
         if n_ok is None:
             n_ok = ok
         elif not np.array_equal(ok, n_ok):  # pragma: no cover - same usable images for all
-            raise RuntimeError("template sets differ between methods")
+            raise ConsistencyError("template sets differ between methods")
         if pairs_i is None:
             keep = np.flatnonzero(ok)
             pairs_i, pairs_j, mated_mask = verification_pairs(tl[keep])

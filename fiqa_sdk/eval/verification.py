@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..errors import EvaluationError
+
 
 @dataclass(frozen=True)
 class VerificationResult:
@@ -43,7 +45,7 @@ def kfold_accuracy(scores: np.ndarray, labels: np.ndarray, folds: np.ndarray) ->
     labels = np.asarray(labels, dtype=bool)
     folds = np.asarray(folds)
     if len(np.unique(folds)) < 2:
-        raise ValueError("k-fold accuracy needs at least two folds")
+        raise EvaluationError("k-fold accuracy needs at least two folds")
     accs, ths = [], []
     for f in np.unique(folds):
         test = folds == f

@@ -30,7 +30,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..errors import WeightsError
+from ..errors import InvalidArgumentError, InvalidImageError, WeightsError
 
 EMBEDDING_SIZE = 512
 INPUT_SIZE = 112
@@ -175,7 +175,7 @@ class MobileFaceNet(nn.Module):
 
     def _check_cut(self, cut: int) -> int:
         if not 0 <= int(cut) <= len(self.blocks):
-            raise ValueError(f"cut must be in [0, {len(self.blocks)}], got {cut}")
+            raise InvalidArgumentError(f"cut must be in [0, {len(self.blocks)}], got {cut}")
         return int(cut)
 
 
@@ -187,7 +187,7 @@ def faces_to_tensor(faces: np.ndarray) -> torch.Tensor:
     """
     faces = np.asarray(faces)
     if faces.ndim != 4 or faces.shape[1:] != (INPUT_SIZE, INPUT_SIZE, 3):
-        raise ValueError(f"expected (N, {INPUT_SIZE}, {INPUT_SIZE}, 3) RGB faces, got {faces.shape}")
+        raise InvalidImageError(f"expected (N, {INPUT_SIZE}, {INPUT_SIZE}, 3) RGB faces, got {faces.shape}")
     x = torch.from_numpy(np.ascontiguousarray(faces)).permute(0, 3, 1, 2).float()
     return (x - 127.5) / 127.5
 
@@ -257,12 +257,12 @@ def load_mobilefacenet(onnx_path: str | Path | None = None, verify: bool = True)
     """
     from .._deps import require
     from .._weights import verify_file
-    from ..embed.arcface import default_model_path
+    from .._paths import arcface_onnx_path
 
     onnx = require("onnx", "train")
     from onnx import helper, numpy_helper
 
-    path = Path(onnx_path) if onnx_path is not None else default_model_path()
+    path = Path(onnx_path) if onnx_path is not None else arcface_onnx_path()
     if verify:
         verify_file(path)
     elif not path.is_file():

@@ -18,6 +18,7 @@ import cv2
 import numpy as np
 
 from ..embed import Embedder, create_embedder
+from ..errors import InvalidArgumentError
 from ..types import Face
 from .base import Scorer
 
@@ -85,7 +86,7 @@ class _EmbedderScorer(Scorer):
     def __init__(self, embedder: Any = "arcface", **kwargs: Any) -> None:
         self.embedder: Embedder = create_embedder(embedder, **kwargs)
         if self.embedder.input_size != 112:
-            raise ValueError(f"{self.name} needs an embedder of 112x112 ArcFace crops")
+            raise InvalidArgumentError(f"{self.name} needs an embedder of 112x112 ArcFace crops")
 
 
 class EmbeddingNormScorer(_EmbedderScorer):

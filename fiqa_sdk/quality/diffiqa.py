@@ -39,7 +39,7 @@ from .._weights import verify_file
 from ..diffusion.schedule import Schedule, stochastic_steps, time_pairs
 from ..diffusion.unet import UNet, UNetConfig
 from ..embed import Embedder, create_embedder
-from ..errors import WeightsError
+from ..errors import InvalidArgumentError, WeightsError
 from ..types import Face
 from .base import Scorer, model_digest
 
@@ -143,19 +143,19 @@ class DifFIQAScorer(Scorer):
         self.fast = bool(fast)
         self.n = int(n) if n is not None else (2 if self.fast else 10)
         if self.n < 1:
-            raise ValueError(f"n (repeats) must be >= 1, got {self.n}")
+            raise InvalidArgumentError(f"n (repeats) must be >= 1, got {self.n}")
         self.flip = bool(flip)
         self.seed = int(seed)
         self.eta = float(eta)
         self.batch_size = int(batch_size)
         self.device = torch_device(device)
         if unet_batch is not None and int(unet_batch) < 1:
-            raise ValueError(f"unet_batch must be >= 1, got {unet_batch}")
+            raise InvalidArgumentError(f"unet_batch must be >= 1, got {unet_batch}")
         self.unet_batch = int(unet_batch) if unet_batch is not None else (
             8 if self.device.type == "cpu" else None)
         self.schedule = Schedule()
         if self.t >= self.schedule.T:
-            raise ValueError(f"t must be < {self.schedule.T}, got {self.t}")
+            raise InvalidArgumentError(f"t must be < {self.schedule.T}, got {self.t}")
         if isinstance(weights, torch.nn.Module):
             self.model, self.meta = weights, {}
         else:
@@ -169,7 +169,7 @@ class DifFIQAScorer(Scorer):
             embedder_kwargs.setdefault("device", "cuda")
         self.embedder: Embedder = create_embedder(embedder, **embedder_kwargs)
         if self.embedder.input_size != 112:
-            raise ValueError("diffiqa needs an embedder of 112x112 ArcFace crops")
+            raise InvalidArgumentError("diffiqa needs an embedder of 112x112 ArcFace crops")
 
     @property
     def copies(self) -> int:
@@ -216,7 +216,7 @@ class DifFIQAScorer(Scorer):
         """Noisy and restored copies of validated crops, each ``(N, copies, 112, 112, 3)``
         uint8 RGB; copy ``k < n`` comes from the face, ``k >= n`` from its mirror."""
         from ..align import as_face_batch
-        from ..train.ddpm import from_model_range, to_model_range
+        from .._preprocess import from_model_range, to_model_range
 
         aligned = as_face_batch(aligned)
         c = len(aligned)

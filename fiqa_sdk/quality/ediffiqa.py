@@ -35,13 +35,12 @@ import numpy as np
 import torch
 from torch import nn
 
+from .._paths import WEIGHTS_DIR
 from .._torch import torch_device
 from .._weights import verify_file
 from ..errors import InvalidArgumentError, WeightsError
 from ..types import Face
 from .base import Scorer, model_digest
-
-WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
 
 #: Shipped weights of each registered regressor (absent until trained and shipped).
 SHIPPED = {
@@ -85,7 +84,7 @@ def make_head(kind: str, dim: int = 512, hidden: int = 1024) -> nn.Module:
         return nn.Linear(dim, 1)
     if kind == "norm-mlp":
         return NormResidualHead(dim, hidden)
-    raise ValueError(f"head must be 'mlp', 'linear' or 'norm-mlp', got {kind!r}")
+    raise InvalidArgumentError(f"head must be 'mlp', 'linear' or 'norm-mlp', got {kind!r}")
 
 
 class QualityRegressor(nn.Module):
@@ -443,7 +442,7 @@ class SharedStem:
 
         key = hashlib.blake2b(np.ascontiguousarray(batch).tobytes(), digest_size=16).digest()
         if key != self._key:
-            from ..train.ddpm import to_model_range
+            from .._preprocess import to_model_range
 
             self._value = self.stem(to_model_range(batch).to(self.device))
             self._key = key
@@ -564,7 +563,7 @@ class RegressorScorer(Scorer):
         if shared_stem is not None:
             if not shared_stem.matches(self.model):
                 own = getattr(self.model, "cut", None) or self.meta.get("config", {}).get("cut")
-                raise ValueError(f"{self.name} (trained with cut {own}) cannot run on the "
+                raise InvalidArgumentError(f"{self.name} (trained with cut {own}) cannot run on the "
                                  f"shared stem (cut {shared_stem.cut}): its first "
                                  f"{shared_stem.cut} blocks differ from the stem's; score "
                                  "without shared_stem")
@@ -572,7 +571,7 @@ class RegressorScorer(Scorer):
 
     @torch.inference_mode()
     def _score(self, aligned: np.ndarray, faces: Sequence[Face] | None) -> np.ndarray:
-        from ..train.ddpm import to_model_range
+        from .._preprocess import to_model_range
 
         if self._ort is not None:
             return self._ort.score(aligned, self.batch_size)
@@ -620,11 +619,11 @@ class RegressorScorer(Scorer):
         """Quality from raw (un-normalised) embeddings of this model's own backbone: the head
         alone. Valid for ``ediffiqa-free``, whose backbone is the unchanged ArcFace model."""
         if not self.frozen_backbone:
-            raise ValueError(f"{self.name}: the backbone was fine-tuned, so quality cannot be "
+            raise InvalidArgumentError(f"{self.name}: the backbone was fine-tuned, so quality cannot be "
                              "read from the base model's embedding; use score()")
         raw = np.asarray(raw, np.float32)
         if raw.ndim != 2:
-            raise ValueError(f"raw embeddings must be (N, D), got {raw.shape}")
+            raise InvalidArgumentError(f"raw embeddings must be (N, D), got {raw.shape}")
         e = torch.from_numpy(raw).to(self.device)
         return self.model.head(e).squeeze(-1).float().cpu().numpy().astype(np.float64)
 
@@ -642,18 +641,6 @@ class EDifFIQAFreeScorer(RegressorScorer):
 class DifFIQARScorer(RegressorScorer):
     __doc__ = RegressorScorer.__doc__
     method = "diffiqa-r"
-
-
-class _QualityOutputs(nn.Module):
-    """Export wrapper: ``x -> (quality, embedding)``."""
-
-    def __init__(self, model: QualityRegressor | RegressorEnsemble) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        e, q = self.model(x)
-        return q, e
 
 
 def export_onnx(model: QualityRegressor | RegressorEnsemble | RegressorScorer, path: str | Path, opset: int = 17,

@@ -54,6 +54,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from .._onnx import blocked_prelu_bytes, constant_value, drop_unused_constants  # noqa: F401 (re-exported)
+from .._paths import WEIGHTS_DIR, default_cache_dir
+from .._preprocess import to_blob  # noqa: F401 (re-exported)
 from ..errors import InvalidArgumentError
 
 #: The backends of :class:`~fiqa_sdk.quality.ediffiqa.RegressorScorer` (``"auto"``: see
@@ -77,6 +80,25 @@ MIN_CALIBRATION = 16
 #: Version of the exported graph's form: part of the cache key (bump when the export changes).
 GRAPH_VERSION = 4
 OPSET = 17
+
+
+class QualityOutputs(nn.Module):
+    """Export wrapper of a regressor or ensemble: ``x -> (quality, embedding)``.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        A :class:`~fiqa_sdk.quality.ediffiqa.QualityRegressor` or
+        :class:`~fiqa_sdk.quality.ediffiqa.RegressorEnsemble` (``x -> (embedding, quality)``).
+    """
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        e, q = self.model(x)
+        return q, e
 
 
 def check_backend(backend: object, threads: object) -> tuple[str, int | None]:
@@ -156,9 +178,8 @@ def export_bytes(model: nn.Module, blocked_prelu: bool = True, opset: int = OPSE
     import warnings
 
     from .._onnx import rewrite_blocked_prelu, rewrite_grouped_conv, rewritten_bytes
-    from .ediffiqa import _QualityOutputs
 
-    wrapper = _QualityOutputs(copy.deepcopy(model).cpu().eval()).eval()
+    wrapper = QualityOutputs(copy.deepcopy(model).cpu().eval()).eval()
     buf = io.BytesIO()
     x = torch.zeros(2, 3, 112, 112)
     with torch.no_grad(), warnings.catch_warnings():
@@ -189,7 +210,6 @@ def tensor_digest(model: nn.Module) -> str:
 def _cache_path(model: nn.Module, tag: str, cache_dir: str | Path | None, suffix: str = "") -> Path:
     """``<cache_dir or $FIQA_CACHE/onnx>/<tag>-<tensor digest>-g<GRAPH_VERSION>-op<OPSET><suffix>.onnx``:
     where :func:`cached_graph` and :func:`int8_graph` keep a model's graphs."""
-    from ..eval.features import default_cache_dir
 
     folder = Path(cache_dir) if cache_dir is not None else default_cache_dir() / "onnx"
     safe = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in tag)
@@ -376,7 +396,6 @@ def shipped_int8_meta(model: nn.Module) -> dict | None:
     None if none ships for these weights."""
     import json
 
-    from .ediffiqa import WEIGHTS_DIR
 
     digest = tensor_digest(model)
     for side in sorted(WEIGHTS_DIR.glob("*.int8.json")):
@@ -456,13 +475,6 @@ def int8_fidelity(model: nn.Module, int8_source: str | Path | bytes, crops: np.n
                           for i in range(0, len(crops), 64)])
     return {"spearman": round(float(spearmanr(got, ref)[0]), 5),
             "max_abs": round(float(np.max(np.abs(got - ref))), 5), "faces": int(len(crops))}
-
-
-def to_blob(crops: np.ndarray) -> np.ndarray:
-    """``(N, 112, 112, 3)`` uint8 RGB -> ``(N, 3, 112, 112)`` float32 in [-1, 1], the same
-    arithmetic as the torch path (``x / 127.5 - 1``)."""
-    x = np.asarray(crops, dtype=np.float32).transpose(0, 3, 1, 2)
-    return np.ascontiguousarray(x / np.float32(127.5) - np.float32(1.0))
 
 
 class OrtRegressor:

@@ -20,8 +20,7 @@ from typing import Callable
 import numpy as np
 
 from ..errors import InvalidArgumentError
-
-METHODS = ("ediffiqa", "ediffiqa-free", "diffiqa-r")  # the regressors train_ediffiqa trains
+from ._methods import METHODS  # noqa: F401 - the regressors train_ediffiqa trains (re-exported)
 
 __all__ = ["ModuleEmbedder", "TrainedRegressor", "load_backbone_factory", "train_ediffiqa"]
 

@@ -14,7 +14,8 @@ import sys
 import time
 from pathlib import Path
 
-from .data import DEFAULT_CELEBA
+from ..errors import InvalidArgumentError
+from .._paths import celeba_root
 
 
 def _log(msg: str) -> None:
@@ -54,7 +55,7 @@ def _cmd_train_ddpm(args: argparse.Namespace) -> int:
         print(f"fiqa: error: {out / 'checkpoint.pt'} exists; pass --resume to continue it or "
               "choose another --out", file=sys.stderr)
         return 1
-    info = {"source": str(Path(args.data or DEFAULT_CELEBA)), "cache": str(data.path), "faces": int(len(faces)),
+    info = {"source": str(celeba_root(args.data)), "cache": str(data.path), "faces": int(len(faces)),
             "skipped": data.skipped}
     summary = train_ddpm(faces, out, cfg, resume=args.resume, max_minutes=args.max_minutes,
                          data_info=info, log=_log)
@@ -83,7 +84,7 @@ def add_train_parser(subparsers) -> argparse.ArgumentParser:
                    help="cache folder of the aligned faces (default $FIQA_CACHE or ~/.cache/fiqa-sdk)")
     d.add_argument("--data", type=Path, default=None,
                    help="training set: a folder with identities.csv + images/, or one sub-folder "
-                        "of face images per identity (default ../shared/data/celeba-subset); "
+                        "of face images per identity (default $FIQA_CELEBA); "
                         "never LFW")
     d.add_argument("--preset", default="small", help="UNet size: tiny, small, base (default small)")
     d.add_argument("--steps", type=int, default=20000, help="total optimiser steps (default 20000)")
@@ -205,7 +206,7 @@ def _teacher_args(p: argparse.ArgumentParser) -> None:
                    help="cache folder (default $FIQA_CACHE or ~/.cache/fiqa-sdk)")
     p.add_argument("--data", type=Path, default=None,
                    help="training set: a folder with identities.csv + images/, or one sub-folder "
-                        "of face images per identity (default ../shared/data/celeba-subset); "
+                        "of face images per identity (default $FIQA_CELEBA); "
                         "never LFW")
     p.add_argument("--threads", type=int, default=2, help="torch / onnxruntime CPU threads")
     p.add_argument("--degraded-copies", type=int, default=0, metavar="K",
@@ -221,7 +222,7 @@ def _training_faces(args: argparse.Namespace):
     from .data import build_aligned_cache
 
     try:
-        data = build_aligned_cache(Path(args.data or DEFAULT_CELEBA), cache=args.cache,
+        data = build_aligned_cache(celeba_root(args.data), cache=args.cache,
                                    progress=_progress if sys.stderr.isatty() else None)
     except FiqaError as exc:
         raise SystemExit(_die(str(exc))) from None
@@ -256,7 +257,7 @@ def _cmd_train_labels(args: argparse.Namespace) -> int:
     try:
         i, k = (int(v) for v in args.shard.split("/"))
         if not 0 <= i < k:
-            raise ValueError
+            raise InvalidArgumentError
     except ValueError:
         print(f"fiqa: error: --shard must be i/k with 0 <= i < k, got {args.shard!r}", file=sys.stderr)
         return 2
@@ -300,7 +301,7 @@ def _cmd_train_distill(args: argparse.Namespace) -> int:
 
     def train(seed: int, out) -> object:
         return train_ediffiqa(
-            args.data or DEFAULT_CELEBA, out, method=args.method, backbone=args.backbone,
+            celeba_root(args.data), out, method=args.method, backbone=args.backbone,
             eps=args.eps, theta=args.theta, p=args.p, min_count=args.min_count,
             epochs=args.epochs, cut=args.cut, seed=seed,
             teacher_weights=args.weights, teacher_t=args.t, teacher_n=args.n,

@@ -3,7 +3,7 @@
 Two layouts of a training set are read (:func:`list_training_images`):
 
 - ``root/identities.csv`` (columns ``file``, ``identity``: an integer) with the images in
-  ``root/images/`` -- the layout of ../shared/data/celeba-subset;
+  ``root/images/`` -- the layout of celeba-subset (``$FIQA_CELEBA``);
 - one sub-folder per identity, ``root/<identity>/<image>`` (``.jpg .jpeg .png .bmp .webp``,
   any case; other files are ignored), identities numbered in sorted folder-name order.
 
@@ -26,16 +26,18 @@ from typing import Callable
 
 import numpy as np
 
-DEFAULT_CELEBA = Path(__file__).resolve().parents[3] / "shared" / "data" / "celeba-subset"
+from .._paths import cache_root, celeba_root  # noqa: F401 (cache_root re-exported)
+from ..errors import ConsistencyError, InvalidArgumentError
+
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 
 
-def cache_root(cache: str | os.PathLike | None = None) -> Path:
-    """The cache folder: ``cache`` if given, else ``$FIQA_CACHE``, else ``~/.cache/fiqa-sdk``."""
-    if cache is not None:
-        return Path(cache).expanduser()
-    env = os.environ.get("FIQA_CACHE")
-    return Path(env).expanduser() if env else Path.home() / ".cache" / "fiqa-sdk"
+def __getattr__(name: str):
+    """``DEFAULT_CELEBA``: the default training set, ``$FIQA_CELEBA`` read when asked for
+    (:class:`~fiqa_sdk.errors.DataLocationError` when it is not set)."""
+    if name == "DEFAULT_CELEBA":
+        return celeba_root()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 @dataclass
@@ -142,13 +144,13 @@ def load_aligned(path: str | os.PathLike) -> AlignedFaces:
             scores.append(float(row["det_score"]))
     meta = json.loads((path / "meta.json").read_text()) if (path / "meta.json").is_file() else {}
     if len(files) != len(faces):
-        raise RuntimeError(f"cache {path} is inconsistent: {len(faces)} faces, {len(files)} index rows")
+        raise ConsistencyError(f"cache {path} is inconsistent: {len(faces)} faces, {len(files)} index rows")
     return AlignedFaces(faces, files, np.asarray(ids, np.int64), np.asarray(scores, np.float32),
                         int(meta.get("skipped", 0)), path)
 
 
 def build_aligned_cache(
-    root: str | os.PathLike = DEFAULT_CELEBA,
+    root: str | os.PathLike | None = None,
     cache: str | os.PathLike | None = None,
     name: str | None = None,
     detector: str = "retinaface",
@@ -159,7 +161,8 @@ def build_aligned_cache(
 ) -> AlignedFaces:
     """Detect and align every image of the training set ``root``; cache the crops.
 
-    ``root`` is either layout of :func:`list_training_images`. Uses the project's own
+    ``root`` is either layout of :func:`list_training_images` (default ``$FIQA_CELEBA``;
+    :class:`~fiqa_sdk.errors.DataLocationError` when neither is given). Uses the project's own
     :class:`~fiqa_sdk.pipeline.FacePipeline` (detector -> ArcFace 5-point alignment, no
     embedder). Images with no detected face (or a degenerate alignment, or that cannot be
     decoded) are skipped, with the reason in ``skipped.csv``. An existing complete cache is
@@ -169,7 +172,7 @@ def build_aligned_cache(
     """
     from ..pipeline import FacePipeline
 
-    root = Path(root)
+    root = celeba_root(root)
     listed, default_name = list_training_images(root)
     if limit is not None and name is None:  # a truncated set never poses as the whole one
         default_name = default_name.replace("-aligned", f"-first{int(limit)}-aligned")
@@ -237,7 +240,7 @@ def degraded_copies(aligned: AlignedFaces, copies: int = 1, seed: int = 1,
 
     copies, seed = int(copies), int(seed)
     if copies < 1:
-        raise ValueError(f"copies must be >= 1, got {copies}")
+        raise InvalidArgumentError(f"copies must be >= 1, got {copies}")
     out = Path(aligned.path) / f"degraded-k{copies}-s{seed}-v{DEGRADED_VERSION}"
     if (out / "faces.npy").is_file() and (out / "index.csv").is_file():
         return load_aligned(out)

@@ -48,6 +48,8 @@ from .._torch import torch_device
 from ..diffusion.degrade import degrade
 from ..diffusion.schedule import Schedule, degradation_weight
 from ..diffusion.unet import UNet, count_parameters, unet_config
+from .._preprocess import from_model_range, to_model_range  # noqa: F401 (re-exported)
+from ..errors import InvalidArgumentError, InvalidImageError, OutputExistsError, TrainingDivergedError
 
 WEIGHTS_NAME = "diffiqa_unet"
 
@@ -95,16 +97,6 @@ class TrainConfig:
         return cls(**d)
 
 
-def to_model_range(imgs: np.ndarray) -> torch.Tensor:
-    """``(N, H, W, 3)`` uint8 RGB -> ``(N, 3, H, W)`` float32 in [-1, 1]."""
-    return torch.from_numpy(np.array(imgs, dtype=np.uint8)).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
-
-
-def from_model_range(x: torch.Tensor) -> np.ndarray:
-    """``(N, 3, H, W)`` float in [-1, 1] -> ``(N, H, W, 3)`` uint8 RGB (rounded, clipped)."""
-    return ((x.detach().float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
-
-
 def degrade_train(img: np.ndarray, rng: np.random.Generator, extra_p=(0.2, 0.01)) -> np.ndarray:
     """The official loader's chain: one degradation, then more with probabilities ``extra_p``."""
     out = degrade(img, rng)
@@ -132,9 +124,9 @@ class DDPMTrainer:
                  data_info: dict | None = None, log: Callable[[str], None] | None = None) -> None:
         self.cfg = config or TrainConfig()
         if faces.ndim != 4 or faces.shape[1:] != (112, 112, 3) or faces.dtype != np.uint8:
-            raise ValueError(f"faces must be (N, 112, 112, 3) uint8, got {faces.shape} {faces.dtype}")
+            raise InvalidImageError(f"faces must be (N, 112, 112, 3) uint8, got {faces.shape} {faces.dtype}")
         if len(faces) < 1:
-            raise ValueError("no training faces")
+            raise InvalidArgumentError("no training faces")
         self.faces = faces
         self.out = Path(out_dir)
         self.out.mkdir(parents=True, exist_ok=True)
@@ -277,7 +269,7 @@ class DDPMTrainer:
         saved = TrainConfig.from_dict(state["config"])
         for k in ("preset", "unet", "batch_size", "seed", "t_max", "mix_T", "T", "extra_degrade_p"):
             if getattr(saved, k) != getattr(self.cfg, k):
-                raise ValueError(f"checkpoint {path} was trained with {k}={getattr(saved, k)!r}, "
+                raise InvalidArgumentError(f"checkpoint {path} was trained with {k}={getattr(saved, k)!r}, "
                                  f"not {getattr(self.cfg, k)!r}; pass the same value to resume")
         self.model.load_state_dict(state["model"])
         self.ema.load_state_dict(state["ema"])
@@ -298,7 +290,7 @@ class DDPMTrainer:
         state = torch.load(Path(path), map_location="cpu", weights_only=True)
         saved = TrainConfig.from_dict(state["config"])
         if (saved.preset, saved.unet) != (self.cfg.preset, self.cfg.unet):
-            raise ValueError(f"{path} holds preset {saved.preset!r} {saved.unet}, not "
+            raise InvalidArgumentError(f"{path} holds preset {saved.preset!r} {saved.unet}, not "
                              f"{self.cfg.preset!r} {self.cfg.unet}")
         self.model.load_state_dict(state["model"])
         self.ema.load_state_dict(state["ema"])
@@ -393,7 +385,7 @@ class DDPMTrainer:
                 dt = time.perf_counter() - t0
                 step_times.append(dt)
                 if not math.isfinite(loss):
-                    raise FloatingPointError(f"loss is {loss} at step {self.step}")
+                    raise TrainingDivergedError(f"loss is {loss} at step {self.step}")
                 self.losses.append((self.step, loss, t_mean, dt))
                 if self.step % cfg.log_every == 0:
                     self.log(f"step {self.step}: loss {self.recent_loss(cfg.log_every):.5f} "
@@ -479,7 +471,7 @@ def train_ddpm(faces: np.ndarray, out_dir: str | os.PathLike, config: TrainConfi
         else:
             trainer.log(f"no checkpoint in {trainer.out}; starting from scratch")
     elif trainer.checkpoint_path.is_file():
-        raise FileExistsError(f"{trainer.checkpoint_path} exists; pass resume=True (--resume) to "
+        raise OutputExistsError(f"{trainer.checkpoint_path} exists; pass resume=True (--resume) to "
                               "continue it or choose another output folder")
     else:
         for name in ("loss.csv", "val.csv"):

@@ -36,9 +36,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import FiqaError
+from ..errors import FiqaError, InvalidArgumentError
 from ..quality.ediffiqa import QualityRegressor, save_regressor
-from .api import METHODS
+from ._methods import METHODS
 from .ddpm import to_model_range
 from .labels import save_npy
 
@@ -146,7 +146,7 @@ class HeldOutVerification:
         same = ids[i] == ids[j]
         self.mated = np.stack([i[same], j[same]], axis=1)
         if not len(self.mated):
-            raise ValueError("the validation identities have no mated pairs")
+            raise InvalidArgumentError("the validation identities have no mated pairs")
         self.scores = pair_scores(e, self.mated)
         self.fnmr0 = float(np.mean(self.scores < self.threshold.threshold))
 
@@ -200,7 +200,7 @@ def distill(faces: np.ndarray, ids: np.ndarray, labels: np.ndarray, target_emb: 
 
     cfg = config or DistillConfig()
     if cfg.method not in METHODS:
-        raise ValueError(f"method must be one of {METHODS}, got {cfg.method!r}")
+        raise InvalidArgumentError(f"method must be one of {METHODS}, got {cfg.method!r}")
     log = log or (lambda msg: None)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -208,12 +208,12 @@ def distill(faces: np.ndarray, ids: np.ndarray, labels: np.ndarray, target_emb: 
     ids = np.asarray(ids)
     labels = np.asarray(labels, np.float64)
     if not (len(ids) == len(labels) == len(target_emb) == n):
-        raise ValueError("faces, ids, labels and target_emb must have the same length")
+        raise InvalidArgumentError("faces, ids, labels and target_emb must have the same length")
     if not np.isfinite(labels).all():
-        raise ValueError(f"{int((~np.isfinite(labels)).sum())} labels are missing (NaN): finish "
+        raise InvalidArgumentError(f"{int((~np.isfinite(labels)).sum())} labels are missing (NaN): finish "
                          "the pseudo-labels first")
     if cfg.hflip and target_emb_flip is None:
-        raise ValueError("hflip needs target_emb_flip (the target model's embeddings of the mirrors)")
+        raise InvalidArgumentError("hflip needs target_emb_flip (the target model's embeddings of the mirrors)")
     torch.manual_seed(cfg.seed)
     rng = np.random.default_rng([cfg.seed, 11])
 

@@ -27,6 +27,8 @@ from typing import Callable
 
 import numpy as np
 
+from ..errors import InvalidArgumentError
+
 LABELS_VERSION = 1
 CHUNK = 64  # faces per chunk file
 
@@ -82,7 +84,7 @@ def pseudo_labels(faces: np.ndarray, scorer, cache_dir: str | os.PathLike,
     log = log or (lambda msg: None)
     i, k = (int(shard[0]), int(shard[1]))
     if not (k >= 1 and 0 <= i < k):
-        raise ValueError(f"shard must be (i, k) with 0 <= i < k, got {shard}")
+        raise InvalidArgumentError(f"shard must be (i, k) with 0 <= i < k, got {shard}")
     teacher = teacher_identity(scorer)
     fp = faces_fingerprint(faces)
     out = label_dir(cache_dir, teacher, fp)
@@ -142,9 +144,9 @@ def class_centres(emb: np.ndarray, ids: np.ndarray, q: np.ndarray, p: float = 0.
     """
     emb, ids, q = np.asarray(emb, np.float64), np.asarray(ids), np.asarray(q, np.float64)
     if not (len(emb) == len(ids) == len(q)):
-        raise ValueError(f"emb, ids and q must have the same length, got {len(emb)}, {len(ids)}, {len(q)}")
+        raise InvalidArgumentError(f"emb, ids and q must have the same length, got {len(emb)}, {len(ids)}, {len(q)}")
     if not 0 < p <= 1:
-        raise ValueError(f"p must be in (0, 1], got {p}")
+        raise InvalidArgumentError(f"p must be in (0, 1], got {p}")
     n_top = int(np.ceil(p * len(q)))
     top = np.argsort(-q, kind="stable")[:n_top]
     centres = {}
