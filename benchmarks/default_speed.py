@@ -10,8 +10,9 @@ Three measurements on LFW photos (250x250 JPEG, read from disk as bytes first):
   photos, one call per photo, the two interleaved over ``--rounds`` rounds so that machine noise
   hits both alike; the median per-photo time of each round, then the median over rounds, and
   their ratio (gate / pipeline);
-- **scorer**: ``fq.create_scorer(DEFAULT_SCORER).score(crops)`` on ``--crops`` aligned crops in
-  one call (faces/s, median over rounds);
+- **scorer**: ``fq.create_scorer(name).score(crops)`` on ``--crops`` aligned crops in one call,
+  for the default scorer and each of ``--scorers`` (faces/s, median over rounds; the backend and
+  precision the defaults chose are reported);
 - **filter**: ``fq.QualityGate().filter(folder, discard=0.2)`` over a folder of ``--folder-images``
   photos (images/s, median over rounds).
 
@@ -58,6 +59,8 @@ def main(argv=None) -> int:
     ap.add_argument("--crops", type=int, default=256, help="aligned crops of the scorer run")
     ap.add_argument("--folder-images", type=int, default=500, help="photos of the filter run")
     ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--scorers", nargs="*", default=["ediffiqa"],
+                    help="scorers timed on their own besides the gate's default (default ediffiqa)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default=None, help="JSON file of the results")
     ap.add_argument("--quick", action="store_true", help="smoke run: " + ", ".join(
@@ -77,10 +80,12 @@ def main(argv=None) -> int:
 
     pipe = fq.FacePipeline()
     gate = fq.QualityGate()
-    scorer = fq.create_scorer(gate.scorer.name)
+    names = [gate.scorer.name] + [n for n in args.scorers if n != gate.scorer.name]
+    scorers = {n: fq.create_scorer(n) for n in names}
+    scorer = scorers[gate.scorer.name]
     log(f"gate: scorer {gate.scorer.name}, face policy {gate.face_policy}, joint pass "
-        f"{gate.joint}; scorer alone: backend {scorer.backend}, precision {scorer.precision}, "
-        f"threads {scorer.threads}")
+        f"{gate.joint}; " + "; ".join(f"{n} alone: backend {s.backend}, precision {s.precision}, "
+                                      f"threads {s.threads}" for n, s in scorers.items()))
     for b in photos[:3]:  # warm-up: sessions, caches, first-call allocations
         pipe.process(b)
         gate.assess(b)
@@ -102,15 +107,21 @@ def main(argv=None) -> int:
     crop_src = [r.aligned for b in rng.sample(files, min(len(files), args.crops * 2))
                 for r in pipe.process(str(b))[:1] if r.ok][: args.crops]
     crops = np.stack(crop_src)
-    scorer.score(crops[:8])
-    fps = []
-    for _ in range(args.rounds):
-        t0 = time.perf_counter()
-        scorer.score(crops)
-        fps.append(len(crops) / (time.perf_counter() - t0))
-    faces_s = statistics.median(fps)
-    log(f"scorer {scorer.name} ({scorer.backend}, {scorer.precision}): {faces_s:.1f} faces/s on "
-        f"{len(crops)} crops")
+    standalone = {}
+    for name, sc in scorers.items():
+        sc.score(crops[:8])
+        fps = []
+        for _ in range(args.rounds):
+            t0 = time.perf_counter()
+            sc.score(crops)
+            fps.append(len(crops) / (time.perf_counter() - t0))
+        standalone[name] = {"backend": sc.backend, "precision": sc.precision,
+                            "threads": sc.threads, "faces_s": statistics.median(fps),
+                            "faces_s_rounds": fps}
+        log(f"scorer {name} ({sc.backend}, {sc.precision}): {standalone[name]['faces_s']:.1f} "
+            f"faces/s on {len(crops)} crops")
+    faces_s = standalone[scorer.name]["faces_s"]
+    fps = standalone[scorer.name]["faces_s_rounds"]
 
     folder = Path(tempfile.mkdtemp(prefix="fiqa-speed-"))
     try:
@@ -137,6 +148,7 @@ def main(argv=None) -> int:
         "pipeline_ms": ms["pipeline"], "gate_assess_ms": ms["gate"], "ratio": ratio,
         "pipeline_ms_rounds": per["pipeline"], "gate_assess_ms_rounds": per["gate"],
         "scorer_crops": len(crops), "scorer_faces_s": faces_s, "scorer_faces_s_rounds": fps,
+        "standalone": standalone,
         "filter_images": args.folder_images, "filter_images_s": images_s,
         "filter_images_s_rounds": ips,
     }
@@ -147,8 +159,9 @@ def main(argv=None) -> int:
     print(f"| `FacePipeline().process`, ms per photo | {ms['pipeline']:.2f} |")
     print(f"| `QualityGate().assess`, ms per photo | {ms['gate']:.2f} |")
     print(f"| ratio gate / pipeline | {ratio:.2f} |")
-    print(f"| `create_scorer(\"{scorer.name}\").score`, faces/s ({len(crops)} crops; "
-          f"{scorer.backend} {scorer.precision}) | {faces_s:.1f} |")
+    for name, r in standalone.items():
+        print(f"| `create_scorer(\"{name}\").score`, faces/s ({len(crops)} crops; "
+              f"{r['backend']} {r['precision']}, {r['threads']} threads) | {r['faces_s']:.1f} |")
     print(f"| `QualityGate().filter(folder)`, images/s ({args.folder_images} photos) | "
           f"{images_s:.1f} |")
     if args.out:
