@@ -49,11 +49,11 @@ def run_policy(paths: list[str], policy: str | None, log) -> dict:
             "reports": res.reports}
 
 
-def accuracy(proto, reports, index) -> tuple[float, float, int]:
+def accuracy(proto, reports) -> tuple[float, float, int]:
     sims = np.empty(len(proto.pairs))
     missing = 0
     for k, (a, b) in enumerate(proto.pairs):
-        ea, eb = reports[index[a]].embedding, reports[index[b]].embedding
+        ea, eb = reports[a].embedding, reports[b].embedding
         if ea is None or eb is None:
             sims[k] = -1.0
             missing += 1
@@ -78,9 +78,8 @@ def main(argv=None) -> int:
     if args.quick:
         proto = pairs_subset(proto, QUICK_PAIRS_PER_FOLD)
     paths = [str(p) for p in proto.paths]
-    index = {i: i for i in range(len(paths))}
     default = run_policy(paths, None, log)
-    acc, std, missing = accuracy(proto, default["reports"], index)
+    acc, std, missing = accuracy(proto, default["reports"])
     rows = [{"face_policy": f"{default['policy']} (default)", "accuracy": acc, "std": std,
              "pairs_without_face": missing, "images_s": len(paths) / default["seconds"],
              "differs_from_default": 0}]
@@ -88,7 +87,7 @@ def main(argv=None) -> int:
     ambiguous = sum(r.ambiguous for r in default["reports"])
     for policy in args.policies:
         other = run_policy(paths, policy, log)
-        a2, s2, m2 = accuracy(proto, other["reports"], index)
+        a2, s2, m2 = accuracy(proto, other["reports"])
         differ = sum(1 for r0, r1 in zip(default["reports"], other["reports"])
                      if (r0.face is None) != (r1.face is None)
                      or (r0.face is not None and iou(r0.face.bbox, r1.face.bbox) < 0.5))

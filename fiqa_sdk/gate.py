@@ -17,10 +17,9 @@ from typing import Any, Iterable, Iterator, Literal, overload
 import numpy as np
 
 from .detect import DEFAULT_FACE_POLICY, ambiguous_subject
-from .embed.base import l2_normalize
 from .errors import ColorOrderWarning, FolderWarning, GateError
 from .io import ImageInput, describe
-from .pipeline import FacePipeline, PipelineResult
+from .pipeline import FacePipeline, PipelineResult, set_raw_embeddings
 from .policy import (
     apply_threshold,
     calibrate_threshold,
@@ -297,9 +296,7 @@ class QualityGate:
             scores: dict[int, float] = {}
             if ok and joint is not None:
                 raw, vals = joint(np.stack([r.aligned for r in ok]))
-                norms = np.linalg.norm(raw, axis=1)
-                for r, e, n in zip(ok, l2_normalize(raw), norms):
-                    r.embedding, r.embedding_norm = e, float(n)
+                set_raw_embeddings(ok, raw)
                 scores = {id(r): float(v) for r, v in zip(ok, vals)}
             elif ok:
                 if self._quality_from_embedding:  # ediffiqa-free on the gate's own embedder

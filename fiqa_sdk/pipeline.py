@@ -46,6 +46,14 @@ class PipelineResult:
         return self.reason is None
 
 
+def set_raw_embeddings(results: list[PipelineResult], raw: np.ndarray) -> None:
+    """Give each of ``results`` its L2-normalised embedding and the norm of its raw one
+    (``raw``: ``(N, D)`` un-normalised embeddings, one row per result)."""
+    raw = np.asarray(raw, dtype=np.float32)
+    for r, e, n in zip(results, l2_normalize(raw), np.linalg.norm(raw, axis=1)):
+        r.embedding, r.embedding_norm = e, float(n)
+
+
 class FacePipeline:
     """Detector -> 5-point ArcFace alignment -> embedder.
 
@@ -141,14 +149,10 @@ class FacePipeline:
             if todo:
                 crops = np.stack([self.embedder_crop(rgb, r.face, r.aligned) for rgb, r in todo])
                 if type(self.embedder).embed is Embedder.embed:  # keep the raw norm too
-                    raw = np.asarray(self.embedder.embed_raw(as_face_batch(
-                        crops, self.embedder.input_size)), dtype=np.float32)
-                    norms = np.linalg.norm(raw, axis=1)
-                    emb = l2_normalize(raw)
+                    set_raw_embeddings([r for _, r in todo], self.embedder.embed_raw(
+                        as_face_batch(crops, self.embedder.input_size)))
                 else:  # an embedder that overrides embed(): its own normalisation
-                    emb = self.embedder.embed(crops)
-                    norms = [None] * len(emb)
-                for (_, r), e, n in zip(todo, emb, norms):
-                    r.embedding, r.embedding_norm = e, (None if n is None else float(n))
+                    for (_, r), e in zip(todo, self.embedder.embed(crops)):
+                        r.embedding, r.embedding_norm = e, None
         for _, rs in pending:
             yield rs

@@ -97,16 +97,23 @@ def _conflict(old: dict, new: dict) -> str | None:
     return None
 
 
+def _read_manifest(fs, path: str) -> dict:
+    """The JSON object in ``path``; ``{}`` when the file is not valid JSON or not an object
+    (a damaged or foreign manifest, never ours)."""
+    with fs.open_input_stream(path) as fh:
+        try:
+            obj = json.loads(fh.read())
+        except ValueError:
+            return {}
+    return obj if isinstance(obj, dict) else {}
+
+
 def _prepare_work_dir(fs, base: str, manifest: dict, paths, identities, overwrite: bool,
                       where: str) -> None:
     pa = _pa()
     mpath = _join(base, "manifest.json")
     if _exists(fs, mpath):
-        with fs.open_input_stream(mpath) as fh:
-            try:
-                old = json.loads(fh.read())
-            except ValueError:
-                old = {}
+        old = _read_manifest(fs, mpath)
         why = _conflict(old, manifest)
         if why is None and _exists(fs, _join(base, "inputs.parquet")):
             _remove_stale_temporaries(fs, _join(base, "shards"))
@@ -140,11 +147,8 @@ def _clear_work_dir(fs, base: str, where: str) -> None:
         if entries:
             mine = False
             if _exists(fs, _join(base, "manifest.json")):
-                with fs.open_input_stream(_join(base, "manifest.json")) as fh:
-                    try:
-                        mine = json.loads(fh.read()).get("format") == _MANIFEST_FORMAT
-                    except (ValueError, AttributeError):
-                        mine = False
+                mine = _read_manifest(fs, _join(base, "manifest.json")).get("format") == \
+                    _MANIFEST_FORMAT
             if not mine:
                 raise OutputConflictError(
                     f"the work folder {where} is not empty and holds no fiqa ray_filter "
@@ -438,11 +442,7 @@ def _ray_filter_dataset(ds, out: str, cfg: dict, *, discard, threshold, num_acto
     mpath, cpath = _join(base, "manifest.json"), _join(base, "complete.json")
     fresh = True
     if _exists(fs, mpath):
-        with fs.open_input_stream(mpath) as fh:
-            try:
-                old = json.loads(fh.read())
-            except ValueError:
-                old = {}
+        old = _read_manifest(fs, mpath)
         why = None if old == manifest else (_conflict(old, {**manifest, "images": None}) or
                                             "it was written for another kind of input")
         if why is not None and not overwrite:
