@@ -15,7 +15,7 @@ Run::
 
     python examples/filter_folder.py                      # a generated demo folder
     python examples/filter_folder.py photos/ --discard 0.2 --out result.csv
-    python examples/filter_folder.py photos/ --threshold 0.75    # diffiqa-r units (docs/cli.md)
+    python examples/filter_folder.py photos/ --threshold -1    # diffiqa-r+norm units (docs/cli.md)
 
 With no folder, a demo folder is generated in a new temporary directory from the sample face
 that ships with scikit-image: copies degraded by blur, low resolution and noise, an image

@@ -7,15 +7,14 @@ from pathlib import Path
 from typing import Union
 
 from ._deps import require
+from ._device import DEVICES, check_device  # noqa: F401 - DEVICES: re-exported
 from .errors import DeviceUnavailableError, InvalidArgumentError
 
-DEVICES = ("cpu", "cuda", "auto")
 
 
 def providers_for(device: str) -> list[str]:
     """Execution providers for ``device`` ("cpu", "cuda" or "auto": CUDA when available)."""
-    if device not in DEVICES:
-        raise InvalidArgumentError(f"device must be one of {DEVICES}, got {device!r}")
+    check_device(device)
     ort = require("onnxruntime", "onnx", "onnxruntime")
     available = ort.get_available_providers()
     if device == "cpu":

@@ -37,6 +37,11 @@ class Registry(Generic[T]):
         self._factory(name)
         return dict(self._cards.get(name, {}))
 
+    def cards(self) -> dict[str, dict[str, Any]]:
+        """Every entry's card with its one-line description under ``"doc"`` (what ``fiqa list``
+        prints)."""
+        return {n: {"doc": self._docs[n], **self._cards.get(n, {})} for n in self.names()}
+
     def names(self) -> list[str]:
         return sorted(self._factories)
 

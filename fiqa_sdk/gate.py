@@ -35,7 +35,7 @@ from .types import FilterResult, QualityReport, Template
 #: The default scorer: the shipped scorer with the lowest pooled pAUC@0.3 on the hard-data dev
 #: benchmark (``fiqa bench quality --suite dev``; docs/benchmarks.md "Dev benchmark (hard data)"
 #: says how it was chosen). The gate, the CLI and the docs follow this one constant.
-DEFAULT_SCORER = "diffiqa-r"
+DEFAULT_SCORER = "diffiqa-r+norm"
 #: Used when :data:`DEFAULT_SCORER`'s weights are missing: the FR model's embedding norm.
 FALLBACK_SCORER = "embedding-norm"
 
@@ -43,32 +43,43 @@ IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", 
                               ".ppm", ".pgm", ".gif"})
 VIDEO_EXTENSIONS = frozenset({".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg"})
 
-# scorers built on a 112x112 FR embedder: given the gate's own embedder to avoid a second model
-_SHARES_EMBEDDER = frozenset({"embedding-norm", "flip-consistency", "diffiqa"})
-# torch scorers whose constructor takes ``device=`` (given the device the gate was asked for:
-# "auto" stays "auto", so torch makes its own CUDA choice)
-_DEVICE_AWARE_SCORERS = frozenset({"diffiqa", "ediffiqa", "ediffiqa-free", "diffiqa-r"})
-# scorers that build their own ArcFace (onnxruntime) when not given the gate's embedder
-_OWN_EMBEDDER_SCORERS = frozenset({"embedding-norm", "flip-consistency"})
-
 _FORMAT = "fiqa-quality-gate"
 
 
 def default_scorer_name() -> str:
     """:data:`DEFAULT_SCORER` if registered and its weights ship with the package, else
     :data:`FALLBACK_SCORER`."""
-    from .quality.ediffiqa import SHIPPED, shipped_weights
+    from ._paths import WEIGHTS_DIR
 
-    if DEFAULT_SCORER in SCORERS and (DEFAULT_SCORER not in SHIPPED or shipped_weights(DEFAULT_SCORER)):
+    if DEFAULT_SCORER in SCORERS and all(
+            (WEIGHTS_DIR / f).is_file() for f in SCORERS.card(DEFAULT_SCORER).get("weights", ())):
         return DEFAULT_SCORER
     return FALLBACK_SCORER
 
 
+def scorer_kwargs(name: str, embedder: Any, device: str, resolved_device: str) -> dict[str, Any]:
+    """Constructor arguments a gate gives scorer ``name``, read from its registry card
+    (:meth:`fiqa_sdk.quality.SCORERS.card`): ``embedder`` (a 112x112 model, e.g. the gate's own
+    ArcFace) to a scorer whose card says ``embedder="shared"``; ``device`` as asked to a
+    ``device="torch"`` scorer (torch resolves ``"auto"`` itself), the resolved device to a
+    ``device="onnxruntime"`` one that builds its own embedder."""
+    card = SCORERS.card(name) if name in SCORERS else {}
+    kw: dict[str, Any] = {}
+    if card.get("embedder") == "shared" and embedder is not None \
+            and getattr(embedder, "input_size", None) == 112:
+        kw["embedder"] = embedder
+    if card.get("device") == "torch":
+        kw["device"] = device
+    elif card.get("device") == "onnxruntime" and "embedder" not in kw:
+        kw["device"] = resolved_device
+    return kw
+
+
 def resolve_device(device: str) -> str:
     """"cpu" / "cuda" as given; "auto": "cuda" when onnxruntime has a CUDA provider, else "cpu"."""
-    if device not in ("cpu", "cuda", "auto"):
-        raise GateError(f"device must be 'cpu', 'cuda' or 'auto', got {device!r}")
-    if device != "auto":
+    from ._device import check_device
+
+    if check_device(device) != "auto":
         return device
     from ._onnx import providers_for
 
@@ -199,16 +210,8 @@ class QualityGate:
             raise GateError("scorer_options go to a scorer created by name; configure a Scorer "
                             "object when creating it")
         if isinstance(scorer, str):
-            kw: dict[str, Any] = {}
-            emb = self.pipeline.embedder
-            if scorer in _SHARES_EMBEDDER:
-                if emb is not None and emb.input_size == 112 and isinstance(embedder, str) \
-                        and embedder == "arcface":
-                    kw["embedder"] = emb
-            if scorer in _DEVICE_AWARE_SCORERS:
-                kw["device"] = device  # as asked: torch resolves "auto" itself
-            elif scorer in _OWN_EMBEDDER_SCORERS and "embedder" not in kw:
-                kw["device"] = self.device  # goes to the scorer's own ArcFace (onnxruntime)
+            kw = scorer_kwargs(scorer, self.pipeline.embedder if isinstance(embedder, str) and embedder == "arcface" else None,
+                               device, self.device)
             kw.update(self.scorer_options)
             try:
                 self.scorer = create_scorer(scorer, **kw)
@@ -261,7 +264,9 @@ class QualityGate:
                 if self._joint is None:
                     from .quality.joint import JointRunner, joint_model
 
-                    model = joint_model(self.scorer, self.pipeline.embedder)
+                    # a fusion scorer (diffiqa-r+norm) runs its regressor in the joint pass
+                    model = joint_model(getattr(self.scorer, "regressor", self.scorer),
+                                        self.pipeline.embedder)
                     if model is None:
                         self._joint_wanted = False
                         return None
@@ -297,6 +302,9 @@ class QualityGate:
             if ok and joint is not None:
                 raw, vals = joint(np.stack([r.aligned for r in ok]))
                 set_raw_embeddings(ok, raw)
+                combine = getattr(self.scorer, "combine", None)
+                if combine is not None:  # fusion with the embedding norm (quality.fusion)
+                    vals = combine(vals, raw)
                 scores = {id(r): float(v) for r, v in zip(ok, vals)}
             elif ok:
                 if self._quality_from_embedding:  # ediffiqa-free on the gate's own embedder

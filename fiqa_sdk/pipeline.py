@@ -13,15 +13,20 @@ from typing import Any, Iterable, Iterator
 import numpy as np
 
 from .align import ARCFACE_SIZE, align_face, as_face_batch, template
-from .detect import DEFAULT_FACE_POLICY, Detector, create_detector, select_faces
-from .embed import Embedder, create_embedder
+from .detect import DEFAULT_FACE_POLICY, DETECTORS, Detector, create_detector, select_faces
+from .embed import EMBEDDERS, Embedder, create_embedder
 from .embed.base import l2_normalize
 from .errors import AlignmentError, ImageDecodeError, ImageNotFoundError, InvalidImageError
 from .io import ImageInput, load_image
 from .types import Face
 
 # backends created by name that take a ``device`` argument
-_DEVICE_AWARE = frozenset({"retinaface", "mtcnn", "scrfd", "arcface"})
+def device_kwargs(registry: Any, name: Any, device: str) -> dict[str, str]:
+    """``{"device": device}`` for a backend created by name whose registry card lists CUDA among
+    its devices, when the device is not the CPU; else ``{}``."""
+    if device == "cpu" or not isinstance(name, str) or name not in registry:
+        return {}
+    return {"device": device} if "cuda" in registry.card(name).get("device", ()) else {}
 
 
 @dataclass
@@ -72,10 +77,9 @@ class FacePipeline:
 
     def __init__(self, detector: str | Detector = "retinaface", embedder: Any = "arcface",
                  face_policy: str = DEFAULT_FACE_POLICY, device: str = "cpu") -> None:
-        dev = {"device": device} if device != "cpu" else {}
-        self.detector = create_detector(detector, **(dev if detector in _DEVICE_AWARE else {}))
+        self.detector = create_detector(detector, **device_kwargs(DETECTORS, detector, device))
         self.embedder = None if embedder is None else create_embedder(
-            embedder, **(dev if isinstance(embedder, str) and embedder in _DEVICE_AWARE else {}))
+            embedder, **device_kwargs(EMBEDDERS, embedder, device))
         # crops for an embedder trained on the ArcFace template are the scored crops themselves
         self._reuse_crop = self.embedder is not None and (
             self.embedder.input_size == ARCFACE_SIZE

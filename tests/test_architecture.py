@@ -391,7 +391,7 @@ def test_cycle_checker_fails_on_bad_code(tmp_path):
 #: top package's facade).
 LAYERS = (
     {"errors", "_version", "_paths", "_preprocess", "_deps", "_cpu", "_torch", "_onnx", "_weights",
-     "_registry"},
+     "_registry", "_device"},
     {"io", "types", "align", "nets", "diffusion"},
     {"detect", "embed", "quality"},
     {"pipeline"},

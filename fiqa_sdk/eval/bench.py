@@ -272,13 +272,10 @@ def make_scorers(names: Sequence[str], quality_embedder, weights: dict | None = 
             # the model's own scores, the same on every CPU (not int8 where it is the default)
             kw["precision"] = "fp32"
         kw.update(params.get(name, {}))
+        if name in SCORERS and SCORERS.card(name).get("embedder") == "shared":
+            kw.setdefault("embedder", quality_embedder)  # scorers built on an FR model
         try:
-            # Scorers built on an FR model take ``embedder=``; the others take no such argument
-            # (a TypeError), and are created without it.
-            try:
-                out.append(create_scorer(name, embedder=quality_embedder, **kw))
-            except TypeError:
-                out.append(create_scorer(name, **kw))
+            out.append(create_scorer(name, **kw))
         except FiqaError:
             raise
         except (TypeError, ValueError) as exc:
@@ -341,18 +338,17 @@ def run_quality_bench(
     cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
 
     # Build every model first, so that a bad name fails before any long step.
-    from ..pipeline import _DEVICE_AWARE
+    from ..detect import DETECTORS
+    from ..embed import EMBEDDERS
+    from ..pipeline import device_kwargs
 
-    def dev(name: Any) -> dict:
-        return {"device": device} if device != "cpu" and isinstance(name, str) \
-            and name in _DEVICE_AWARE else {}
-
-    det = fq.create_detector(detector, **dev(detector))
-    emb_eval = fq.create_embedder(eval_embedder, **dev(eval_embedder))
+    det = fq.create_detector(detector, **device_kwargs(DETECTORS, detector, device))
+    emb_eval = fq.create_embedder(eval_embedder, **device_kwargs(EMBEDDERS, eval_embedder, device))
     if isinstance(quality_embedder, str) and quality_embedder == eval_embedder:
         emb_quality = emb_eval
     else:
-        emb_quality = fq.create_embedder(quality_embedder, **dev(quality_embedder))
+        emb_quality = fq.create_embedder(quality_embedder,
+                                         **device_kwargs(EMBEDDERS, quality_embedder, device))
     scorer_objs = make_scorers(list(scorers), emb_quality, weights, scorer_params)
     if shard is not None:
         i, k = (int(v) for v in shard)

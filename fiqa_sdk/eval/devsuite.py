@@ -67,13 +67,13 @@ from .bootstrap import _Curve
 from .protocols import _mated_pairs
 
 #: Scorers of the dev suite by default: every shipped regressor and every baseline.
-DEV_SCORERS = ("ediffiqa", "diffiqa-r", "ediffiqa-free", "embedding-norm", "flip-consistency",
+DEV_SCORERS = ("diffiqa-r+norm", "ediffiqa+norm", "ediffiqa", "diffiqa-r", "ediffiqa-free",
+               "embedding-norm", "flip-consistency",
                "det-score", "inter-eye", "sharpness", "random")
 #: The baseline every scorer is compared with (paired differences).
 REFERENCE = "embedding-norm"
 #: Regressors are scored with the onnxruntime backend on one thread (same scores to ~1e-6).
 FAST_PARAMS = {"backend": "onnxruntime", "threads": 1}
-REGRESSORS = ("ediffiqa", "diffiqa-r", "ediffiqa-free")
 
 
 @dataclass(frozen=True)
@@ -159,11 +159,12 @@ def cross_mated_pairs(labels: np.ndarray) -> np.ndarray:
 
 
 def _scorer_objects(names, weights, params):
+    from ..quality import SCORERS
     from .bench import make_scorers
 
     p = {k: dict(v) for k, v in (params or {}).items()}
-    for n in names:
-        if n in REGRESSORS:
+    for n in names:  # the regressors (their cards list precisions) run on onnxruntime
+        if n in SCORERS and "fp32" in SCORERS.card(n).get("precisions", ()):
             for k, v in FAST_PARAMS.items():
                 p.setdefault(n, {}).setdefault(k, v)
     return make_scorers(list(names), "arcface", weights, p), p

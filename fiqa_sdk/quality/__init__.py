@@ -19,28 +19,94 @@ def _lazy(module: str, cls: str):
     return factory
 
 
-for _name, _cls, _doc in [
-    ("random", "RandomScorer", "seeded pseudo-random score (the EDC floor)"),
-    ("det-score", "DetScoreScorer", "detector confidence"),
-    ("inter-eye", "InterEyeScorer", "inter-eye distance in source pixels"),
-    ("face-area", "FaceAreaScorer", "bounding-box area in source pixels"),
-    ("sharpness", "SharpnessScorer", "variance of the Laplacian of the grey crop"),
-    ("embedding-norm", "EmbeddingNormScorer", "norm of the un-normalised FR embedding"),
-    ("flip-consistency", "FlipConsistencyScorer", "cosine of the embeddings of crop and mirror"),
+# Each entry's card says what the scorer needs and offers; QualityGate, the pipeline, the CLI
+# and the benchmarks read it instead of lists of names (docs/architecture.md, "Scorer cards"):
+#   embedder   "shared": takes ``embedder=`` (a gate gives it its own 112x112 ArcFace model);
+#              "own": otherwise builds an ArcFace model of its own (onnxruntime)
+#   device     "torch": takes ``device=`` as asked ("auto" resolved by torch);
+#              "onnxruntime": takes the resolved device for the embedder it builds
+#   weights    files shipped in fiqa_sdk/weights (their sha256 is in the .json sidecar)
+#   precisions ``precision=`` values it accepts
+#   fr_model   the FR model it is tied to (same-model vs cross-model evaluation)
+#   score      what the number means (range and units); higher is always better quality
+#   paper, licence
+_BASELINE = {"licence": "MIT (fiqa-sdk)"}
+_ARC = {"fr_model": "arcface:w600k_mbf", "embedder": "shared", "device": "onnxruntime",
+        "licence": "MIT (fiqa-sdk); ArcFace w600k_mbf weights: insightface's non-commercial terms"}
+for _name, _cls, _doc, _card in [
+    ("random", "RandomScorer", "seeded pseudo-random score (the EDC floor)",
+     {**_BASELINE, "score": "[0, 1), a seeded hash of the crop's pixels"}),
+    ("det-score", "DetScoreScorer", "detector confidence",
+     {**_BASELINE, "score": "[0, 1], the detector's confidence", "needs_faces": True}),
+    ("inter-eye", "InterEyeScorer", "inter-eye distance in source pixels",
+     {**_BASELINE, "score": "pixels (>= 0) in the source image", "needs_faces": True}),
+    ("face-area", "FaceAreaScorer", "bounding-box area in source pixels",
+     {**_BASELINE, "score": "square pixels (>= 0) in the source image", "needs_faces": True}),
+    ("sharpness", "SharpnessScorer", "variance of the Laplacian of the grey crop",
+     {**_BASELINE, "score": ">= 0, variance of the Laplacian (grey levels squared)"}),
+    ("embedding-norm", "EmbeddingNormScorer", "norm of the un-normalised FR embedding",
+     {**_ARC, "score": "> 0, the L2 norm of the raw embedding (about 10-30 for ArcFace)",
+      "paper": "MagFace (Meng et al., CVPR 2021) for the norm as quality"}),
+    ("flip-consistency", "FlipConsistencyScorer", "cosine of the embeddings of crop and mirror",
+     {**_ARC, "score": "[-1, 1], cosine similarity"}),
 ]:
-    SCORERS.register(_name, _doc)(_lazy(".baselines", _cls))
+    SCORERS.register(_name, _doc, **_card)(_lazy(".baselines", _cls))
 
+_PAPER_DIFFIQA = "Babnik et al., DifFIQA, IJCB 2023"
+_PAPER_EDIFFIQA = "Babnik et al., eDifFIQA, IEEE T-BIOM 2024"
 SCORERS.register("diffiqa", "DifFIQA: FR-embedding stability under DDPM noising + restoration "
-                 "(weights= a trained denoiser)")(_lazy(".diffiqa", "DifFIQAScorer"))
-for _name, _cls, _doc in [
+                 "(weights= a trained denoiser)", embedder="shared", device="torch",
+                 weights=("diffiqa_unet.safetensors",), fr_model="arcface:w600k_mbf",
+                 score="[-1, 1], mean cosine similarity of embeddings (eq. 7)",
+                 paper=_PAPER_DIFFIQA, licence="MIT (fiqa-sdk, weights trained by the project)"
+                 )(_lazy(".diffiqa", "DifFIQAScorer"))
+_REG = {"precisions": ("auto", "fp32", "int8"), "device": "torch", "fr_model": "arcface:w600k_mbf",
+        "licence": "MIT (fiqa-sdk); weights trained by the project from ArcFace w600k_mbf, whose "
+                   "weights are insightface's (non-commercial research use)"}
+for _name, _cls, _doc, _card in [
     ("ediffiqa", "EDifFIQAScorer", "eDifFIQA: DifFIQA distilled with label optimization into a "
-     "one-pass MobileFaceNet regressor (shipped weights or weights=)"),
+     "one-pass MobileFaceNet regressor (shipped weights or weights=)",
+     {"weights": ("ediffiqa_mbf_x3.safetensors", "ediffiqa_mbf_x3.int8.onnx"),
+      "score": "the regressed label (z-scored DifFIQA quality, about -3 to 3)",
+      "paper": _PAPER_EDIFFIQA}),
     ("ediffiqa-free", "EDifFIQAFreeScorer", "eDifFIQA head on the frozen ArcFace embedding "
-     "(quality at the cost of an MLP when the gate embeds with the same model)"),
+     "(quality at the cost of an MLP when the gate embeds with the same model)",
+     {"weights": ("ediffiqa_free_mbf.safetensors",), "reads_embedding": True,
+      "score": "z-score units: equal-weight fusion of the head's output and log ||e|| "
+               "(0 = a typical training face)",
+      "paper": _PAPER_EDIFFIQA + " (the frozen-backbone variant)"}),
     ("diffiqa-r", "DifFIQARScorer", "DifFIQA(R): MobileFaceNet + linear head regressed on raw "
-     "DifFIQA labels (the papers' distillation baseline)"),
+     "DifFIQA labels (the papers' distillation baseline)",
+     {"weights": ("diffiqa_r_mbf.safetensors",),
+      "score": "the regressed DifFIQA quality (about 0.5-1)", "paper": _PAPER_DIFFIQA}),
 ]:
-    SCORERS.register(_name, _doc, precisions=("auto", "fp32", "int8"))(_lazy(".ediffiqa", _cls))
+    SCORERS.register(_name, _doc, **_REG, **_card)(_lazy(".ediffiqa", _cls))
+
+
+def _fusion(regressor: str):
+    def factory(**kw: Any) -> Scorer:
+        from .fusion import NormFusionScorer
+
+        if "regressor" in kw:
+            from ..errors import InvalidArgumentError
+
+            raise InvalidArgumentError(f"{regressor}+norm fixes its regressor; for another one "
+                                       "use fiqa_sdk.quality.fusion.NormFusionScorer(regressor=...)")
+        return NormFusionScorer(regressor, **kw)
+
+    return factory
+
+
+for _reg, _file in (("diffiqa-r", "diffiqa_r_mbf.safetensors"),
+                    ("ediffiqa", "ediffiqa_mbf_x3.safetensors")):
+    SCORERS.register(
+        f"{_reg}+norm", f"{_reg} fused with the ArcFace embedding norm (z-score sum rule, equal "
+        "weights, constants from the training faces)",
+        **_REG, embedder="shared", weights=(_file, "norm_fusion.json"),
+        score="z-score units: 0 = a typical training face, about -6 to 3",
+        paper=f"{_PAPER_DIFFIQA if _reg == 'diffiqa-r' else _PAPER_EDIFFIQA} + the norm "
+              "(MagFace); fusion: fiqa-sdk (docs/benchmarks.md, dev benchmark)",
+    )(_fusion(_reg))
 
 
 def create_scorer(name: str | Scorer = "flip-consistency", /, **kwargs: Any) -> Scorer:
