@@ -181,9 +181,30 @@ class QualityGate:
         scorer's torch model to ~1e-6). Giving ``backend`` or ``precision`` here runs the scorer
         on its own instead.
 
+    Raises
+    ------
+    GateError
+        An unknown ``face_policy``, ``batch_size < 1``, ``scorer_options`` that are not a dict,
+        are given with a Scorer object or are not accepted by the scorer, or a ``scorer`` that
+        is neither a name nor a Scorer.
+    UnknownBackendError
+        An unknown registry name (detector, embedder or scorer).
+    DeviceUnavailableError
+        ``device="cuda"`` but onnxruntime or torch has no CUDA device.
+
+    Notes
+    -----
     A gate holds no per-call state: the same gate may be used from several threads and gives
     the same results as one thread (the ONNX sessions are thread-safe; dlib backends lock).
     Inputs are never modified.
+
+    Examples
+    --------
+    >>> import fiqa_sdk as fq
+    >>> gate = fq.QualityGate()  # doctest: +SKIP
+    >>> gate.scorer.name  # doctest: +SKIP
+    'diffiqa-r+norm'
+    >>> gate = fq.QualityGate(scorer="embedding-norm", threshold=20.0)  # doctest: +SKIP
     """
 
     def __init__(self, detector: Any = "retinaface", embedder: Any = "arcface",
@@ -367,6 +388,11 @@ class QualityGate:
         faces : {None, "all"}
             ``"all"``: a report per face (as with ``face_policy="all"``).
 
+        Raises
+        ------
+        GateError
+            ``faces`` is neither None nor ``"all"``, or ``color`` is not "bgr" / "rgb".
+
         Returns
         -------
         QualityReport or list of QualityReport
@@ -378,10 +404,11 @@ class QualityGate:
         --------
         >>> import fiqa_sdk as fq
         >>> from skimage import data
-        >>> gate = fq.QualityGate()
-        >>> r = gate.assess(data.astronaut(), color="rgb")
-        >>> r.accepted, r.n_faces, r.ambiguous
+        >>> gate = fq.QualityGate()  # doctest: +SKIP
+        >>> r = gate.assess(data.astronaut(), color="rgb")  # doctest: +SKIP
+        >>> r.accepted, r.n_faces, r.ambiguous  # doctest: +SKIP
         (True, 1, False)
+        >>> reports = gate.assess("group.jpg", faces="all")  # doctest: +SKIP
         """
         if faces not in (None, "all"):
             raise GateError(f"faces must be None or 'all', got {faces!r}")
@@ -407,21 +434,53 @@ class QualityGate:
                recursive: bool = False) -> FilterResult:
         """Split a batch into kept and rejected items.
 
-        ``batch``: any iterable of images (list, generator, ...) or a directory path (every
-        image file directly in it, sorted by name; with ``recursive=True`` those of its
-        sub-folders too, sorted by path). ``color``: as in :meth:`assess`. Give exactly one of
+        Give exactly one of ``discard`` and ``threshold``, or neither when the gate has a
+        threshold (e.g. from :meth:`calibrate`), which is then used. Items that could not be
+        scored are always rejected with their reason (``"no_face"``, ``"decode_error"``, ...);
+        they never abort the batch.
 
-        - ``discard=f``: reject the ``floor(f * n_scored)`` lowest-scored items (ties broken by
-          input order: the earlier of equal scores is discarded first), reason ``"discarded"``;
-        - ``threshold=t``: reject scores ``< t``, reason ``"below_threshold"``;
+        Parameters
+        ----------
+        batch : iterable of images, or str / os.PathLike directory
+            Any iterable of images (list, generator, ...) or a directory path (every image file
+            directly in it, sorted by name; with ``recursive=True`` those of its sub-folders
+            too, sorted by path).
+        discard : float in [0, 1], optional
+            Reject the ``floor(discard * n_scored)`` lowest-scored items (ties broken by input
+            order: the earlier of equal scores is discarded first), reason ``"discarded"``.
+        threshold : float, optional
+            Reject scores ``< threshold``, reason ``"below_threshold"``.
+        color : {"bgr", "rgb"} or None
+            As in :meth:`assess`.
+        keep_crops : bool
+            Keep each report's aligned crop. Memory stays bounded: images are processed
+            ``batch_size`` at a time and reports keep no aligned crop unless
+            ``keep_crops=True`` (embeddings are kept: 2 KB per face).
+        progress : bool
+            Show a tqdm bar on stderr.
+        recursive : bool
+            With a directory ``batch``, include the images of its sub-folders.
 
-        or neither when the gate has a threshold (e.g. from :meth:`calibrate`), which is then
-        used. Items that could not be scored are always rejected with their reason
-        (``"no_face"``, ``"decode_error"``, ...); they never abort the batch.
+        Returns
+        -------
+        FilterResult
+            ``kept`` indices, ``rejected`` ``(index, reason)`` pairs, one report per input and
+            the applied ``threshold``.
 
-        Memory stays bounded: images are processed ``batch_size`` at a time and reports keep
-        no aligned crop unless ``keep_crops=True`` (embeddings are kept: 2 KB per face).
-        ``progress=True`` shows a tqdm bar on stderr.
+        Raises
+        ------
+        GateError
+            Both or neither of ``discard`` / ``threshold`` (without a gate threshold), a
+            fraction outside [0, 1], a NaN threshold, a single image instead of a batch, or a
+            path that is not a directory.
+
+        Examples
+        --------
+        >>> import fiqa_sdk as fq
+        >>> gate = fq.QualityGate()  # doctest: +SKIP
+        >>> res = gate.filter("photos/", discard=0.1)  # doctest: +SKIP
+        >>> [res.sources[i] for i in res.kept]  # doctest: +SKIP
+        >>> res = gate.filter(images, threshold=0.0, color="rgb")  # doctest: +SKIP
         """
         if discard is not None and threshold is not None:
             raise GateError("give exactly one of discard= and threshold=, not both")
@@ -496,9 +555,32 @@ class QualityGate:
                recursive: bool = False) -> list[float | None]:
         """Quality score of each image (None when unscorable), one face per image.
 
-        ``images``: any iterable of images (list, generator, a stacked ``(N, H, W, C)`` array)
-        or a directory path (every image file directly in it, sorted by name, as in
-        :meth:`filter`).
+        Parameters
+        ----------
+        images : iterable of images, (N, H, W, C) ndarray, or directory
+            Any iterable of images (list, generator, a stacked ``(N, H, W, C)`` array) or a
+            directory path (every image file directly in it, sorted by name, as in
+            :meth:`filter`).
+        color : {"bgr", "rgb"} or None
+            As in :meth:`assess`.
+        recursive : bool
+            With a directory, include the images of its sub-folders.
+
+        Returns
+        -------
+        list of float or None
+            One score per image, in input order; None where no face could be scored.
+
+        Raises
+        ------
+        GateError
+            A single image (an array, bytes, a file path) instead of a batch: wrap it in a list.
+
+        Examples
+        --------
+        >>> import fiqa_sdk as fq
+        >>> gate = fq.QualityGate()  # doctest: +SKIP
+        >>> gate.scores(["a.jpg", "b.jpg"])  # doctest: +SKIP
         """
         if isinstance(images, np.ndarray) and images.ndim == 4:
             items: Iterable[ImageInput] = iter(images)  # a stack of images: one per row
@@ -512,8 +594,33 @@ class QualityGate:
         """Set and return :attr:`threshold` so that about ``discard`` of traffic like
         ``reference_images`` is rejected: the ``discard``-quantile of their scores.
 
-        ``reference_images``: an iterable of images or a directory. Unscorable references are
-        ignored.
+        Parameters
+        ----------
+        reference_images : iterable of images or directory
+            Images like the expected traffic. Unscorable references are ignored.
+        discard : float in [0, 1]
+            The fraction of such traffic to reject.
+        color : {"bgr", "rgb"} or None
+            As in :meth:`assess`.
+        recursive : bool
+            With a directory, include the images of its sub-folders.
+
+        Returns
+        -------
+        float
+            The new threshold (:func:`fiqa_sdk.policy.calibrate_threshold` of the scores).
+
+        Raises
+        ------
+        GateError
+            ``discard`` outside [0, 1], or no reference image had a scorable face.
+
+        Examples
+        --------
+        >>> import fiqa_sdk as fq
+        >>> gate = fq.QualityGate()  # doctest: +SKIP
+        >>> t = gate.calibrate("reference_faces/", discard=0.05)  # doctest: +SKIP
+        >>> gate.assess("new.jpg").accepted  # doctest: +SKIP
         """
         discard = check_fraction(discard)
         items, _ = self._batch_items(reference_images, "calibrate", recursive=recursive)
@@ -547,7 +654,31 @@ class QualityGate:
         }
 
     def save(self, path: str | os.PathLike) -> Path:
-        """Write the gate's configuration (backend names, threshold, face policy, version)."""
+        """Write the gate's configuration (backend names, threshold, face policy, version).
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            The JSON file to write (:meth:`config`).
+
+        Returns
+        -------
+        pathlib.Path
+            ``path``.
+
+        Raises
+        ------
+        GateError
+            The gate was built from objects rather than registry names, or its
+            ``scorer_options`` are not JSON values.
+
+        Examples
+        --------
+        >>> import fiqa_sdk as fq
+        >>> gate = fq.QualityGate(threshold=0.5)  # doctest: +SKIP
+        >>> gate.save("gate.json")  # doctest: +SKIP
+        PosixPath('gate.json')
+        """
         cfg = self.config()
         try:
             text = json.dumps(cfg, indent=2) + "\n"
@@ -561,7 +692,34 @@ class QualityGate:
 
     @classmethod
     def load(cls, path: str | os.PathLike, device: str = "cpu", **overrides: Any) -> "QualityGate":
-        """A gate from a file written by :meth:`save` (``overrides`` replace saved fields)."""
+        """A gate from a file written by :meth:`save` (``overrides`` replace saved fields).
+
+        Parameters
+        ----------
+        path : str or os.PathLike
+            A file written by :meth:`save`.
+        device : {"cpu", "cuda", "auto"}
+            As in the constructor (not saved).
+        **overrides
+            Constructor arguments replacing the saved ones (e.g. ``threshold=None``).
+
+        Returns
+        -------
+        QualityGate
+
+        Raises
+        ------
+        GateError
+            The file is missing, unreadable or not a gate file, or it has a threshold set for
+            other weights than the scorer of that name has now (recalibrate, or load with
+            ``threshold=None`` or a new ``threshold=``).
+
+        Examples
+        --------
+        >>> import fiqa_sdk as fq
+        >>> gate = fq.QualityGate.load("gate.json")  # doctest: +SKIP
+        >>> gate = fq.QualityGate.load("gate.json", threshold=None)  # doctest: +SKIP
+        """
         p = Path(path)
         try:
             cfg = json.loads(p.read_text())
@@ -592,13 +750,45 @@ class QualityGate:
                  max_frames: int | None = 100) -> Template:
         """Fuse the embeddings of several images of one person into one template.
 
-        ``images``: an iterable of images, a directory, or a video file path (every
-        ``frame_step``-th frame, at most ``max_frames``, read with OpenCV; ``used`` then indexes
-        the sampled frames). Only images with a scored face and an embedding take part; the
-        others are listed in the template's ``skipped`` as ``(index, reason)`` pairs.
-        ``method``: ``"quality_weighted"`` (softmax of score / temperature; the default
-        ``temperature=None`` uses 4 x the scores' standard deviation, see
-        :func:`fiqa_sdk.policy.template_weights`), ``"mean"``, ``"best"`` or ``"top_k"`` (``k``).
+        Only images with a scored face and an embedding take part; the others are listed in
+        the template's ``skipped`` as ``(index, reason)`` pairs.
+
+        Parameters
+        ----------
+        images : iterable of images, directory, or video file path
+            An iterable of images, a directory, or a video file path (every ``frame_step``-th
+            frame, at most ``max_frames``, read with OpenCV; ``used`` then indexes the sampled
+            frames).
+        method : {"quality_weighted", "mean", "best", "top_k"}
+            ``"quality_weighted"``: softmax of score / temperature; ``"mean"``; ``"best"``;
+            ``"top_k"``: the ``k`` best, equal weights.
+        k : int
+            For ``"top_k"``.
+        temperature : float or None
+            For ``"quality_weighted"``; the default ``None`` uses 4 x the scores' standard
+            deviation, see :func:`fiqa_sdk.policy.template_weights`.
+        color : {"bgr", "rgb"} or None
+            As in :meth:`assess` (video frames are BGR).
+        frame_step, max_frames : int
+            Video sampling.
+
+        Returns
+        -------
+        Template
+
+        Raises
+        ------
+        GateError
+            The gate has ``embedder=None``, no image had a scorable face, an unknown
+            ``method``, or an unreadable video.
+
+        Examples
+        --------
+        >>> import fiqa_sdk as fq
+        >>> gate = fq.QualityGate()  # doctest: +SKIP
+        >>> tpl = gate.template(["p1.jpg", "p2.jpg", "p3.jpg"])  # doctest: +SKIP
+        >>> tpl.used, tpl.weights  # doctest: +SKIP
+        >>> gate.compare(tpl, "probe.jpg")  # doctest: +SKIP
         """
         if not self._embedder_given:
             raise GateError("templates need an embedder; this gate has embedder=None")
@@ -627,7 +817,32 @@ class QualityGate:
                         skipped=skipped)
 
     def embedding(self, x: Any, color: str | None = None) -> np.ndarray:
-        """Embedding of a Template, a 1-D embedding vector (as is), or an image (its face)."""
+        """Embedding of a Template, a 1-D embedding vector (as is), or an image (its face).
+
+        Parameters
+        ----------
+        x : Template, 1-D ndarray or image
+            What to embed.
+        color : {"bgr", "rgb"} or None
+            As in :meth:`assess`, for an array image.
+
+        Returns
+        -------
+        ndarray, float32
+            L2-normalised embedding (a 1-D vector given is returned as is).
+
+        Raises
+        ------
+        GateError
+            An image with the gate's ``embedder=None``, or an image without a usable face.
+
+        Examples
+        --------
+        >>> import fiqa_sdk as fq
+        >>> gate = fq.QualityGate()  # doctest: +SKIP
+        >>> gate.embedding("face.jpg").shape  # doctest: +SKIP
+        (512,)
+        """
         if isinstance(x, Template):
             return x.embedding
         if isinstance(x, np.ndarray) and x.ndim == 1:
@@ -641,5 +856,29 @@ class QualityGate:
         return r.embedding
 
     def compare(self, a: Any, b: Any, color: str | None = None) -> float:
-        """Cosine similarity of two images / Templates / embeddings (any mix)."""
+        """Cosine similarity of two images / Templates / embeddings (any mix).
+
+        Parameters
+        ----------
+        a, b : image, Template or 1-D ndarray
+            What to compare (see :meth:`embedding`).
+        color : {"bgr", "rgb"} or None
+            As in :meth:`assess`.
+
+        Returns
+        -------
+        float
+            In [-1, 1] (:func:`fiqa_sdk.policy.cosine`).
+
+        Raises
+        ------
+        GateError
+            As in :meth:`embedding`, or embeddings of different sizes.
+
+        Examples
+        --------
+        >>> import fiqa_sdk as fq
+        >>> gate = fq.QualityGate()  # doctest: +SKIP
+        >>> gate.compare("a.jpg", "b.jpg")  # doctest: +SKIP
+        """
         return cosine(self.embedding(a, color), self.embedding(b, color))
