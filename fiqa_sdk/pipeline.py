@@ -73,6 +73,19 @@ class FacePipeline:
         default ``"subject"``.
     device : {"cpu", "cuda", "auto"}
         Passed to backends created by name.
+
+    Raises
+    ------
+    InvalidArgumentError
+        An unknown ``face_policy`` or ``device``.
+    UnknownBackendError
+        An unknown detector or embedder name.
+
+    Examples
+    --------
+    >>> import fiqa_sdk as fq
+    >>> pipe = fq.FacePipeline(embedder=None)  # doctest: +SKIP
+    >>> [r.face for r in pipe.process("face.jpg")]  # doctest: +SKIP
     """
 
     def __init__(self, detector: str | Detector = "retinaface", embedder: Any = "arcface",
@@ -100,16 +113,59 @@ class FacePipeline:
 
     # -- whole pipeline ------------------------------------------------------------------
     def process(self, img: ImageInput, color: str = "bgr") -> list[PipelineResult]:
-        """Results for one image: one per selected face, or one failed result with a reason."""
+        """Results for one image: one per selected face, or one failed result with a reason.
+
+        Parameters
+        ----------
+        img : path, bytes, ndarray or PIL.Image
+            Any input :func:`fiqa_sdk.load_image` accepts.
+        color : {"bgr", "rgb"}
+            Channel order of an array ``img``.
+
+        Returns
+        -------
+        list of PipelineResult
+            One per face selected by the face policy, or one failed result whose ``reason``
+            says why (``"no_face"``, ``"decode_error"``, ...); an unreadable image never raises.
+
+        Examples
+        --------
+        >>> import fiqa_sdk as fq
+        >>> pipe = fq.FacePipeline()  # doctest: +SKIP
+        >>> res = pipe.process("face.jpg")[0]  # doctest: +SKIP
+        >>> res.ok, res.aligned.shape, res.embedding.shape  # doctest: +SKIP
+        (True, (112, 112, 3), (512,))
+        """
         return next(iter(self.process_batch([img], color=color)))
 
     def process_batch(self, images: Iterable[ImageInput], color: str = "bgr",
                       batch_size: int = 32, embed: bool = True) -> Iterator[list[PipelineResult]]:
         """Yield, for each input in order, its list of results (see :meth:`process`).
 
-        Embeddings are computed ``batch_size`` images at a time; memory stays bounded for
-        any iterable (generators included). ``embed=False``: detect and align only (the
-        results' ``embedding`` stays None), for a caller that embeds the crops itself.
+        Parameters
+        ----------
+        images : iterable of images
+            Any iterable (generators included) of inputs :func:`fiqa_sdk.load_image` accepts.
+        color : {"bgr", "rgb"}
+            Channel order of array inputs.
+        batch_size : int
+            Embeddings are computed ``batch_size`` images at a time; memory stays bounded for
+            any iterable.
+        embed : bool
+            ``False``: detect and align only (the results' ``embedding`` stays None), for a
+            caller that embeds the crops itself.
+
+        Yields
+        ------
+        list of PipelineResult
+            The results of one input, in input order.
+
+        Examples
+        --------
+        >>> import fiqa_sdk as fq
+        >>> pipe = fq.FacePipeline()  # doctest: +SKIP
+        >>> for results in pipe.process_batch(["a.jpg", "b.jpg"], batch_size=16):  # doctest: +SKIP
+        ...     print([r.reason for r in results])
         """
         pending: list[tuple[np.ndarray, list[PipelineResult]]] = []
         for img in images:

@@ -56,14 +56,53 @@ def _scrfd(**kw: Any) -> Detector:
 
 
 def create_detector(name: str | Detector = "retinaface", /, **kwargs: Any) -> Detector:
-    """A detector by registry name (keyword arguments go to its constructor), or pass one through."""
+    """A detector by registry name (keyword arguments go to its constructor), or pass one through.
+
+    Parameters
+    ----------
+    name : str or Detector
+        A registry name (:func:`list_detectors`: ``"retinaface"``, ``"mtcnn"``, ``"dlib"``,
+        ``"scrfd"``) or a :class:`Detector`, returned as is.
+    **kwargs
+        Constructor arguments of the named detector (e.g. ``threads=1``).
+
+    Returns
+    -------
+    Detector
+
+    Raises
+    ------
+    UnknownBackendError
+        An unknown name (the message lists the registered ones).
+    InvalidTypeError
+        ``name`` is neither a string nor a Detector.
+    MissingDependencyError
+        The backend's optional package is missing (the message names the extra).
+
+    Examples
+    --------
+    >>> import fiqa_sdk as fq
+    >>> det = fq.create_detector("mtcnn", threads=1)  # doctest: +SKIP
+    >>> faces = det("photo.jpg")  # doctest: +SKIP
+    """
     if isinstance(name, Detector):
         return name
     return DETECTORS.create(name, **kwargs)
 
 
 def list_detectors() -> list[str]:
-    """Names of the registered detectors."""
+    """Names of the registered detectors.
+
+    Returns
+    -------
+    list of str
+
+    Examples
+    --------
+    >>> import fiqa_sdk as fq
+    >>> fq.list_detectors()  # doctest: +SKIP
+    ['dlib', 'mtcnn', 'retinaface', 'scrfd']
+    """
     return DETECTORS.names()
 
 

@@ -37,7 +37,41 @@ def _dlib(**kw: Any) -> Embedder:
 
 def create_embedder(name: Any = "arcface", /, **kwargs: Any) -> Embedder:
     """An embedder by registry name, an :class:`Embedder` passed through, or a wrapped callable
-    / torch module ``(N, 112, 112, 3) uint8 RGB -> (N, D)``."""
+    / torch module ``(N, 112, 112, 3) uint8 RGB -> (N, D)``.
+
+    Parameters
+    ----------
+    name : str, Embedder or callable
+        A registry name (:func:`list_embedders`: ``"arcface"``, ``"dlib"``), an
+        :class:`Embedder` (returned as is), or a callable / torch module wrapped in a
+        :class:`CallableEmbedder`.
+    **kwargs
+        Constructor arguments of the named embedder (``"arcface"``: ``model_path=``,
+        ``threads=``, ``fast_prelu=``) or of :class:`CallableEmbedder` (``name=``,
+        ``batch_size=``, ``input_size=``).
+
+    Returns
+    -------
+    Embedder
+
+    Raises
+    ------
+    UnknownBackendError
+        An unknown name (the message lists the registered ones).
+    InvalidTypeError
+        ``name`` is neither a name, an Embedder nor a callable.
+    MissingDependencyError
+        The backend's optional package is missing (the message names the extra).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fiqa_sdk as fq
+    >>> emb = fq.create_embedder(lambda crops: np.ones((len(crops), 4)), name="ones")
+    >>> emb.embed(np.zeros((2, 112, 112, 3), np.uint8)).shape
+    (2, 4)
+    >>> arcface = fq.create_embedder("arcface", threads=1)  # doctest: +SKIP
+    """
     if isinstance(name, Embedder):
         return name
     if isinstance(name, str):
@@ -48,7 +82,18 @@ def create_embedder(name: Any = "arcface", /, **kwargs: Any) -> Embedder:
 
 
 def list_embedders() -> list[str]:
-    """Names of the registered embedders."""
+    """Names of the registered embedders.
+
+    Returns
+    -------
+    list of str
+
+    Examples
+    --------
+    >>> import fiqa_sdk as fq
+    >>> fq.list_embedders()  # doctest: +SKIP
+    ['arcface', 'dlib']
+    """
     return EMBEDDERS.names()
 
 

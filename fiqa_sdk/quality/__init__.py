@@ -110,14 +110,60 @@ for _reg, _file in (("diffiqa-r", "diffiqa_r_mbf.safetensors"),
 
 
 def create_scorer(name: str | Scorer = "flip-consistency", /, **kwargs: Any) -> Scorer:
-    """A scorer by registry name (keyword arguments go to its constructor), or pass one through."""
+    """A scorer by registry name (keyword arguments go to its constructor), or pass one through.
+
+    Note that the default name here is ``"flip-consistency"``, while the gate's default scorer
+    is :data:`fiqa_sdk.gate.DEFAULT_SCORER`.
+
+    Parameters
+    ----------
+    name : str or Scorer
+        A registry name (:func:`list_scorers`; ``fiqa list`` describes each) or a
+        :class:`Scorer`, returned as is.
+    **kwargs
+        Constructor arguments of the named scorer (e.g. ``embedder=`` for
+        ``"embedding-norm"``, ``weights=`` for ``"diffiqa"``; the regressors take
+        ``backend=``, ``threads=`` and ``precision=``).
+
+    Returns
+    -------
+    Scorer
+
+    Raises
+    ------
+    UnknownBackendError
+        An unknown name (the message lists the registered ones).
+    InvalidTypeError
+        ``name`` is neither a string nor a Scorer.
+    WeightsError
+        The scorer's weights are missing or fail their checksum.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> import fiqa_sdk as fq
+    >>> scorer = fq.create_scorer("sharpness")  # doctest: +SKIP
+    >>> scorer.score(np.zeros((2, 112, 112, 3), np.uint8)).shape  # doctest: +SKIP
+    (2,)
+    """
     if isinstance(name, Scorer):
         return name
     return SCORERS.create(name, **kwargs)
 
 
 def list_scorers() -> list[str]:
-    """Names of the registered quality scorers."""
+    """Names of the registered quality scorers.
+
+    Returns
+    -------
+    list of str
+
+    Examples
+    --------
+    >>> import fiqa_sdk as fq
+    >>> "diffiqa-r+norm" in fq.list_scorers()  # doctest: +SKIP
+    True
+    """
     return SCORERS.names()
 
 
