@@ -101,7 +101,45 @@ def align_face(
     size: int = ARCFACE_SIZE,
     dst: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Aligned ``size`` x ``size`` x 3 uint8 crop of one face (same channel order as ``image``)."""
+    """Aligned ``size`` x ``size`` x 3 uint8 crop of one face (same channel order as ``image``).
+
+    A least-squares similarity transform (:func:`estimate_transform`) from the five landmarks
+    to the ArcFace template scaled to ``size``, then a bilinear warp, black outside the image.
+
+    Parameters
+    ----------
+    image : ndarray, shape (H, W, C), uint8
+        The decoded image (e.g. from :func:`fiqa_sdk.load_image`).
+    landmarks : Face or array, shape (5, 2)
+        Image coordinates in ArcFace order.
+    size : int
+        Output crop side; the template is scaled by ``size / 112``.
+    dst : array, shape (5, 2), optional
+        Another destination template in crop pixels (see :func:`estimate_transform`).
+
+    Returns
+    -------
+    ndarray, shape (size, size, C), uint8
+
+    Raises
+    ------
+    AlignmentError
+        Degenerate landmarks (all at one point, NaN or infinite).
+    InvalidArgumentError
+        Landmarks not of shape (5, 2), or a non-positive ``size``.
+    InvalidImageError
+        ``image`` is not an (H, W, C) uint8 array.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fiqa_sdk.align import ARCFACE_TEMPLATE, align_face
+    >>> image = np.zeros((200, 200, 3), np.uint8)
+    >>> align_face(image, ARCFACE_TEMPLATE + 40).shape
+    (112, 112, 3)
+    >>> align_face(image, ARCFACE_TEMPLATE + 40, size=224).shape
+    (224, 224, 3)
+    """
     return warp(image, estimate_transform(landmarks, size, dst), size)
 
 
@@ -111,7 +149,39 @@ def align_faces(
     size: int = ARCFACE_SIZE,
     dst: np.ndarray | None = None,
 ) -> np.ndarray:
-    """Aligned crops of several faces of one image, shape ``(N, size, size, 3)`` uint8."""
+    """Aligned crops of several faces of one image, shape ``(N, size, size, 3)`` uint8.
+
+    Parameters
+    ----------
+    image : ndarray, shape (H, W, 3), uint8
+        The decoded image.
+    faces : iterable of Face or (5, 2) arrays
+        The faces' landmarks (see :func:`align_face`).
+    size : int
+        Output crop side.
+    dst : array, shape (5, 2), optional
+        Another destination template in crop pixels.
+
+    Returns
+    -------
+    ndarray, shape (N, size, size, 3), uint8
+        ``(0, size, size, 3)`` for no face.
+
+    Raises
+    ------
+    AlignmentError
+        Degenerate landmarks of any face.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fiqa_sdk.align import ARCFACE_TEMPLATE, align_faces
+    >>> image = np.zeros((200, 200, 3), np.uint8)
+    >>> align_faces(image, [ARCFACE_TEMPLATE, ARCFACE_TEMPLATE + 50]).shape
+    (2, 112, 112, 3)
+    >>> align_faces(image, []).shape
+    (0, 112, 112, 3)
+    """
     crops = [align_face(image, f, size, dst) for f in faces]
     if not crops:
         return np.zeros((0, size, size, 3), dtype=np.uint8)

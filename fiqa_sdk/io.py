@@ -63,6 +63,19 @@ def load_image(img: ImageInput, color: str = "bgr", max_pixels: int = MAX_PIXELS
         Missing, unreadable, empty, truncated or non-image files/bytes.
     InvalidImageError
         Arrays of a wrong type, dtype, shape, zero size or non-finite values; oversized images.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fiqa_sdk import load_image
+    >>> bgr = np.zeros((4, 6, 3), np.uint8)
+    >>> bgr[..., 0] = 255  # blue in OpenCV's order
+    >>> rgb = load_image(bgr)
+    >>> rgb.shape, rgb[0, 0].tolist()
+    ((4, 6, 3), [0, 0, 255])
+    >>> load_image(np.full((4, 6), 0.5)).dtype  # grayscale float in [0, 1]
+    dtype('uint8')
+    >>> img = load_image("face.jpg")  # doctest: +SKIP
     """
     if color not in _COLORS:
         raise InvalidArgumentError(f"color must be 'bgr' or 'rgb', got {color!r}")

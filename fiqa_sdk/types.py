@@ -119,6 +119,16 @@ class QualityReport:
         Another face of the image is a plausible subject too (similar size, confident
         detection; :func:`fiqa_sdk.detect.ambiguous_subject`): the gate picked one of several
         people. An application that must be sure whose face it scored rejects such images.
+
+    Examples
+    --------
+    >>> from fiqa_sdk import QualityReport
+    >>> r = QualityReport(reason="no_face", message="no face detected")
+    >>> r.ok, r.accepted, r.score
+    (False, False, None)
+    >>> r = gate.assess("face.jpg")  # doctest: +SKIP
+    >>> if not r.accepted:  # doctest: +SKIP
+    ...     print(r.reason, r.message)
     """
 
     score: float | None = None
@@ -159,12 +169,34 @@ class FilterResult:
 
 @dataclass
 class Template:
-    """A quality-aware fusion of several images of one person.
+    """A quality-aware fusion of several images of one person (:meth:`QualityGate.template`).
 
-    ``embedding`` is L2-normalised float32; ``weights`` (float64, summing to 1) are aligned with
-    ``used``, the input indices that contributed; ``scores`` are the quality scores of ``used``;
-    ``skipped`` lists the inputs that could not take part as ``(index, reason)`` pairs (an
-    unreadable file, no face, ...).
+    Attributes
+    ----------
+    embedding : ndarray, float32
+        L2-normalised fused embedding.
+    weights : ndarray, float64
+        Summing to 1, aligned with ``used``.
+    used : list of int
+        The input indices that contributed (for a video, indices of the sampled frames).
+    method : str
+        How it was fused (``"quality_weighted"``, ``"mean"``, ``"best"``, ``"top_k"``).
+    scores : ndarray or None
+        The quality scores of ``used``.
+    skipped : list of (int, str)
+        The inputs that could not take part, as ``(index, reason)`` pairs (an unreadable
+        file, no face, ...).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fiqa_sdk import Template
+    >>> t = Template(embedding=np.array([1.0, 0.0], np.float32), weights=np.array([0.5, 0.5]),
+    ...              used=[0, 2], method="mean", skipped=[(1, "no_face")])
+    >>> t.used, t.skipped
+    ([0, 2], [(1, 'no_face')])
+    >>> tpl = gate.template(["a.jpg", "b.jpg"])  # doctest: +SKIP
+    >>> gate.compare(tpl, "probe.jpg")  # doctest: +SKIP
     """
 
     embedding: np.ndarray

@@ -100,7 +100,7 @@ def list_detectors() -> list[str]:
     Examples
     --------
     >>> import fiqa_sdk as fq
-    >>> fq.list_detectors()  # doctest: +SKIP
+    >>> fq.list_detectors()
     ['dlib', 'mtcnn', 'retinaface', 'scrfd']
     """
     return DETECTORS.names()

@@ -91,7 +91,7 @@ def list_embedders() -> list[str]:
     Examples
     --------
     >>> import fiqa_sdk as fq
-    >>> fq.list_embedders()  # doctest: +SKIP
+    >>> fq.list_embedders()
     ['arcface', 'dlib']
     """
     return EMBEDDERS.names()

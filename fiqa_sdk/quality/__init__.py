@@ -161,7 +161,7 @@ def list_scorers() -> list[str]:
     Examples
     --------
     >>> import fiqa_sdk as fq
-    >>> "diffiqa-r+norm" in fq.list_scorers()  # doctest: +SKIP
+    >>> "diffiqa-r+norm" in fq.list_scorers()
     True
     """
     return SCORERS.names()
