@@ -114,18 +114,35 @@ def _check_limit(limit) -> float:
 def combine_pair_qualities(qualities, pair_quality: PairQuality = "min", *, name="qualities"):
     """Combine per-sample qualities into one quality per pair.
 
-    Args:
-        qualities: (N, 2) qualities of the two samples of each pair (any (N, S) with S >= 1 is
-            accepted), or (N,) pair qualities that are already combined (returned as float64).
-        pair_quality: "min" (ISO/IEC 29794-1 default), "mean", "product", or a callable that
-            takes the (N, S) float64 array and returns an (N,) array.
+    Parameters
+    ----------
+    qualities : array_like, shape (N, 2) or (N,)
+        Qualities of the two samples of each pair (any (N, S) with S >= 1 is accepted), or
+        (N,) pair qualities that are already combined (returned as float64).
+    pair_quality : {"min", "mean", "product"} or callable
+        "min" (ISO/IEC 29794-1 default), "mean", "product", or a callable that takes the
+        (N, S) float64 array and returns an (N,) array.
+    name : str
+        The argument's name, for error messages (keyword only).
 
-    Returns:
-        (N,) float64 pair qualities.
+    Returns
+    -------
+    ndarray, shape (N,), float64
+        Pair qualities.
 
-    Raises:
-        EvaluationError: wrong shape, NaN values, unknown combiner, or a callable that returns
-            the wrong shape or NaN.
+    Raises
+    ------
+    EvaluationError
+        Wrong shape, NaN values, unknown combiner, or a callable that returns the wrong shape
+        or NaN.
+
+    Examples
+    --------
+    >>> from fiqa_sdk.eval import combine_pair_qualities
+    >>> combine_pair_qualities([[0.2, 0.9], [0.5, 0.4]])
+    array([0.2, 0.4])
+    >>> combine_pair_qualities([[0.2, 0.9], [0.5, 0.4]], "mean")
+    array([0.55, 0.45])
     """
     q = _as_float_array(qualities, name)
     if np.isnan(q).any():
@@ -192,16 +209,34 @@ def _threshold(nonmated: np.ndarray, fmr: float) -> FMRThreshold:
 def threshold_at_fmr(nonmated_scores, fmr: float = 1e-3) -> FMRThreshold:
     """Decision threshold at a target false-match rate.
 
-    Args:
-        nonmated_scores: (K,) similarity scores of non-mated pairs (higher = more similar).
-        fmr: target FMR in (0, 1).
+    Parameters
+    ----------
+    nonmated_scores : array_like, shape (K,)
+        Similarity scores of non-mated pairs (higher = more similar), finite.
+    fmr : float
+        Target FMR in (0, 1).
 
-    Returns:
+    Returns
+    -------
+    FMRThreshold
         ``FMRThreshold(threshold, fmr_achieved)``: ``threshold`` is the smallest float64 ``tau``
         with ``count(nonmated >= tau) / K <= fmr`` (a match is ``score >= tau``); it is
         ``nextafter(s, +inf)`` where ``s`` is the ``(k+1)``-th highest non-mated score and ``k``
         the largest integer with ``k / K <= fmr``. Ties at ``s`` are all non-matches, so
         ``fmr_achieved <= fmr`` always (it is 0 when ``fmr * K < 1``).
+
+    Raises
+    ------
+    EvaluationError
+        Empty, NaN or infinite scores, or ``fmr`` outside (0, 1).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fiqa_sdk.eval import threshold_at_fmr
+    >>> t = threshold_at_fmr(np.linspace(0.0, 0.5, 101), fmr=0.01)
+    >>> round(t.threshold, 6), round(t.fmr_achieved, 6)  # one false match of 101 at >= 0.495
+    (0.495, 0.009901)
     """
     return _threshold(_scores(nonmated_scores, "nonmated_scores"), _check_fmr(fmr))
 
@@ -382,23 +417,43 @@ def edc(
 ) -> EDCResult:
     """ISO/IEC 29794-1 FNMR Error-versus-Discard Characteristic.
 
-    Args:
-        mated_scores: (M,) similarity scores of mated pairs (higher = more similar), finite.
-        nonmated_scores: (K,) similarity scores of non-mated pairs, finite. They fix the
-            threshold (see :func:`threshold_at_fmr`) before any discarding.
-        mated_qualities: (M, 2) qualities of both samples of each mated pair, or (M,) pair
-            qualities already combined (then ``pair_quality`` is not applied).
-        nonmated_qualities: optional (K, 2) or (K,); when given, ``result.fmr_curve`` holds the
-            FMR-EDC at the same threshold.
-        fmr: target FMR in (0, 1) for the threshold.
-        pair_quality: "min" (default), "mean", "product", or a callable (N, 2) -> (N,).
+    Parameters
+    ----------
+    mated_scores : array_like, shape (M,)
+        Similarity scores of mated pairs (higher = more similar), finite.
+    nonmated_scores : array_like, shape (K,)
+        Similarity scores of non-mated pairs, finite. They fix the threshold (see
+        :func:`threshold_at_fmr`) before any discarding.
+    mated_qualities : array_like, shape (M, 2) or (M,)
+        Qualities of both samples of each mated pair, or pair qualities already combined
+        (then ``pair_quality`` is not applied).
+    nonmated_qualities : array_like, shape (K, 2) or (K,), optional
+        When given, ``result.fmr_curve`` holds the FMR-EDC at the same threshold.
+    fmr : float
+        Target FMR in (0, 1) for the threshold.
+    pair_quality : {"min", "mean", "product"} or callable
+        "min" (default), "mean", "product", or a callable (N, 2) -> (N,).
 
-    Returns:
-        :class:`EDCResult`.
+    Returns
+    -------
+    EDCResult
 
-    Raises:
-        EvaluationError: empty score arrays, NaN/inf scores, NaN qualities, mismatched shapes,
-            fmr outside (0, 1), or an unknown ``pair_quality``.
+    Raises
+    ------
+    EvaluationError
+        Empty score arrays, NaN/inf scores, NaN qualities, mismatched shapes, fmr outside
+        (0, 1), or an unknown ``pair_quality``.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fiqa_sdk.eval import edc
+    >>> nonmated = np.linspace(0.0, 0.5, 101)
+    >>> mated = np.array([0.9, 0.3, 0.8, 0.2, 0.7, 0.6])
+    >>> quality = np.array([0.9, 0.1, 0.8, 0.2, 0.7, 0.5])  # pair qualities
+    >>> res = edc(mated, nonmated, quality, fmr=0.01)
+    >>> res.fnmr0, res.fnmr_at(1 / 3)  # the two failing pairs have the lowest quality
+    (0.3333333333333333, 0.0)
     """
     fmr = _check_fmr(fmr)
     mated = _scores(mated_scores, "mated_scores")
@@ -442,15 +497,38 @@ def fmr_edc(
     of :func:`edc`), else :func:`threshold_at_fmr` of all ``nonmated_scores`` at ``fmr``. A false
     match is ``score >= threshold``. Discarding, ties and steps follow the module conventions.
 
-    Args:
-        nonmated_scores: (K,) similarity scores, finite.
-        nonmated_qualities: (K, 2) per-sample qualities, or (K,) pair qualities.
-        fmr: target FMR in (0, 1), used only when ``threshold`` is None.
-        pair_quality: "min" (default), "mean", "product", or a callable (N, 2) -> (N,).
-        threshold: optional finite decision threshold.
+    Parameters
+    ----------
+    nonmated_scores : array_like, shape (K,)
+        Similarity scores, finite.
+    nonmated_qualities : array_like, shape (K, 2) or (K,)
+        Per-sample qualities, or pair qualities.
+    fmr : float
+        Target FMR in (0, 1), used only when ``threshold`` is None.
+    pair_quality : {"min", "mean", "product"} or callable
+        "min" (default), "mean", "product", or a callable (N, 2) -> (N,).
+    threshold : float, optional
+        A finite decision threshold.
 
-    Returns:
-        :class:`EDCCurve` with ``kind == "fmr"``.
+    Returns
+    -------
+    EDCCurve
+        With ``kind == "fmr"``.
+
+    Raises
+    ------
+    EvaluationError
+        Empty or non-finite scores, NaN qualities, mismatched shapes, ``fmr`` outside (0, 1),
+        or a threshold that is not a finite real number.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fiqa_sdk.eval import fmr_edc
+    >>> scores = np.linspace(0.0, 0.5, 101)
+    >>> curve = fmr_edc(scores, scores, threshold=0.45)  # quality = score here
+    >>> curve.kind, curve.n_pairs, round(curve.error0, 4)
+    ('fmr', 101, 0.1089)
     """
     fmr = _check_fmr(fmr)
     nonmated = _scores(nonmated_scores, "nonmated_scores")
@@ -469,17 +547,39 @@ def fmr_edc(
 def pauc(edc_result_or_curve, limit: float = 0.2, normalized: bool = True) -> float:
     """Partial area under a step-wise EDC over discard [0, limit].
 
-    Args:
-        edc_result_or_curve: an :class:`EDCResult`, an :class:`EDCCurve`, or a pair
-            ``(discard_fractions, error_rates)`` of equal-length 1-D arrays with
-            ``discard_fractions`` non-decreasing in [0, 1] starting at 0.
-        limit: discard limit in (0, 1] (the papers use 0.2 and 0.3).
-        normalized: divide by ``limit * error_rates[0]`` (default True, as the papers report
-            it); nan when ``error_rates[0] == 0``.
+    Note that this function normalizes by default while the ``pauc`` methods of
+    :class:`EDCResult` and :class:`EDCCurve` return the raw area by default.
 
-    Returns:
-        float: the raw or normalized pAUC. Each error rate holds from its discard fraction up
-        to the next discard point; the last step is clipped at ``limit``.
+    Parameters
+    ----------
+    edc_result_or_curve : EDCResult, EDCCurve or (discard_fractions, error_rates)
+        An :class:`EDCResult`, an :class:`EDCCurve`, or a pair of equal-length 1-D arrays
+        with ``discard_fractions`` non-decreasing in [0, 1] starting at 0.
+    limit : float
+        Discard limit in (0, 1] (the papers use 0.2 and 0.3).
+    normalized : bool
+        Divide by ``limit * error_rates[0]`` (default True, as the papers report it); nan
+        when ``error_rates[0] == 0``.
+
+    Returns
+    -------
+    float
+        The raw or normalized pAUC. Each error rate holds from its discard fraction up to the
+        next discard point; the last step is clipped at ``limit``.
+
+    Raises
+    ------
+    EvaluationError
+        Not a result, a curve or a valid pair of arrays, or ``limit`` outside (0, 1].
+
+    Examples
+    --------
+    >>> from fiqa_sdk.eval import pauc
+    >>> curve = ([0.0, 0.1, 0.2, 1.0], [0.2, 0.1, 0.05, float("nan")])
+    >>> round(pauc(curve, limit=0.2, normalized=False), 6)  # 0.1 * 0.2 + 0.1 * 0.1
+    0.03
+    >>> round(pauc(curve, limit=0.2), 6)  # / (0.2 * 0.2); random quality gives about 1.0
+    0.75
     """
     if isinstance(edc_result_or_curve, EDCResult):
         return edc_result_or_curve.pauc(limit, normalized)

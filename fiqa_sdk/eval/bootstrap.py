@@ -1,7 +1,8 @@
 """How much would a normalized pAUC move with another sample of people? An identity bootstrap.
 
 An FNMR-EDC at a low FMR often rests on few failing mated pairs, and those come from few
-identities (LFW all-vs-all with ArcFace: 171 pairs from 30 people), so two scorers' pAUCs can
+identities (LFW all-vs-all with ArcFace: docs/benchmarks.md, "Is random close to 1.0? The
+noise floor", gives the counts), so two scorers' pAUCs can
 differ by more than the random-quality noise floor without the difference meaning anything.
 :func:`bootstrap_pauc` redraws the *groups* of mated pairs (identities: every mated pair of a
 drawn identity comes with it; an identity drawn twice counts twice) with replacement, keeps
@@ -13,8 +14,8 @@ Each redraw is exact, not an approximation: the curve of a redrawn multiset of p
 computed from per-tie-group weighted counts, which equals :func:`fiqa_sdk.eval.edc` on the
 materialised redraw (tested), in O(M) per scorer and redraw.
 
-    >>> res = bootstrap_pauc(mated_scores, {"a": qa, "b": qb}, identities, threshold, boot=1000)
-    >>> res.se("a", 0.2), res.interval("a", 0.2), res.difference("a", "b", 0.2)
+    >>> res = bootstrap_pauc(mated_scores, {"a": qa, "b": qb}, identities, threshold, boot=1000)  # doctest: +SKIP
+    >>> res.se("a", 0.2), res.interval("a", 0.2), res.difference("a", "b", 0.2)  # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -130,20 +131,55 @@ def bootstrap_pauc(mated_scores, mated_qualities: Mapping[str, np.ndarray], grou
                    boot: int = 1000, seed: int = 0, pair_quality: str = "min") -> BootstrapResult:
     """Identity bootstrap of the normalized pAUC of one or more scorers (see the module doc).
 
-    Args:
-        mated_scores: ``(M,)`` comparison scores of the mated pairs.
-        mated_qualities: scorer name -> ``(M, 2)`` qualities of each pair's two images (combined
-            by ``pair_quality``) or ``(M,)`` pair qualities.
-        groups: ``(M,)`` the unit of resampling of each mated pair (its identity).
-        threshold: the decision threshold (a match is ``score >= threshold``), fixed beforehand
-            over the non-mated pairs, e.g. :func:`fiqa_sdk.eval.threshold_at_fmr`.
-        limits: discard limits of the pAUC, each in (0, 1].
-        boot: number of redraws (>= 2).
-        seed: seed of ``numpy.random.default_rng``.
+    Redraws the groups (identities) of the mated pairs with replacement, the threshold held
+    fixed, and computes every scorer's normalized pAUC on the same redraws (exactly the EDC of
+    each redrawn multiset of pairs).
 
-    Raises:
-        EvaluationError: shapes that do not match, non-finite values, no failing mated pair
-            (the normalized pAUC is undefined), ``boot < 2``, bad limits.
+    Parameters
+    ----------
+    mated_scores : array_like, shape (M,)
+        Comparison scores of the mated pairs.
+    mated_qualities : mapping of str to array_like
+        Scorer name -> ``(M, 2)`` qualities of each pair's two images (combined by
+        ``pair_quality``) or ``(M,)`` pair qualities.
+    groups : array_like, shape (M,)
+        The unit of resampling of each mated pair (its identity).
+    threshold : float or FMRThreshold
+        The decision threshold (a match is ``score >= threshold``), fixed beforehand over the
+        non-mated pairs, e.g. :func:`fiqa_sdk.eval.threshold_at_fmr`.
+    limits : sequence of float
+        Discard limits of the pAUC, each in (0, 1].
+    boot : int
+        Number of redraws (>= 2).
+    seed : int
+        Seed of ``numpy.random.default_rng``.
+    pair_quality : {"min", "mean", "product"}
+        How two sample qualities combine (:func:`fiqa_sdk.eval.combine_pair_qualities`).
+
+    Returns
+    -------
+    BootstrapResult
+        Point estimates and redraws; ``se``, ``interval`` and the paired ``difference``.
+
+    Raises
+    ------
+    EvaluationError
+        Shapes that do not match, non-finite values, no failing mated pair (the normalized
+        pAUC is undefined), ``boot < 2``, bad limits.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fiqa_sdk.eval import bootstrap_pauc
+    >>> mated = np.array([0.9, 0.3, 0.8, 0.2, 0.7, 0.6])
+    >>> qualities = {"a": np.array([0.9, 0.1, 0.8, 0.2, 0.7, 0.5]),
+    ...              "b": np.array([0.1, 0.9, 0.2, 0.8, 0.5, 0.7])}
+    >>> identities = np.array([0, 0, 1, 1, 2, 2])
+    >>> res = bootstrap_pauc(mated, qualities, identities, threshold=0.5, limits=(0.5,),
+    ...                      boot=200)
+    >>> res.point.round(3).tolist()  # (scorers, limits)
+    [[0.533], [1.233]]
+    >>> res.se("a", 0.5), res.interval("a", 0.5), res.difference("a", "b", 0.5)  # doctest: +SKIP
     """
     scores = np.asarray(mated_scores, dtype=np.float64)
     if scores.ndim != 1 or scores.size == 0 or not np.isfinite(scores).all():
