@@ -1,4 +1,24 @@
-"""Evaluation: ISO/IEC 29794-1 Error-versus-Discard Characteristic (EDC) and pAUC."""
+"""Evaluation: ISO/IEC 29794-1 Error-versus-Discard Characteristic (EDC) and pAUC.
+
+The public names (docs/api.md, "fq.eval"): :func:`edc` (FNMR-EDC at a threshold fixed at a
+target FMR), :func:`fmr_edc`, :func:`pauc`, :func:`threshold_at_fmr`,
+:func:`combine_pair_qualities`, the result types :class:`EDCResult`, :class:`EDCCurve` and
+:class:`FMRThreshold` (from :mod:`fiqa_sdk.eval._edc`, whose module docstring fixes the
+conventions), and the identity bootstrap :func:`bootstrap_pauc` / :class:`BootstrapResult`.
+Comparison scores are similarities (a match is ``score >= threshold``); invalid inputs raise
+:class:`~fiqa_sdk.errors.EvaluationError`. Definitions: docs/concepts.md; results:
+docs/benchmarks.md.
+
+Examples
+--------
+>>> import numpy as np
+>>> from fiqa_sdk.eval import edc, pauc
+>>> nonmated = np.linspace(0.0, 0.5, 101)
+>>> mated = np.array([0.9, 0.3, 0.8, 0.2, 0.7, 0.6])
+>>> quality = np.array([0.9, 0.1, 0.8, 0.2, 0.7, 0.5])
+>>> round(pauc(edc(mated, nonmated, quality, fmr=0.01), limit=0.5), 4)
+0.5333
+"""
 
 from __future__ import annotations
 

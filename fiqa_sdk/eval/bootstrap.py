@@ -2,8 +2,8 @@
 
 An FNMR-EDC at a low FMR often rests on few failing mated pairs, and those come from few
 identities (LFW all-vs-all with ArcFace: docs/benchmarks.md, "Is random close to 1.0? The
-noise floor", gives the counts), so two scorers' pAUCs can
-differ by more than the random-quality noise floor without the difference meaning anything.
+noise floor", gives the counts), so two scorers' pAUCs can differ by more than the
+random-quality noise floor without the difference meaning anything.
 :func:`bootstrap_pauc` redraws the *groups* of mated pairs (identities: every mated pair of a
 drawn identity comes with it; an identity drawn twice counts twice) with replacement, keeps
 the decision threshold (fixed over the non-mated pairs, as the EDC does), and recomputes every
