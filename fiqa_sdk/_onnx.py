@@ -108,9 +108,10 @@ def rewrite_blocked_prelu(model) -> int:
     This is ``PReLU(x)``: ``x > 0`` gives ``x``, ``x < 0`` gives ``x + (a - 1) x = a x``. Why:
     onnxruntime's CPU optimizer runs convolutions in its 8-channel blocked (NCHWc) layout, but
     its ``PRelu`` kernel has none, so every PReLU of a MobileFaceNet costs two reorders and a
-    slow broadcast kernel; Conv, Relu and Add stay blocked. ArcFace ``w600k_mbf``: ~1.4x faster
-    on one thread, embeddings equal to 4e-6 (``benchmarks/arcface_prelu.py``); the distilled
-    regressors likewise (docs/benchmarks.md, "eDifFIQA throughput"). Other PReLUs (a shared
+    slow broadcast kernel; Conv, Relu and Add stay blocked. The speed-up and the embeddings'
+    agreement for ArcFace ``w600k_mbf``: docs/benchmarks.md, "Runtime per face"
+    (``python benchmarks/arcface_prelu.py``); for the distilled regressors: docs/benchmarks.md,
+    "eDifFIQA throughput". Other PReLUs (a shared
     slope, slopes >= 1, other shapes) are kept: exact, only slower. ``Constant`` /
     ``Unsqueeze`` nodes and initializers that only fed rewritten slopes are removed.
     """
@@ -164,8 +165,9 @@ def rewrite_grouped_conv(model) -> int:
     identity) and ``DW_s``'s channel ``o`` has the kernel ``W[o, (p + s) % k]`` (the bias goes
     to ``DW_0``). The same products, summed in another order. Why: onnxruntime has fast
     depthwise kernels (fp32 blocked and int8) but none for such a grouped convolution: in int8
-    that one node took 8.7 ms per face, more than the rest of the network, and 1.2 ms in fp32
-    (docs/benchmarks.md "eDifFIQA throughput"). Other convolutions are kept.
+    that one node took more time than the rest of the network, and it was the slowest node in
+    fp32 too (the profiles: docs/benchmarks.md "eDifFIQA throughput" and "int8 on a CPU with
+    AVX-512 VNNI"). Other convolutions are kept.
     """
     import numpy as np
 

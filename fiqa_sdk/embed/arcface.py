@@ -42,8 +42,9 @@ class ArcFaceEmbedder(Embedder):
         On the CPU, run the model with its PReLUs rewritten as Conv / Relu / Add
         (:func:`fiqa_sdk._onnx.rewrite_blocked_prelu`) and its grouped convolution of 64 groups
         of 2 channels split into depthwise ones (:func:`fiqa_sdk._onnx.rewrite_grouped_conv`):
-        the same function, ~1.5x faster in onnxruntime here; embeddings equal to ~3e-6. Off:
-        the file as it is.
+        the same function up to float rounding, faster in onnxruntime (the speed-up and the
+        embeddings' agreement: docs/benchmarks.md "Runtime per face", ``python
+        benchmarks/arcface_prelu.py``). Off: the file as it is.
     """
 
     name = "arcface"

@@ -15,7 +15,8 @@ DDIM with eta = 1 over the time pairs ``(t-1, t-2), ..., (1, 0), (0, 0), (0, -1)
 
 Fast mode (``fast=True``): the backward process is a single x0 prediction
 ``x_hat = D(x_t, t)`` (one UNet pass per copy) and ``n`` defaults to 2, so one face costs
-4 UNet passes: ~30x cheaper. Its scores approximate, and are not identical to, the full ones.
+4 UNet passes instead of 120 (its run time: docs/benchmarks.md "Runtime per face"). Its scores
+approximate, and are not identical to, the full ones.
 
 Reproducibility: the noise of each face is drawn from a generator seeded by ``seed`` and a
 hash of the face's pixels, so the same crop and seed give the same score whatever else is in
@@ -125,8 +126,9 @@ class DifFIQAScorer(Scorer):
         ``max(1, batch_size // copies)`` with ``copies = n * (2 if flip else 1)``.
     unet_batch : int or None
         Samples per UNet forward pass within a chunk (default: 8 on the CPU, where this small
-        UNet is cache-bound and a pass over 8 samples costs ~30 % less per sample than one over
-        40, see docs/benchmarks.md; the whole chunk on CUDA). Scores do not depend on it
+        UNet is cache-bound and a pass over 8 samples costs less per sample than one over 40,
+        see docs/benchmarks.md "Runtime per face", ``python benchmarks/unet_pass_size.py``;
+        the whole chunk on CUDA). Scores do not depend on it
         beyond float rounding: the noise is drawn per face before the passes.
     verify : bool
         Check the weights' sha256 against their sidecar.

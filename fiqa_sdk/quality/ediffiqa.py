@@ -653,8 +653,8 @@ def export_onnx(model: QualityRegressor | RegressorEnsemble | RegressorScorer, p
     ``blocked_prelu=True`` then writes the graph ``backend="onnxruntime"`` runs: each PReLU with
     ops onnxruntime's NCHWc optimizer keeps in its blocked layout
     (:func:`fiqa_sdk._onnx.rewrite_blocked_prelu`) and grouped convolutions split into
-    depthwise ones (:func:`fiqa_sdk._onnx.rewrite_grouped_conv`); the same function, ~1.6x
-    faster in onnxruntime on one CPU thread (docs/benchmarks.md "eDifFIQA throughput").
+    depthwise ones (:func:`fiqa_sdk._onnx.rewrite_grouped_conv`); the same function, faster in
+    onnxruntime on one CPU thread (docs/benchmarks.md "eDifFIQA throughput").
     """
     from .regressor_onnx import export_bytes
 

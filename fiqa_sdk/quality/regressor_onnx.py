@@ -7,26 +7,29 @@ With ``backend="onnxruntime"`` the same model is exported once to ONNX (cached u
 cannot be written) and run by onnxruntime's CPU (or CUDA) provider. Scores agree with torch to
 about 1e-6 (fp32 both; tested within 1e-4 on real faces).
 
-Why it is faster (measured on a 2-core AVX2 EPYC, see docs/benchmarks.md "Runtime per face"):
+Why it is faster (the timings and profiles: docs/benchmarks.md "eDifFIQA throughput" and
+"Runtime per face"):
 
 - **PReLU in the blocked layout.** onnxruntime's ``ORT_ENABLE_ALL`` optimizer runs the
   MobileFaceNet convolutions in its NCHWc (8-channel blocked) layout, but its ``PRelu`` kernel
   has no NCHWc form: every one of the 34 PReLUs costs a reorder out of and back into the blocked
-  layout plus a slow broadcast kernel (together ~45 % of the plain export's time). The export
+  layout plus a slow broadcast kernel (a large share of the plain export's time). The export
   here writes each PReLU with slopes ``a < 1`` (all of the shipped models') as
   ``y + Relu((a - 1) * y)`` -- a 1x1 depthwise ``Conv`` with a fused ``Relu`` and an ``Add``,
   ops the NCHWc optimizer keeps blocked; it equals ``PReLU(y)`` (``y > 0``: ``y``; ``y < 0``:
-  ``y - (1 - a) y = a y``). Other PReLUs stay. 1.4x on one thread. The rewrite is on the
-  exported graph (:func:`fiqa_sdk._onnx.rewrite_blocked_prelu`), the one the ArcFace embedder
-  applies to ``w600k_mbf.onnx``.
+  ``y - (1 - a) y = a y``). Other PReLUs stay. The rewrite is on the exported graph
+  (:func:`fiqa_sdk._onnx.rewrite_blocked_prelu`), the one the ArcFace embedder applies to
+  ``w600k_mbf.onnx``.
 - **No grouped convolution.** MobileFaceNet's block 1 is a 3x3 convolution in 64 groups of 2
-  channels, which onnxruntime runs with a slow generic kernel (1.2 ms per face in fp32, 8.7 ms
-  in int8); :func:`fiqa_sdk._onnx.rewrite_grouped_conv` writes it as two depthwise
-  convolutions (one on the channels swapped within each pair, a ``Gather``) and an ``Add``.
+  channels, which onnxruntime runs with a slow generic kernel (slowest in int8, where that one
+  node took more than the rest of the network); :func:`fiqa_sdk._onnx.rewrite_grouped_conv`
+  writes it as two depthwise convolutions (one on the channels swapped within each pair, a
+  ``Gather``) and an ``Add``.
 - **Data-parallel threads.** ``threads=k`` runs ``k`` single-threaded inferences at once, each
-  on a share of the batch (onnxruntime releases the GIL); on this machine that beat one
-  inference with ``k`` intra-op threads (~1.08x more faces/s at 2 threads, batch 16-64). A
-  call with a single crop still runs on one thread.
+  on a share of the batch (onnxruntime releases the GIL); on the 2-core machine of the
+  benchmarks that beat one inference with ``k`` intra-op threads (docs/benchmarks.md "eDifFIQA
+  throughput", "Two cores: two inferences beat two intra-op threads"). A call with a single
+  crop still runs on one thread.
 
 ``precision="int8"``: a static int8 graph (:func:`quantize_int8`; QDQ, per-channel int8
 weights with ``reduce_range``, uint8 activations calibrated by the 99.999th percentile). The
@@ -35,9 +38,10 @@ sha256-checked, calibrated on 256 aligned celeba-subset faces); other weights ar
 from a ``calibration`` set of aligned crops and cached. It quantizes the graph above (blocked
 PReLU, block 1 split into depthwise convolutions: every layer int8); a grouped convolution that
 cannot be split would stay fp32 (:func:`int8_fp32_nodes`). On a CPU with AVX-512 VNNI this runs
-2.4x faster than fp32 (400 vs 167 faces/s with threads=2, batch 16; Spearman 0.992 with the fp32
-scores). It was not timed on a CPU without VNNI, where onnxruntime's plain int8 models were
-*slower* than fp32 (docs/benchmarks.md "eDifFIQA throughput"); fp32 stays the default.
+faster than fp32 with a rank fidelity to the fp32 scores above 0.99 (docs/benchmarks.md "int8 on
+a CPU with AVX-512 VNNI", docs/models.md "`ediffiqa` int8 graph"). It was not timed on a CPU
+without VNNI, where onnxruntime's plain int8 models were *slower* than fp32 (docs/benchmarks.md
+"eDifFIQA throughput"); fp32 stays the default.
 """
 
 from __future__ import annotations
@@ -243,9 +247,10 @@ def int8_fp32_nodes(model) -> list[str]:
     split by :func:`fiqa_sdk._onnx.rewrite_grouped_conv` where their shape allows (all of
     MobileFaceNet's), so this is the fallback for the others.
 
-    Why: onnxruntime's int8 kernel for such a convolution took 8.7 ms per face against 1.2 ms
-    in fp32 (MobileFaceNet's block 1, profiled on an AVX-512 VNNI EPYC, 1 thread, batch 16), more
-    than the whole rest of the int8 network; keeping its PReLU in fp32 too leaves no quantize /
+    Why: onnxruntime's int8 kernel for such a convolution was several times slower than its
+    fp32 one (MobileFaceNet's block 1, profiled on an AVX-512 VNNI EPYC: docs/benchmarks.md
+    "int8 on a CPU with AVX-512 VNNI"), taking more than the whole rest of the int8 network;
+    keeping its PReLU in fp32 too leaves no quantize /
     dequantize pair between the two, so onnxruntime does not fuse the convolution back into an
     int8 ``QLinearConv``."""
     g = model.graph
@@ -336,8 +341,9 @@ def quantize_int8(graph: str | Path | bytes, calibration: object, out: str | Pat
     (7-bit: no saturation in the u8 x s8 products of CPUs without VNNI), uint8 activations
     calibrated on ``calibration`` (see :func:`calibration_crops`) by the 99.999th percentile,
     the nodes of :func:`int8_fp32_nodes` left in fp32. Deterministic for the same inputs and
-    onnxruntime version. Measured on the shipped ``ediffiqa`` (docs/benchmarks.md "eDifFIQA
-    throughput"): Spearman 0.993 with the fp32 scores on 1,000 held-out faces."""
+    onnxruntime version. Its speed and its fidelity to the fp32 scores on the shipped
+    ``ediffiqa``: docs/benchmarks.md "int8 on a CPU with AVX-512 VNNI" and docs/models.md
+    "`ediffiqa` int8 graph"."""
     import tempfile
 
     from .._deps import require
