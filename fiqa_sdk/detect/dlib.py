@@ -78,11 +78,11 @@ class DlibDetector(Detector):
     model : "hog" or "cnn"
         ``"hog"``: ``dlib.get_frontal_face_detector()`` (HOG + linear SVM; fast, frontal faces
         of about 80 px and up at ``upsample=0``). ``"cnn"``: the MMOD CNN
-        (``mmod_human_face_detector.dat``); more robust to pose but slow on CPU (about 2 s
-        for a 512x512 image at ``upsample=0``, 4x that per upsampling step).
+        (``mmod_human_face_detector.dat``); more robust to pose but slow on CPU (seconds per
+        image; the cost grows with the pixel count, which each upsampling step quadruples).
     upsample : int
         Times the image is upsampled (x2 each) before detection, to find smaller faces
-        (1 finds faces down to about 40 px, at about 4x the cost of 0).
+        (1 finds faces down to about 40 px, on four times the pixels of 0).
     landmarks : "68"
         The shape predictor: ``shape_predictor_68_face_landmarks.dat`` (the only dlib model
         that gives mouth corners).

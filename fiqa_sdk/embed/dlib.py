@@ -5,7 +5,8 @@ trained on dlib's own chips, ``dlib.get_face_chip(img, shape_68, size=150, paddi
 fiqa-sdk aligns every embedder's crops from the five ArcFace-order landmarks with a
 similarity transform, so this embedder declares :data:`DLIB_CHIP_TEMPLATE`, where those five
 points sit on average inside dlib's chip; ``align_face(img, landmarks, 150, dst=template)``
-then reproduces dlib's chips closely (mean embedding cosine to dlib's own chips 0.997 on LFW).
+then reproduces dlib's chips closely (the mean embedding cosine to dlib's own chips on LFW:
+docs/pipeline.md "Conventions", ``python benchmarks/derive_dlib_template.py``).
 """
 
 from __future__ import annotations

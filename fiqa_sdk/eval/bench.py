@@ -22,7 +22,8 @@ x all later gallery images, one matrix product per block, same-identity entries 
 never stored: a running selection keeps only the ``k + 1`` highest scores (k = largest count
 with k / K <= FMR), which gives exactly the threshold :func:`~fiqa_sdk.eval.threshold_at_fmr`
 would give on the full score array. Memory is one block (``block_size x N`` float32) plus
-``k + 1`` floats (~200 MB peak and ~3 s for LFW's 87.3M pairs on two CPU cores). Only the
+``k + 1`` floats (peak memory and time for LFW's 87.3M pairs: docs/benchmarks.md "Quality
+scorers on LFW", "Protocols"). Only the
 FNMR-EDC is reported; the FMR-EDC (``fq.eval.fmr_edc``, which needs the pair quality of every
 non-mated pair) is left out.
 
