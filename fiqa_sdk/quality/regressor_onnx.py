@@ -364,8 +364,9 @@ def quantize_int8(graph: str | Path | bytes, calibration: object, out: str | Pat
 
         class Reader(Q.CalibrationDataReader):
             """Batches of 16 crops; onnxruntime's strided calibration reads them one batch at
-            a time (``set_range``), merging histograms, so memory stays ~1 GB (all at once:
-            16 GB for 256 crops)."""
+            a time (``set_range``), merging histograms, so memory stays bounded instead of
+            growing with the calibration set (the peaks: docs/benchmarks.md "int8 on a CPU with
+            AVX-512 VNNI")."""
 
             def __init__(self) -> None:
                 self.batches = list(range(0, len(crops), 16))
