@@ -309,16 +309,21 @@ def _rate_at(discard: np.ndarray, rates: np.ndarray, at):
 class EDCCurve:
     """One step-wise EDC (FNMR over mated pairs or FMR over non-mated pairs).
 
-    Attributes:
-        discard_fractions: (P,) float64, non-decreasing from 0.0 to 1.0; P - 1 distinct pair
-            quality values.
-        error_rates: (P,) float64 error rate of the pairs remaining at each discard point; the
-            last entry (discard 1.0, nothing remains) is nan.
-        quality_cuts: (P,) float64; at point i every pair with pair quality <= quality_cuts[i] is
-            discarded. quality_cuts[0] = -inf (nothing discarded at point 0).
-        kind: "fnmr" or "fmr".
-        threshold: the fixed decision threshold (match = score >= threshold).
-        n_pairs: number of pairs the curve was computed over.
+    Attributes
+    ----------
+    discard_fractions : ndarray, shape (P,), float64
+        Non-decreasing from 0.0 to 1.0; P - 1 distinct pair quality values.
+    error_rates : ndarray, shape (P,), float64
+        Error rate of the pairs remaining at each discard point; the last entry (discard 1.0,
+        nothing remains) is nan.
+    quality_cuts : ndarray, shape (P,), float64
+        At point i every pair with pair quality <= quality_cuts[i] is discarded.
+        quality_cuts[0] = -inf (nothing discarded at point 0).
+    kind : {"fnmr", "fmr"}
+    threshold : float
+        The fixed decision threshold (match = score >= threshold).
+    n_pairs : int
+        Number of pairs the curve was computed over.
     """
 
     discard_fractions: np.ndarray
@@ -355,18 +360,28 @@ class EDCCurve:
 class EDCResult:
     """FNMR-EDC of mated pairs at one threshold fixed at a target FMR (see module doc).
 
-    Attributes:
-        discard_fractions: (P,) float64 discard points, 0.0 first and 1.0 last.
-        fnmr: (P,) float64 FNMR of the remaining mated pairs; nan at discard 1.0.
-        quality_cuts: (P,) float64; at point i mated pairs with pair quality <= quality_cuts[i]
-            are discarded (-inf at point 0).
-        threshold: decision threshold; a match is ``score >= threshold``.
-        fmr_achieved: FMR of all non-mated pairs at ``threshold`` (<= fmr_target).
-        fmr_target: the requested FMR.
-        fnmr0: FNMR at discard 0 (all mated pairs).
-        n_mated, n_nonmated: pair counts M and K.
-        fmr_curve: the FMR-EDC of the non-mated pairs at the same threshold, or None when no
-            non-mated qualities were given.
+    Attributes
+    ----------
+    discard_fractions : ndarray, shape (P,), float64
+        Discard points, 0.0 first and 1.0 last.
+    fnmr : ndarray, shape (P,), float64
+        FNMR of the remaining mated pairs; nan at discard 1.0.
+    quality_cuts : ndarray, shape (P,), float64
+        At point i mated pairs with pair quality <= quality_cuts[i] are discarded (-inf at
+        point 0).
+    threshold : float
+        Decision threshold; a match is ``score >= threshold``.
+    fmr_achieved : float
+        FMR of all non-mated pairs at ``threshold`` (<= fmr_target).
+    fmr_target : float
+        The requested FMR.
+    fnmr0 : float
+        FNMR at discard 0 (all mated pairs).
+    n_mated, n_nonmated : int
+        Pair counts M and K.
+    fmr_curve : EDCCurve or None
+        The FMR-EDC of the non-mated pairs at the same threshold, or None when no non-mated
+        qualities were given.
     """
 
     discard_fractions: np.ndarray

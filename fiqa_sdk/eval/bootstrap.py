@@ -35,14 +35,22 @@ __all__ = ["BootstrapResult", "bootstrap_pauc"]
 class BootstrapResult:
     """Normalized pAUCs of several scorers on all pairs (``point``) and on each redraw.
 
-    Attributes:
-        names: the scorers, in the order given.
-        limits: the discard limits.
-        point: ``(S, L)`` normalized pAUC of each scorer at each limit on all mated pairs.
-        draws: ``(B, S, L)`` the same on each redraw that has a failing pair.
-        groups: how many groups (identities) were redrawn.
-        undefined: redraws without a failing mated pair (normalized pAUC undefined), skipped.
-        seed: the generator seed.
+    Attributes
+    ----------
+    names : tuple of str
+        The scorers, in the order given.
+    limits : tuple of float
+        The discard limits.
+    point : ndarray, shape (S, L)
+        Normalized pAUC of each scorer at each limit on all mated pairs.
+    draws : ndarray, shape (B, S, L)
+        The same on each redraw that has a failing pair.
+    groups : int
+        How many groups (identities) were redrawn.
+    undefined : int
+        Redraws without a failing mated pair (normalized pAUC undefined), skipped.
+    seed : int
+        The generator seed.
     """
 
     names: tuple[str, ...]
