@@ -9,6 +9,9 @@ with :mod:`ast`, no module of fiqa_sdk is imported, no data or model is read.
    (a speed, a latency, a speed-up ratio, ...): measured numbers live in docs/ (docs/benchmarks.md,
    docs/models.md), where the command that produced them is written next to them; docstrings
    point there. Definitions and constants (thresholds, sizes, defaults) are not measurements.
+3. The examples of the modules that need only numpy (:data:`NUMPY_ONLY_MODULES`) run as
+   written (doctest); examples elsewhere mark the lines that need models or files
+   ``# doctest: +SKIP``.
 
 Each check has a self-test on a synthetic bad case so that it can be seen to fail.
 """
@@ -43,6 +46,11 @@ ENTRY_POINTS: dict[str, list[str]] = {
     "align.py": ["align_face", "align_faces"],
     "types.py": ["Template", "QualityReport"],
 }
+
+#: Modules whose examples need nothing but numpy (importing them loads no model, no image
+#: library): their doctests are run by :func:`test_numpy_only_examples_run`.
+NUMPY_ONLY_MODULES = ("fiqa_sdk.policy", "fiqa_sdk.eval._edc", "fiqa_sdk.eval.bootstrap",
+                      "fiqa_sdk.eval")
 
 #: Files whose docstrings may quote measurements (not part of the library's contract text).
 MEASUREMENT_EXEMPT_PREFIXES = ("cli", "train/")
@@ -259,3 +267,36 @@ def test_measurement_checker_fails_on_bad_docstring(line):
 def test_measurement_checker_passes_definitions(line):
     tree = ast.parse(f'def f():\n    """Summary.\n\n    {line}\n    """\n')
     assert measurement_lines(tree, "ok.py") == []
+
+
+# --------------------------------------------------------------------------------------------
+# 3. The pure-numpy examples run
+# --------------------------------------------------------------------------------------------
+
+
+def run_examples(module):
+    """doctest's ``TestResults(failed, attempted)`` of ``module``'s examples (failures are
+    printed)."""
+    import doctest
+
+    return doctest.testmod(module, optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
+
+
+@pytest.mark.parametrize("name", NUMPY_ONLY_MODULES)
+def test_numpy_only_examples_run(name):
+    import importlib
+
+    result = run_examples(importlib.import_module(name))
+    assert result.attempted > 0, f"{name} has no runnable example"
+    assert result.failed == 0, f"{result.failed} example(s) of {name} failed (output above)"
+
+
+def test_example_runner_fails_on_a_wrong_example():
+    import types
+
+    module = types.ModuleType("fiqa_bad_examples")
+    exec('def f():\n    """Summary.\n\n    >>> 1 + 1\n    3\n    >>> 2 * 2\n    4\n    """\n',
+         module.__dict__)
+    module.f.__module__ = module.__name__
+    result = run_examples(module)
+    assert (result.failed, result.attempted) == (1, 2)
