@@ -28,11 +28,10 @@ One module per sub-command (``assess``, ``filter``, ``listing``, ``bench``, ``tr
 :func:`main`.
 
 Exit codes: 0 success; 1 an error (one line ``fiqa: error: ...`` on stderr, no traceback: a
-missing file, a bad value or combination of options (:class:`~fiqa_sdk.errors.
-InvalidArgumentError`), missing weights, an unavailable device, a missing optional backend); 2
-usage (an unknown option or a missing argument: the sub-command's usage is printed); 3
-``assess`` / ``filter``: at least one image could not be read (its output is still complete);
-130 interrupted.
+missing file, a bad value or combination of options (``InvalidArgumentError``), missing
+weights, an unavailable device, a missing optional backend); 2 usage (an unknown option or a
+missing argument: the sub-command's usage is printed); 3 ``assess`` / ``filter``: at least one
+image could not be read (its output is still complete); 130 interrupted.
 """
 
 from __future__ import annotations

@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 from ..errors import InvalidArgumentError
 from .common import EXIT_OK, EXIT_SOME_FAILED, progress_flag
@@ -93,12 +94,9 @@ def run(args: argparse.Namespace) -> int:
         raise InvalidArgumentError(f"{', '.join(ray_only)} need --engine ray")
     from ..batch import filter_folder, prepare_output
 
-    if args.out:  # checked with the option's name before the folder is listed
-        from pathlib import Path
-
-        if Path(args.dir).is_dir():
-            prepare_output(args.out, name="--out")
-    res = filter_folder(args.dir, args.out, discard=args.discard, threshold=args.threshold,
+    if args.out and Path(args.dir).is_dir():  # the error names the option
+        prepare_output(args.out, name="--out")
+    res = filter_folder(args.dir, args.out or None, discard=args.discard, threshold=args.threshold,
                         recursive=args.recursive, gate=_gate(args), progress=progress_flag(args))
     if args.json:
         for row in res.rows:
