@@ -231,3 +231,21 @@ def _to_uint8(arr: np.ndarray) -> np.ndarray:
     raise InvalidImageError(
         f"unsupported image dtype {dt}; expected uint8, uint16 or float in [0, 1]"
     )
+
+
+def sample_image() -> np.ndarray:
+    """The bundled sample face: scikit-image's ``astronaut`` (Eileen Collins, NASA, public
+    domain), a ``(512, 512, 3)`` uint8 **RGB** array (pass ``color="rgb"`` to the gate).
+
+    ``fiqa assess`` with no image scores it; ``fiqa export onnx`` checks the exported graph on it.
+
+    Examples
+    --------
+    >>> from fiqa_sdk.io import sample_image
+    >>> img = sample_image()
+    >>> img.shape, img.dtype
+    ((512, 512, 3), dtype('uint8'))
+    """
+    from skimage.data import astronaut
+
+    return astronaut()

@@ -178,6 +178,17 @@ def test_export_onnx_with_parity(tiny_regressor, tmp_path, capsys):
     assert rec["outputs"] == {"quality": ["n"], "embedding": ["n", 512]}
 
 
+def test_export_onnx_library_function(tiny_regressor, tmp_path):
+    """What `fiqa export onnx` runs, called from Python: the file, the parity and the record."""
+    from fiqa_sdk.export import EXPORT_TOLERANCE, export_regressor_onnx
+
+    out = tmp_path / "lib" / "ediffiqa.onnx"
+    res = export_regressor_onnx("ediffiqa", out, weights=tiny_regressor)
+    assert res.passed and res.onnx == out and out.is_file() and res.sidecar is None
+    assert res.precision == "fp32" and res.tolerance == EXPORT_TOLERANCE
+    assert res.as_dict()["outputs"] == {"quality": ["n"], "embedding": ["n", 512]}
+
+
 def test_export_onnx_int8(tiny_regressor, tmp_path, capsys):
     """--int8: the int8 graph, its sidecar (sha256 of the file, calibration) and the one JSON
     line (the quantizer's own prints kept off stdout); --calibration* only with --int8."""

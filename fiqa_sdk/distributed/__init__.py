@@ -25,9 +25,10 @@ from __future__ import annotations
 
 from .inputs import list_images, resolve_inputs
 from .job import RayFilterResult, ray_filter
+from .report import unreadable_rows
 from .storage import DEFAULT_SHARD_SIZE, DEFAULT_THREADS_PER_ACTOR, TABLE_SUFFIXES, is_uri
 from .worker import FaceQualityScorer, build_gate, gate_config, score_dataset
 
-__all__ = ["ray_filter", "RayFilterResult", "score_dataset", "FaceQualityScorer",
+__all__ = ["ray_filter", "RayFilterResult", "unreadable_rows", "score_dataset", "FaceQualityScorer",
            "resolve_inputs", "list_images", "gate_config", "build_gate", "is_uri",
            "DEFAULT_SHARD_SIZE", "DEFAULT_THREADS_PER_ACTOR", "TABLE_SUFFIXES"]
