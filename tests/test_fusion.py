@@ -125,3 +125,17 @@ def test_cards_drive_the_gate():
     for name in fq.list_scorers():
         card = SCORERS.card(name)
         assert card.get("score") and card.get("licence"), name
+
+
+def test_fiqa_list_prints_the_cards(capsys):
+    from fiqa_sdk.cli import main
+
+    assert main(["list", "--json"]) == 0
+    cards = json.loads(capsys.readouterr().out)
+    card = cards["scorers"]["diffiqa-r+norm"]
+    assert card["embedder"] == "shared" and "arcface" in card["fr_model"]
+    assert any(w.startswith("diffiqa_r_mbf.safetensors (sha256 83f7f334") for w in card["weights"])
+    assert "cuda" in cards["detectors"]["retinaface"]["device"]
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    assert "norm_fusion.json (sha256" in out and "licence:" in out

@@ -1,8 +1,10 @@
-"""``fiqa list``: the registered detectors, embedders and scorers with their descriptions."""
+"""``fiqa list``: the registered detectors, embedders and scorers with their cards
+(:meth:`fiqa_sdk._registry.Registry.cards`); ``--json`` prints them as one JSON object."""
 
 from __future__ import annotations
 
 import argparse
+import json
 
 from .common import EXIT_OK
 
@@ -12,16 +14,27 @@ HEAVY = False
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
-    return subparsers.add_parser(NAME, help=HELP)
+    p = subparsers.add_parser(NAME, help=HELP)
+    p.add_argument("--json", action="store_true", help="the cards as one JSON object")
+    p.add_argument("--brief", action="store_true", help="names and descriptions only")
+    return p
 
 
 def run(args: argparse.Namespace) -> int:
     from ..detect import DETECTORS
     from ..embed import EMBEDDERS
-    from ..quality import SCORERS
+    from ..quality import scorer_cards
 
-    for title, reg in (("detectors", DETECTORS), ("embedders", EMBEDDERS), ("scorers", SCORERS)):
+    cards = {"detectors": DETECTORS.cards(), "embedders": EMBEDDERS.cards(),
+             "scorers": scorer_cards()}
+    if args.json:
+        print(json.dumps(cards, indent=2, default=list))
+        return EXIT_OK
+    for title, entries in cards.items():
         print(f"{title}:")
-        for name, doc in reg.describe().items():
-            print(f"  {name:<18} {doc}")
+        for name, card in entries.items():
+            print(f"  {name:<18} {card.pop('doc')}")
+            for key, value in ([] if args.brief else card.items()):
+                text = ", ".join(map(str, value)) if isinstance(value, (tuple, list)) else value
+                print(f"  {'':<18}   {key}: {text}")
     return EXIT_OK

@@ -109,6 +109,31 @@ for _reg, _file in (("diffiqa-r", "diffiqa_r_mbf.safetensors"),
     )(_fusion(_reg))
 
 
+def scorer_cards() -> dict[str, dict[str, Any]]:
+    """Every scorer's card (:meth:`Registry.cards`), each shipped weights file named with the
+    first 16 hex digits of its sha256 (from its ``.json`` sidecar, or of the file itself)."""
+    import json
+
+    from .._paths import WEIGHTS_DIR
+    from .._weights import sha256_file
+
+    out = SCORERS.cards()
+    for card in out.values():
+        files = []
+        for f in card.get("weights", ()):
+            path, side = WEIGHTS_DIR / f, (WEIGHTS_DIR / f).with_suffix(".json")
+            if not path.is_file():
+                files.append(f"{f} (missing)")
+                continue
+            digest = None
+            if path.suffix != ".json" and side.is_file():
+                digest = json.loads(side.read_text()).get("sha256")
+            files.append(f"{f} (sha256 {(digest or sha256_file(path))[:16]})")
+        if files:
+            card["weights"] = tuple(files)
+    return out
+
+
 def create_scorer(name: str | Scorer = "flip-consistency", /, **kwargs: Any) -> Scorer:
     """A scorer by registry name (keyword arguments go to its constructor), or pass one through.
 
@@ -167,4 +192,4 @@ def list_scorers() -> list[str]:
     return SCORERS.names()
 
 
-__all__ = ["Scorer", "SCORERS", "create_scorer", "list_scorers"]
+__all__ = ["Scorer", "SCORERS", "create_scorer", "list_scorers", "scorer_cards"]
