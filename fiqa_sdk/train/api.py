@@ -20,7 +20,7 @@ from typing import Callable
 import numpy as np
 
 from ..errors import InvalidArgumentError
-from ._methods import METHODS  # noqa: F401 - the regressors train_ediffiqa trains (re-exported)
+from .methods import METHODS  # noqa: F401 - the regressors train_ediffiqa trains (re-exported)
 
 __all__ = ["ModuleEmbedder", "TrainedRegressor", "load_backbone_factory", "train_ediffiqa"]
 
