@@ -15,7 +15,8 @@ import pytest
 
 import fiqa_sdk as fq
 from fiqa_sdk.train import (METHODS, TRAINING_METHODS, DataConfig, DifFIQARMethod, DistillConfig,
-                            EDifFIQAFreeMethod, EDifFIQAMethod, LabelConfig, OptimConfig,
+                            EDifFIQAFreeMethod, EDifFIQAMethod, FreeHeadConfig, LabelConfig,
+                            OptimConfig,
                             TeacherConfig, TrainingConfig, TrainingMethod, get_method,
                             train_ediffiqa, training_config)
 
@@ -80,6 +81,8 @@ def test_flat_keywords_of_the_earlier_distill_config():
     (lambda: DataConfig(degraded_copies=0.5), "degraded_copies="),
     (lambda: DataConfig(degrade_seed="1"), "degrade_seed="), (lambda: DataConfig(limit=0), "limit="),
     (lambda: TrainingConfig(distill=LabelConfig()), "distill must be a DistillConfig"),
+    (lambda: FreeHeadConfig(epochs=0), "epochs="), (lambda: FreeHeadConfig(label_scorer=""), "label_scorer="),
+    (lambda: FreeHeadConfig(weight_decay=-1.0), "weight_decay="),
 ])
 def test_bad_values_raise_invalid_argument(build, match):
     with pytest.raises(fq.InvalidArgumentError, match=match):
@@ -98,6 +101,7 @@ def test_numpy_integers_are_accepted_and_stored_as_int():
     DistillConfig("ediffiqa-free", theta=0.0, cut=10, val_fraction=0.0, split_seed=3, eps=1),
     TeacherConfig(weights="runs/ddpm/diffiqa_unet.safetensors", t=7, n=1, fast=True, seed=2),
     DataConfig(limit=100, degraded_copies=2, degrade_seed=5),
+    FreeHeadConfig(label_scorer="ediffiqa", epochs=3, lr=1e-2, hidden=16, weight_decay=0.0, seed=1),
     TrainingConfig(DistillConfig("diffiqa-r", epochs=2), TeacherConfig(n=1), DataConfig(limit=8)),
 ])
 def test_to_dict_from_dict_round_trip(obj):
@@ -224,6 +228,22 @@ def test_same_seed_and_arguments_give_the_same_weights_as_before(tmp_path):
         assert meta["backbone"]["frozen"] is get_method(method).frozen_backbone
         assert meta["head"]["kind"] == get_method(method).head
         assert Path(s["weights"]).name == f"{get_method(method).weights_stem}.safetensors"
+
+
+def test_free_head_config_is_the_keywords():
+    from fiqa_sdk.train.free_head import train_head
+
+    rng = np.random.default_rng(0)
+    e = rng.normal(size=(80, 512)).astype(np.float32)
+    feats = {"ids": np.arange(40) // 4, "emb_orig": e[:40], "emb_deg": e[40:],
+             "label_orig": rng.random(40), "label_deg": rng.random(40)}
+    a, hist_a, _ = train_head(feats, epochs=2, hidden=8, seed=1)
+    b, hist_b, _ = train_head(feats, config=FreeHeadConfig(epochs=2, hidden=8, seed=1))
+    assert hist_a == hist_b
+    for (k, v), (_, w) in zip(a.state_dict().items(), b.state_dict().items()):
+        assert np.array_equal(v.numpy(), w.numpy()), k
+    with pytest.raises(fq.InvalidArgumentError, match="epochs="):
+        train_head(feats, epochs=0)
 
 
 # -- a user's method --------------------------------------------------------------------------

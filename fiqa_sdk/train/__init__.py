@@ -10,12 +10,12 @@
 """
 
 from .api import TrainedRegressor, train_ediffiqa, train_regressor, training_config
-from .config import (DataConfig, DistillConfig, LabelConfig, OptimConfig, TeacherConfig,
-                     TrainingConfig)
+from .config import (DataConfig, DistillConfig, FreeHeadConfig, LabelConfig, OptimConfig,
+                     TeacherConfig, TrainingConfig)
 from .methods import (METHODS, TRAINING_METHODS, DifFIQARMethod, EDifFIQAFreeMethod,
                       EDifFIQAMethod, TrainingMethod, get_method)
 
 __all__ = ["METHODS", "TRAINING_METHODS", "DataConfig", "DifFIQARMethod", "DistillConfig",
-           "EDifFIQAFreeMethod", "EDifFIQAMethod", "LabelConfig", "OptimConfig", "TeacherConfig",
+           "EDifFIQAFreeMethod", "EDifFIQAMethod", "FreeHeadConfig", "LabelConfig", "OptimConfig", "TeacherConfig",
            "TrainedRegressor", "TrainingConfig", "TrainingMethod", "get_method",
            "train_ediffiqa", "train_regressor", "training_config"]

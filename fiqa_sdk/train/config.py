@@ -7,7 +7,9 @@
   takes);
 - :class:`TeacherConfig`: the DifFIQA teacher of the pseudo-labels;
 - :class:`DataConfig`: which faces (``limit``) and the degraded copies;
-- :class:`TrainingConfig`: all of them, what :func:`~fiqa_sdk.train.api.train_regressor` takes.
+- :class:`TrainingConfig`: all of them, what :func:`~fiqa_sdk.train.api.train_regressor` takes;
+- :class:`FreeHeadConfig`: the norm-residual ``ediffiqa-free`` v2 head
+  (:mod:`fiqa_sdk.train.free_head`, its own trainer).
 
 Every class checks its values when built (:class:`~fiqa_sdk.errors.InvalidArgumentError`
 naming the field), has the defaults of the paper's recipe as shipped, and converts to and from
@@ -30,8 +32,8 @@ from typing import Any
 from ..errors import InvalidArgumentError
 from .methods import get_method
 
-__all__ = ["DataConfig", "DistillConfig", "LabelConfig", "OptimConfig", "TeacherConfig",
-           "TrainingConfig"]
+__all__ = ["DataConfig", "DistillConfig", "FreeHeadConfig", "LabelConfig", "OptimConfig",
+           "TeacherConfig", "TrainingConfig"]
 
 
 # -- checks ----------------------------------------------------------------------------------
@@ -401,3 +403,45 @@ class TrainingConfig:
         return cls(distill=DistillConfig.from_dict(data.get("distill", {})),
                    teacher=TeacherConfig.from_dict(data.get("teacher", {})),
                    data=DataConfig.from_dict(data.get("data", {})))
+
+
+@dataclass(frozen=True)
+class FreeHeadConfig:
+    """The ``ediffiqa-free`` v2 norm-residual head (:func:`fiqa_sdk.train.free_head.train_head`,
+    ``python -m fiqa_sdk.train.free_head``): AdamW on the frozen backbone's raw embeddings, MSE
+    to the standardised scores of a label scorer.
+
+    Parameters
+    ----------
+    label_scorer : str, default "diffiqa-r"
+        Scorer whose scores are the targets.
+    epochs : int, default 30
+    lr : float, default 1e-3
+    hidden : int, default 256
+        Hidden width of the head's MLP.
+    weight_decay : float, default 1e-4
+    seed : int, default 0
+    """
+
+    label_scorer: str = "diffiqa-r"
+    epochs: int = 30
+    lr: float = 1e-3
+    hidden: int = 256
+    weight_decay: float = 1e-4
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.label_scorer, str) or not self.label_scorer:
+            raise _bad("label_scorer", self.label_scorer, "a scorer name")
+        _int(self, "epochs", lo=1)
+        _real(self, "lr", lo=0.0, lo_open=True)
+        _int(self, "hidden", lo=1)
+        _real(self, "weight_decay", lo=0.0)
+        _int(self, "seed")
+
+    def to_dict(self) -> dict:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "FreeHeadConfig":
+        return _from(cls, data)

@@ -213,7 +213,7 @@ def distill(faces: np.ndarray, ids: np.ndarray, labels: np.ndarray, target_emb: 
     # -- model -------------------------------------------------------------------------
     base_state = {k: v.detach().clone() for k, v in backbone.state_dict().items()}
     dim = int(target_emb.shape[1])
-    model = QualityRegressor(backbone, head=method.head, dim=dim)
+    model = QualityRegressor(backbone, head=method.head, dim=dim, hidden=method.head_hidden)
     backbone.requires_grad_(False)
     stem, tail = method.split(backbone, cfg.cut)
     if not method.frozen_backbone:
@@ -313,7 +313,7 @@ def distill(faces: np.ndarray, ids: np.ndarray, labels: np.ndarray, target_emb: 
     sidecar.update({"method": cfg.method, "config": cfg.to_dict(), "labels": stats,
                     "history": history, "held_out_verification": held_out})
     sidecar.setdefault("backbone", {})["frozen"] = bool(method.frozen_backbone)
-    sidecar.setdefault("head", {}).update({"dim": dim, "hidden": 1024})
+    sidecar.setdefault("head", {}).update({"dim": dim, "hidden": method.head_hidden})
     path = save_regressor(model, out / f"{name}.safetensors", sidecar, base_state=base_state)
     with open(out / f"{name}.history.json", "w") as f:
         json.dump(history, f, indent=1)

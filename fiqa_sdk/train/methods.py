@@ -40,7 +40,7 @@ class TrainingMethod:
     - ``description``: one line, shown by ``fiqa train --help``;
     - ``weights_stem``: the default file name stem of the weights;
     - ``head``: the head kind of :class:`~fiqa_sdk.quality.ediffiqa.QualityRegressor`
-      (``"mlp"`` or ``"linear"``);
+      (``"mlp"`` or ``"linear"``), ``head_hidden`` the MLP's hidden width (1024);
     - ``frozen_backbone``: train the head alone on the frozen backbone's output (no fine-tuned
       tail; with raw target embeddings the backbone is not even run);
     - ``consistency_loss``: add ``theta * (1 - cos(M_r(x), M(x)))`` to the L1 quality loss;
@@ -54,6 +54,7 @@ class TrainingMethod:
     description: str = ""
     weights_stem: str = "regressor"
     head: str = "mlp"
+    head_hidden: int = 1024
     frozen_backbone: bool = False
     consistency_loss: bool = True
     supports_ensemble: bool = True
