@@ -16,6 +16,11 @@ flipped crop when the crop is flipped), seeded.
   head is trained, on ``M``'s raw embeddings, with the optimized labels (the consistency term
   is zero by construction).
 
+What differs between them is decided by the method's :class:`~fiqa_sdk.train.methods.TrainingMethod`
+(targets, head, frozen part, loss terms, file name); :func:`distill` asks it and never branches
+on the name. The hyper-parameters are a :class:`~fiqa_sdk.train.config.DistillConfig`
+(re-exported here).
+
 CPU economy: the frozen front of the backbone is run once per crop (and its mirror) and its
 activations cached in memory; each epoch then runs only the trainable tail and the head. The
 backbone must offer ``split(cut) -> (stem, tail)`` (:class:`fiqa_sdk.nets.MobileFaceNet` does);
@@ -151,9 +156,12 @@ def distill(faces: np.ndarray, ids: np.ndarray, labels: np.ndarray, target_emb: 
     target_emb, target_emb_flip : (N, D) embeddings of the crops / their mirrors by the target
         FR model ``M`` (L2-normalised or not); the mirror ones may be None when ``hflip`` is off.
     backbone : the FR backbone ``M_r`` (a torch module, raw ``(N, D)`` output), modified in place.
+    config : a :class:`~fiqa_sdk.train.config.DistillConfig` (default ``DistillConfig()``); its
+        ``method`` names the :class:`~fiqa_sdk.train.methods.TrainingMethod`.
     meta : extra sidecar entries (backbone description, data, teacher).
     raw_target : the target embeddings are ``M``'s raw outputs and ``backbone`` is ``M``; the
-        ``ediffiqa-free`` head then trains on them directly, without running the backbone.
+        head of a frozen-backbone method (``ediffiqa-free``) then trains on them directly,
+        without running the backbone.
     feature_cache : folder where the frozen-stem activations are kept between runs (float16,
         keyed by the faces, the cut and the backbone weights), so that several regressors
         (ablations, DifFIQA(R)) pay for the frozen part once.
@@ -161,6 +169,13 @@ def distill(faces: np.ndarray, ids: np.ndarray, labels: np.ndarray, target_emb: 
         only the real faces when synthetic degraded copies are trained on as well.
 
     Returns a summary (per-epoch losses, validation L1 and Spearman, label statistics).
+
+    Examples
+    --------
+    >>> cfg = DistillConfig("diffiqa-r", optim=OptimConfig(epochs=2))
+    >>> summary = distill(faces, ids, labels, emb, emb_flip, backbone, "runs/r", cfg)  # doctest: +SKIP
+    >>> summary["weights"]  # doctest: +SKIP
+    'runs/r/diffiqa_r_mbf.safetensors'
     """
     from .labels import minmax
     from .methods import get_method
