@@ -242,10 +242,19 @@ def _die(msg: str) -> int:
     return 1
 
 
+def teacher_config_from_args(args: argparse.Namespace):
+    """The :class:`~fiqa_sdk.train.config.TeacherConfig` of the teacher options (``--weights
+    --t --n --fast --seed``) of ``fiqa train labels|ediffiqa|...``."""
+    from .config import TeacherConfig
+
+    return TeacherConfig(weights=args.weights, t=args.t, n=args.n, fast=args.fast, seed=args.seed)
+
+
 def _teacher(args: argparse.Namespace):
     from .api import diffiqa_teacher
 
-    return diffiqa_teacher(args.weights, args.t, args.n, args.fast, args.seed, args.threads)
+    cfg = teacher_config_from_args(args)
+    return diffiqa_teacher(cfg.weights, cfg.t, cfg.n, cfg.fast, cfg.seed, args.threads)
 
 
 def _labels(args: argparse.Namespace, data, n: int, shard=(0, 1), max_minutes=None, scorer=None):
@@ -292,16 +301,18 @@ def config_from_args(args: argparse.Namespace, seed: int | None = None):
     arguments; ``seed``: the training seed (default ``--train-seed``, else ``--seed``).
 
     Raises :class:`~fiqa_sdk.errors.InvalidArgumentError` for a value out of range."""
-    from .api import training_config
+    from .config import DataConfig, DistillConfig, LabelConfig, OptimConfig, TrainingConfig
 
     if seed is None:
         seed = args.seed if args.train_seed is None else args.train_seed
-    return training_config(
-        method=args.method, eps=args.eps, theta=args.theta, p=args.p, min_count=args.min_count,
-        epochs=args.epochs, cut=args.cut, seed=seed, split_seed=args.split_seed,
-        teacher_weights=args.weights, teacher_t=args.t, teacher_n=args.n,
-        teacher_fast=args.fast, teacher_seed=args.seed, limit=args.limit,
-        degraded_copies=args.degraded_copies, degrade_seed=args.degrade_seed)
+    return TrainingConfig(
+        distill=DistillConfig(method=args.method,
+                              labels=LabelConfig(eps=args.eps, p=args.p, min_count=args.min_count),
+                              optim=OptimConfig(epochs=args.epochs, seed=seed), theta=args.theta,
+                              cut=args.cut, split_seed=args.split_seed),
+        teacher=teacher_config_from_args(args),
+        data=DataConfig(limit=args.limit, degraded_copies=args.degraded_copies,
+                        degrade_seed=args.degrade_seed))
 
 
 def _cmd_train_distill(args: argparse.Namespace) -> int:
