@@ -13,9 +13,11 @@ from .api import TrainedRegressor, train_ediffiqa, train_regressor, training_con
 from .config import (DataConfig, DistillConfig, FreeHeadConfig, LabelConfig, OptimConfig,
                      TeacherConfig, TrainingConfig)
 from .methods import (METHODS, TRAINING_METHODS, DifFIQARMethod, EDifFIQAFreeMethod,
-                      EDifFIQAMethod, TrainingMethod, get_method)
+                      EDifFIQAMethod, LabelOptimizedMethod, TrainingMethod, get_method,
+                      method_names)
 
 __all__ = ["METHODS", "TRAINING_METHODS", "DataConfig", "DifFIQARMethod", "DistillConfig",
-           "EDifFIQAFreeMethod", "EDifFIQAMethod", "FreeHeadConfig", "LabelConfig", "OptimConfig", "TeacherConfig",
-           "TrainedRegressor", "TrainingConfig", "TrainingMethod", "get_method",
-           "train_ediffiqa", "train_regressor", "training_config"]
+           "EDifFIQAFreeMethod", "EDifFIQAMethod", "FreeHeadConfig", "LabelConfig",
+           "LabelOptimizedMethod", "OptimConfig", "TeacherConfig", "TrainedRegressor",
+           "TrainingConfig", "TrainingMethod", "get_method", "method_names", "train_ediffiqa",
+           "train_regressor", "training_config"]

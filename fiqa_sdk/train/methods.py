@@ -27,7 +27,8 @@ from .._registry import Registry
 from ..errors import InvalidArgumentError
 
 __all__ = ["METHODS", "TRAINING_METHODS", "DifFIQARMethod", "EDifFIQAFreeMethod",
-           "EDifFIQAMethod", "TrainingMethod", "get_method"]
+           "EDifFIQAMethod", "LabelOptimizedMethod", "TrainingMethod", "get_method",
+           "method_names"]
 
 
 class TrainingMethod:
