@@ -283,3 +283,15 @@ def test_a_registered_method_trains_and_loads(tmp_path):
         TRAINING_METHODS._docs.pop(RawLabelsMLP.name, None)
         TRAINING_METHODS._cards.pop(RawLabelsMLP.name, None)
     assert RawLabelsMLP.name not in TRAINING_METHODS
+
+
+def test_cli_options_out_of_range_exit_1_naming_the_field(tmp_path, capsys):
+    """``fiqa train`` builds its TrainingConfig before it reads any data: a bad option is one
+    error line naming the field, exit 1."""
+    from fiqa_sdk.cli import main
+
+    for opt, field_name in ((["--eps", "-1"], "eps="), (["--theta", "2"], "theta="),
+                            (["--n", "0"], "n="), (["--degraded-copies", "-2"], "degraded_copies=")):
+        rc = main(["train", "diffiqa-r", "--data", str(tmp_path), "--out", str(tmp_path / "o"), *opt])
+        assert rc == 1 and field_name in capsys.readouterr().err, opt
+    assert not (tmp_path / "o").exists()
