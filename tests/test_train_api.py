@@ -193,6 +193,39 @@ def test_cli_train_uses_the_same_function(face_folder, cache, tmp_path, capsys):
     assert rc == 1 and "is not a folder" in capsys.readouterr().err
 
 
+def test_the_flat_keywords_and_the_config_give_the_same_weights(face_folder, cache, tmp_path):
+    """``train_ediffiqa(**kw)`` is ``train_regressor(training_config(**kw))``: the same
+    weights; the sidecar's ``training`` record reads back as the result's config, and ``fiqa
+    train`` builds the same config from its arguments."""
+    import argparse
+
+    from safetensors.numpy import load_file
+
+    from fiqa_sdk.train import (DistillConfig, LabelConfig, OptimConfig, TeacherConfig,
+                                TrainingConfig, train_regressor, training_config)
+    from fiqa_sdk.train.cli import add_train_parser, config_from_args
+
+    kw = dict(method="ediffiqa", epochs=1, teacher_n=1, min_count=1, eps=1.0, seed=2)
+    flat = fq.train_ediffiqa(face_folder, tmp_path / "flat", threads=1, cache=cache, **kw)
+    cfg = TrainingConfig(distill=DistillConfig("ediffiqa", labels=LabelConfig(eps=1.0, min_count=1),
+                                               optim=OptimConfig(epochs=1, seed=2)),
+                         teacher=TeacherConfig(n=1))
+    assert training_config(**kw) == cfg and flat.config == cfg
+    nested = train_regressor(face_folder, tmp_path / "nested", cfg, threads=1, cache=cache)
+    a, b = load_file(str(flat.weights)), load_file(str(nested.weights))
+    assert sorted(a) == sorted(b) and all(np.array_equal(a[k], b[k]) for k in a)
+    meta = json.loads(nested.weights.with_suffix(".json").read_text())
+    assert TrainingConfig.from_dict(meta["training"]) == cfg
+    assert meta["config"] == cfg.distill.to_dict()
+    parser = argparse.ArgumentParser()
+    add_train_parser(parser.add_subparsers())
+    args = parser.parse_args(["train", "ediffiqa", "--out", "x", "--n", "1", "--min-count", "1",
+                              "--eps", "1", "--epochs", "1", "--train-seed", "2"])
+    assert config_from_args(args) == cfg
+    with pytest.raises(fq.InvalidArgumentError, match="config must be a TrainingConfig"):
+        train_regressor(face_folder, tmp_path / "bad", cfg.distill)
+
+
 def test_cli_trains_a_seed_ensemble(face_folder, cache, tmp_path, capsys):
     """``fiqa train diffiqa-r --ensemble-seeds 0 1``: one run per seed in OUT/seed-S/, bundled
     into OUT/diffiqa_r_mbf_x2.safetensors, whose score is the mean of the two runs'."""

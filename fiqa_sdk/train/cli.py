@@ -4,6 +4,12 @@
 
 trains the DifFIQA denoiser on the aligned celeba-subset (detected and aligned once, cached
 under ``--cache`` or ``$FIQA_CACHE``) and writes ``DIR/diffiqa_unet.safetensors`` + ``.json``.
+
+    fiqa train ediffiqa|ediffiqa-free|diffiqa-r --out DIR [--eps X] [--epochs N] ...
+
+has one sub-command per registered :class:`~fiqa_sdk.train.methods.TrainingMethod`; its options
+become a :class:`~fiqa_sdk.train.config.TrainingConfig` (:func:`config_from_args`) that
+:func:`~fiqa_sdk.train.api.train_regressor` runs.
 """
 
 from __future__ import annotations
@@ -120,10 +126,11 @@ def add_train_parser(subparsers) -> argparse.ArgumentParser:
     lab.add_argument("--shard", default="0/1", help="i/k: this process labels chunks c with c %% k == i")
     lab.add_argument("--max-minutes", type=float, default=None, help="stop after this many minutes")
     lab.set_defaults(func=_cmd_train_labels)
-    for method, helptext in (
-            ("ediffiqa", "eDifFIQA: label-optimized distillation into MobileFaceNet + MLP head"),
-            ("ediffiqa-free", "eDifFIQA head on the frozen ArcFace embedding"),
-            ("diffiqa-r", "DifFIQA(R): MobileFaceNet + linear head on the raw labels")):
+    from .methods import get_method, method_names
+
+    for method in method_names():  # one sub-command per registered training method
+        strategy = get_method(method)
+        helptext = strategy.description or method
         r = tsub.add_parser(method, help=helptext,
                             description=helptext + ". Computes the teacher's pseudo-labels first "
                             "if they are not cached (see `fiqa train labels`). Writes "
@@ -145,7 +152,7 @@ def add_train_parser(subparsers) -> argparse.ArgumentParser:
         r.add_argument("--split-seed", type=int, default=None,
                        help="seed of the held-out identities alone (default: the training "
                             "seed); runs with one --split-seed share their held-out faces")
-        if method != "ediffiqa-free":
+        if strategy.supports_ensemble:
             r.add_argument("--ensemble-seeds", type=int, nargs="+", default=None, metavar="S",
                            help="train one regressor per training seed S (into OUT/seed-S/) and "
                                 "bundle them into the seed ensemble OUT/<name>_x<k>.safetensors "
@@ -235,10 +242,19 @@ def _die(msg: str) -> int:
     return 1
 
 
+def teacher_config_from_args(args: argparse.Namespace):
+    """The :class:`~fiqa_sdk.train.config.TeacherConfig` of the teacher options (``--weights
+    --t --n --fast --seed``) of ``fiqa train labels|ediffiqa|...``."""
+    from .config import TeacherConfig
+
+    return TeacherConfig(weights=args.weights, t=args.t, n=args.n, fast=args.fast, seed=args.seed)
+
+
 def _teacher(args: argparse.Namespace):
     from .api import diffiqa_teacher
 
-    return diffiqa_teacher(args.weights, args.t, args.n, args.fast, args.seed, args.threads)
+    cfg = teacher_config_from_args(args)
+    return diffiqa_teacher(cfg.weights, cfg.t, cfg.n, cfg.fast, cfg.seed, args.threads)
 
 
 def _labels(args: argparse.Namespace, data, n: int, shard=(0, 1), max_minutes=None, scorer=None):
@@ -280,9 +296,28 @@ def _cmd_train_labels(args: argparse.Namespace) -> int:
     return 0
 
 
+def config_from_args(args: argparse.Namespace, seed: int | None = None):
+    """The :class:`~fiqa_sdk.train.config.TrainingConfig` of ``fiqa train ediffiqa|...``'s
+    arguments; ``seed``: the training seed (default ``--train-seed``, else ``--seed``).
+
+    Raises :class:`~fiqa_sdk.errors.InvalidArgumentError` for a value out of range."""
+    from .config import DataConfig, DistillConfig, LabelConfig, OptimConfig, TrainingConfig
+
+    if seed is None:
+        seed = args.seed if args.train_seed is None else args.train_seed
+    return TrainingConfig(
+        distill=DistillConfig(method=args.method,
+                              labels=LabelConfig(eps=args.eps, p=args.p, min_count=args.min_count),
+                              optim=OptimConfig(epochs=args.epochs, seed=seed), theta=args.theta,
+                              cut=args.cut, split_seed=args.split_seed),
+        teacher=teacher_config_from_args(args),
+        data=DataConfig(limit=args.limit, degraded_copies=args.degraded_copies,
+                        degrade_seed=args.degrade_seed))
+
+
 def _cmd_train_distill(args: argparse.Namespace) -> int:
     from ..errors import FiqaError
-    from .api import train_ediffiqa
+    from .api import train_regressor
 
     seeds = getattr(args, "ensemble_seeds", None)
     if seeds is not None:
@@ -300,16 +335,10 @@ def _cmd_train_distill(args: argparse.Namespace) -> int:
             return 2
 
     def train(seed: int, out) -> object:
-        return train_ediffiqa(
-            celeba_root(args.data), out, method=args.method, backbone=args.backbone,
-            eps=args.eps, theta=args.theta, p=args.p, min_count=args.min_count,
-            epochs=args.epochs, cut=args.cut, seed=seed,
-            teacher_weights=args.weights, teacher_t=args.t, teacher_n=args.n,
-            teacher_fast=args.fast, teacher_seed=args.seed, threads=args.threads,
-            cache=args.cache, name=args.name, limit=args.limit,
-            degraded_copies=args.degraded_copies, degrade_seed=args.degrade_seed,
-            split_seed=args.split_seed, log=_log,
-            progress=_progress if sys.stderr.isatty() else None)
+        return train_regressor(celeba_root(args.data), out, config_from_args(args, seed),
+                               backbone=args.backbone, threads=args.threads, cache=args.cache,
+                               name=args.name, log=_log,
+                               progress=_progress if sys.stderr.isatty() else None)
 
     try:
         if seeds is None:

@@ -16,6 +16,11 @@ flipped crop when the crop is flipped), seeded.
   head is trained, on ``M``'s raw embeddings, with the optimized labels (the consistency term
   is zero by construction).
 
+What differs between them is decided by the method's :class:`~fiqa_sdk.train.methods.TrainingMethod`
+(targets, head, frozen part, loss terms, file name); :func:`distill` asks it and never branches
+on the name. The hyper-parameters are a :class:`~fiqa_sdk.train.config.DistillConfig`
+(re-exported here).
+
 CPU economy: the frozen front of the backbone is run once per crop (and its mirror) and its
 activations cached in memory; each epoch then runs only the trainable tail and the head. The
 backbone must offer ``split(cut) -> (stem, tail)`` (:class:`fiqa_sdk.nets.MobileFaceNet` does);
@@ -27,7 +32,6 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -38,33 +42,9 @@ from torch import nn
 
 from ..errors import FiqaError, InvalidArgumentError
 from ..quality.ediffiqa import QualityRegressor, save_regressor
-from ._methods import METHODS
+from .config import DistillConfig, LabelConfig, OptimConfig  # noqa: F401 - re-exported
 from .ddpm import to_model_range
 from .labels import save_npy
-
-
-@dataclass
-class DistillConfig:
-    """Hyper-parameters of :func:`distill` (defaults: the paper's / official code's)."""
-
-    method: str = "ediffiqa"
-    eps: float = 0.5  # label optimization strength
-    theta: float = 0.5  # weight of the representation-consistency loss
-    p: float = 0.2  # top fraction of labels used for the class centres
-    min_count: int = 3  # minimum top-p faces for an identity to get a centre
-    cut: int = 15  # backbone blocks [cut:] are fine-tuned, [:cut] frozen (MobileFaceNet: 20 blocks)
-    epochs: int = 8
-    batch_size: int = 64
-    lr_head: float = 1e-3
-    lr_backbone: float = 1e-4
-    grad_clip: float = 5.0
-    hflip: bool = True
-    val_fraction: float = 0.1  # identities held out for validation
-    seed: int = 0
-    split_seed: int | None = None  # seed of the held-out identities (None: ``seed``)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 def split_identities(ids: np.ndarray, fraction: float, seed: int) -> np.ndarray:
@@ -74,15 +54,6 @@ def split_identities(ids: np.ndarray, fraction: float, seed: int) -> np.ndarray:
     n_val = int(round(fraction * len(uniq)))
     val_ids = rng.choice(uniq, size=n_val, replace=False) if n_val else np.array([], uniq.dtype)
     return np.isin(ids, val_ids)
-
-
-def _split(backbone: nn.Module, cut: int, method: str) -> tuple[nn.Module, nn.Module]:
-    """(frozen stem, trainable tail); a backbone without ``split`` is fine-tuned whole."""
-    if method == "ediffiqa-free":
-        return backbone, nn.Identity()
-    if hasattr(backbone, "split"):
-        return backbone.split(cut)
-    return nn.Identity(), backbone
 
 
 @torch.inference_mode()
@@ -96,7 +67,7 @@ def _run(module: nn.Module, faces: np.ndarray, flip: bool, batch: int = 64) -> t
     return torch.cat(outs)
 
 
-def _stem_features(stem: nn.Module, faces: np.ndarray, cfg: DistillConfig,
+def _stem_features(stem: nn.Module, faces: np.ndarray, cfg: DistillConfig, frozen: bool,
                    cache: str | os.PathLike | None, base_state: dict) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Activations of the frozen stem for the crops and (with ``hflip``) their mirrors."""
     paths = None
@@ -106,7 +77,7 @@ def _stem_features(stem: nn.Module, faces: np.ndarray, cfg: DistillConfig,
         from .labels import faces_fingerprint
 
         h = hashlib.sha256(faces_fingerprint(faces).encode())
-        h.update(f"{cfg.method == 'ediffiqa-free'}/{cfg.cut}".encode())
+        h.update(f"{frozen}/{cfg.cut}".encode())
         for k in sorted(base_state):
             h.update(k.encode())
             h.update(base_state[k].cpu().numpy().tobytes())
@@ -185,9 +156,12 @@ def distill(faces: np.ndarray, ids: np.ndarray, labels: np.ndarray, target_emb: 
     target_emb, target_emb_flip : (N, D) embeddings of the crops / their mirrors by the target
         FR model ``M`` (L2-normalised or not); the mirror ones may be None when ``hflip`` is off.
     backbone : the FR backbone ``M_r`` (a torch module, raw ``(N, D)`` output), modified in place.
+    config : a :class:`~fiqa_sdk.train.config.DistillConfig` (default ``DistillConfig()``); its
+        ``method`` names the :class:`~fiqa_sdk.train.methods.TrainingMethod`.
     meta : extra sidecar entries (backbone description, data, teacher).
     raw_target : the target embeddings are ``M``'s raw outputs and ``backbone`` is ``M``; the
-        ``ediffiqa-free`` head then trains on them directly, without running the backbone.
+        head of a frozen-backbone method (``ediffiqa-free``) then trains on them directly,
+        without running the backbone.
     feature_cache : folder where the frozen-stem activations are kept between runs (float16,
         keyed by the faces, the cut and the backbone weights), so that several regressors
         (ablations, DifFIQA(R)) pay for the frozen part once.
@@ -195,12 +169,21 @@ def distill(faces: np.ndarray, ids: np.ndarray, labels: np.ndarray, target_emb: 
         only the real faces when synthetic degraded copies are trained on as well.
 
     Returns a summary (per-epoch losses, validation L1 and Spearman, label statistics).
+
+    Examples
+    --------
+    >>> cfg = DistillConfig("diffiqa-r", optim=OptimConfig(epochs=2))
+    >>> summary = distill(faces, ids, labels, emb, emb_flip, backbone, "runs/r", cfg)  # doctest: +SKIP
+    >>> summary["weights"]  # doctest: +SKIP
+    'runs/r/diffiqa_r_mbf.safetensors'
     """
-    from .labels import centre_cosines, class_centres, minmax, optimize_labels
+    from .labels import minmax
+    from .methods import get_method
 
     cfg = config or DistillConfig()
-    if cfg.method not in METHODS:
-        raise InvalidArgumentError(f"method must be one of {METHODS}, got {cfg.method!r}")
+    if not isinstance(cfg, DistillConfig):
+        raise InvalidArgumentError(f"config must be a DistillConfig, got {type(cfg).__name__}")
+    method = get_method(cfg.method)
     log = log or (lambda msg: None)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -233,17 +216,11 @@ def distill(faces: np.ndarray, ids: np.ndarray, labels: np.ndarray, target_emb: 
     stats: dict = {"faces": n, "train": int(tr.sum()), "val": int(val.sum()),
                    "identities": int(len(np.unique(ids))),
                    "raw_min": float(labels.min()), "raw_max": float(labels.max())}
-    if cfg.method == "diffiqa-r":
-        q_o = q
-    else:
-        centres = class_centres(target_emb, ids, q, p=cfg.p, min_count=cfg.min_count)
-        cos = centre_cosines(target_emb, ids, centres)
-        q_o = optimize_labels(q, cos, cfg.eps)
-        keep = np.isfinite(q_o)
-        stats.update(centres=len(centres), no_centre_faces=int((~keep).sum()),
-                     centre_cos_median=float(np.nanmedian(cos)))
-        tr &= keep
-        val &= keep
+    q_o, label_stats = method.targets(q, target_emb, ids, cfg)
+    stats.update(label_stats)
+    keep = np.isfinite(q_o)  # a face without a usable target is not trained on
+    tr &= keep
+    val &= keep
     stats.update(train_used=int(tr.sum()), val_used=int(val.sum()),
                  q_o_mean=float(np.nanmean(q_o)), q_mean=float(q.mean()))
     log(f"{cfg.method}: {stats}")
@@ -251,22 +228,23 @@ def distill(faces: np.ndarray, ids: np.ndarray, labels: np.ndarray, target_emb: 
     # -- model -------------------------------------------------------------------------
     base_state = {k: v.detach().clone() for k, v in backbone.state_dict().items()}
     dim = int(target_emb.shape[1])
-    model = QualityRegressor(backbone, head="linear" if cfg.method == "diffiqa-r" else "mlp", dim=dim)
+    model = QualityRegressor(backbone, head=method.head, dim=dim, hidden=method.head_hidden)
     backbone.requires_grad_(False)
-    stem, tail = _split(backbone, cfg.cut, cfg.method)
-    if cfg.method != "ediffiqa-free":
+    stem, tail = method.split(backbone, cfg.cut)
+    if not method.frozen_backbone:
         for p_ in tail.parameters():
             p_.requires_grad_(True)
     stem.eval()
     tail.eval()  # BatchNorm statistics stay those of M (fine-tuning affine parameters only)
     t0 = time.time()
-    if cfg.method == "ediffiqa-free" and raw_target:
+    if method.frozen_backbone and raw_target:
         # the frozen backbone *is* the target model: its output is the given raw embedding
         feats = torch.as_tensor(np.asarray(target_emb), dtype=torch.float32)
         feats_f = (torch.as_tensor(np.asarray(target_emb_flip), dtype=torch.float32)
                    if cfg.hflip else None)
     else:
-        feats, feats_f = _stem_features(stem, faces, cfg, feature_cache, base_state)
+        feats, feats_f = _stem_features(stem, faces, cfg, method.frozen_backbone, feature_cache,
+                                        base_state)
     log(f"frozen-stem features {tuple(feats.shape)} ready in {time.time() - t0:.0f} s")
     tgt = F.normalize(torch.as_tensor(np.asarray(target_emb), dtype=torch.float32), dim=1)
     tgt_f = (F.normalize(torch.as_tensor(np.asarray(target_emb_flip), dtype=torch.float32), dim=1)
@@ -278,7 +256,7 @@ def distill(faces: np.ndarray, ids: np.ndarray, labels: np.ndarray, target_emb: 
     if tail_params:
         groups.append({"params": tail_params, "lr": cfg.lr_backbone})
     opt = torch.optim.Adam(groups)
-    theta = 0.0 if cfg.method in ("diffiqa-r", "ediffiqa-free") else cfg.theta
+    theta = method.consistency_weight(cfg)
     params = [p_ for g in groups for p_ in g["params"]]
 
     def forward(rows: np.ndarray, flip: np.ndarray):
@@ -345,13 +323,12 @@ def distill(faces: np.ndarray, ids: np.ndarray, labels: np.ndarray, target_emb: 
             row.update({f"val_{k}": v for k, v in evaluate(val_rows).items()})
         history.append(row)
         log(json.dumps(row))
-    name = name or {"ediffiqa": "ediffiqa_mbf", "ediffiqa-free": "ediffiqa_free_mbf",
-                    "diffiqa-r": "diffiqa_r_mbf"}[cfg.method]
+    name = name or method.weights_stem
     sidecar = dict(meta or {})
     sidecar.update({"method": cfg.method, "config": cfg.to_dict(), "labels": stats,
                     "history": history, "held_out_verification": held_out})
-    sidecar.setdefault("backbone", {})["frozen"] = cfg.method == "ediffiqa-free"
-    sidecar.setdefault("head", {}).update({"dim": dim, "hidden": 1024})
+    sidecar.setdefault("backbone", {})["frozen"] = bool(method.frozen_backbone)
+    sidecar.setdefault("head", {}).update({"dim": dim, "hidden": method.head_hidden})
     path = save_regressor(model, out / f"{name}.safetensors", sidecar, base_state=base_state)
     with open(out / f"{name}.history.json", "w") as f:
         json.dump(history, f, indent=1)

@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .config import FreeHeadConfig
 from .data import cache_root, degraded_copies, load_aligned
 
 FREE_HEAD_VERSION = 2
@@ -87,13 +88,27 @@ def training_features(cache=None, label_scorer: str = "diffiqa-r", log=None) -> 
 
 
 def train_head(feats: dict, epochs: int = 30, lr: float = 1e-3, hidden: int = 256,
-               weight_decay: float = 1e-4, seed: int = 0, log=None):
-    """Fit the norm-residual head; returns (head, history)."""
+               weight_decay: float = 1e-4, seed: int = 0, log=None,
+               config: FreeHeadConfig | None = None):
+    """Fit the norm-residual head; returns ``(head, history, label statistics)``.
+
+    ``config`` (a :class:`~fiqa_sdk.train.config.FreeHeadConfig`) replaces ``epochs``, ``lr``,
+    ``hidden``, ``weight_decay`` and ``seed`` when given; either way they are validated
+    (:class:`~fiqa_sdk.errors.InvalidArgumentError`).
+
+    Examples
+    --------
+    >>> head, history, stats = train_head(feats, config=FreeHeadConfig(epochs=3))  # doctest: +SKIP
+    """
     from scipy.stats import spearmanr
 
     from ..quality.ediffiqa import NormResidualHead
     from .distill import split_identities
 
+    cfg = config or FreeHeadConfig(epochs=epochs, lr=lr, hidden=hidden,
+                                   weight_decay=weight_decay, seed=seed)
+    epochs, lr, hidden, weight_decay, seed = (cfg.epochs, cfg.lr, cfg.hidden, cfg.weight_decay,
+                                              cfg.seed)
     say = log or (lambda m: None)
     torch.manual_seed(seed)
     ids = feats["ids"]
@@ -169,22 +184,24 @@ def main(argv=None) -> int:
     ap.add_argument("--weight-decay", type=float, default=1e-4)
     ap.add_argument("--seed", type=int, default=0)
     a = ap.parse_args(argv)
+    cfg = FreeHeadConfig(label_scorer=a.label_scorer, epochs=a.epochs, lr=a.lr, hidden=a.hidden,
+                         weight_decay=a.weight_decay, seed=a.seed)
     torch.set_num_threads(1)
 
     def log(m):
         print(time.strftime("%H:%M:%S"), m, flush=True)
 
     t0 = time.time()
-    feats = training_features(a.cache, a.label_scorer, log)
-    head, hist, norm = train_head(feats, a.epochs, a.lr, a.hidden, a.weight_decay, a.seed, log)
-    meta = {"head": {"kind": "norm-mlp", "dim": 512, "hidden": a.hidden},
+    feats = training_features(a.cache, cfg.label_scorer, log)
+    head, hist, norm = train_head(feats, log=log, config=cfg)
+    meta = {"head": {"kind": "norm-mlp", "dim": 512, "hidden": cfg.hidden},
             "free_head_version": FREE_HEAD_VERSION,
-            "labels": {"scorer": a.label_scorer, "backend": "onnxruntime", **norm,
+            "labels": {"scorer": cfg.label_scorer, "backend": "onnxruntime", **norm,
                        "faces": int(len(feats["ids"])), "sets": ["orig", "deg"]},
             "data": {"source": "celeba-subset-aligned (+ degraded-k1-s1 copies)",
                      "identities": int(len(np.unique(feats["ids"])))},
-            "config": {"method": "ediffiqa-free", "epochs": a.epochs, "lr": a.lr,
-                       "weight_decay": a.weight_decay, "seed": a.seed, "val_fraction": 0.1,
+            "config": {"method": "ediffiqa-free", "epochs": cfg.epochs, "lr": cfg.lr,
+                       "weight_decay": cfg.weight_decay, "seed": cfg.seed, "val_fraction": 0.1,
                        "split_seed": 0, "optimizer": "AdamW", "batch_size": 256},
             "history": hist, "seconds": round(time.time() - t0, 1),
             "command": "python -m fiqa_sdk.train.free_head " + " ".join(argv or [])}
