@@ -42,6 +42,10 @@ class Registry(Generic[T]):
         prints)."""
         return {n: {"doc": self._docs[n], **self._cards.get(n, {})} for n in self.names()}
 
+    def registered(self) -> list[str]:
+        """Names in registration order."""
+        return list(self._factories)
+
     def names(self) -> list[str]:
         return sorted(self._factories)
 

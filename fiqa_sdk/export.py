@@ -18,9 +18,11 @@ from pathlib import Path
 from typing import Any
 
 from .errors import InvalidArgumentError
+from .quality import scorers_of_kind
 
-#: Scorers :func:`export_regressor_onnx` can export (the distilled regressors).
-EXPORT_SCORERS = ("ediffiqa", "ediffiqa-free", "diffiqa-r")
+#: Scorers :func:`export_regressor_onnx` can export: the distilled regressors (card
+#: ``kind="regressor"``).
+EXPORT_SCORERS = scorers_of_kind("regressor")
 #: Largest |ONNX - torch| quality difference an fp32 export passes with.
 EXPORT_TOLERANCE = 1e-4
 #: ... an int8 export: a sanity bound that catches a broken graph, not a fidelity measure (the

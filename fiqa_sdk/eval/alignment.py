@@ -40,6 +40,7 @@ import numpy as np
 
 from ..align import jitter_landmarks
 from ..errors import EvaluationError
+from ..quality import scorers_of_kind
 from ._edc import EDCResult, threshold_at_fmr
 from .bench import (BASELINE_SCORERS, DEFAULT_LIMITS, _num, check_fmr_limits, edc_at_threshold,
                     make_scorers, pair_scores, pyplot, save_figure)
@@ -53,7 +54,7 @@ DETECTORS = ("retinaface", "mtcnn", "dlib", "scrfd")
 DEFAULT_JITTER = (0.0, 2.0, 4.0, 6.0)
 #: Default scorers: the baselines and the shipped distilled regressors (DifFIQA itself is ~1 s
 #: per face on a CPU core and is left out; pass it with ``scorers=`` on a GPU).
-DEFAULT_SCORERS = (*BASELINE_SCORERS, "ediffiqa", "diffiqa-r", "ediffiqa-free")
+DEFAULT_SCORERS = (*BASELINE_SCORERS, *scorers_of_kind("regressor"))
 #: The detector whose landmarks are jittered; unjittered, it is the reference condition.
 REFERENCE_DETECTOR = "retinaface"
 

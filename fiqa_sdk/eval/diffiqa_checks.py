@@ -37,6 +37,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from ..errors import EvaluationError, InvalidArgumentError
+from ..quality import scorers_of_kind
 
 #: Forward levels of the PSNR check.
 DEFAULT_TS = (5, 50)
@@ -53,7 +54,7 @@ PSNR_MAX = 100.0
 #: Baseline scorers compared in the degradation check.
 BASELINES = ("embedding-norm", "flip-consistency")
 #: Regressors that ``regressors=`` may name.
-REGRESSORS = ("ediffiqa", "ediffiqa-free", "diffiqa-r")
+REGRESSORS = scorers_of_kind("regressor")
 #: Quick mode (``--quick``): faces of the PSNR and of the degradation check, DifFIQA repeats.
 QUICK_PSNR_FACES = 10
 QUICK_QUALITY_FACES = 20

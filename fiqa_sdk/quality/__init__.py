@@ -29,9 +29,12 @@ def _lazy(module: str, cls: str):
 #   precisions ``precision=`` values it accepts
 #   fr_model   the FR model it is tied to (same-model vs cross-model evaluation)
 #   score      what the number means (range and units); higher is always better quality
+#   kind       "baseline", "teacher" (DifFIQA), "regressor" (distilled: ONNX export, int8),
+#              "fusion" (a regressor fused with the embedding norm)
 #   paper, licence
-_BASELINE = {"licence": "MIT (fiqa-sdk)"}
-_ARC = {"fr_model": "arcface:w600k_mbf", "embedder": "shared", "device": "onnxruntime",
+_BASELINE = {"kind": "baseline", "licence": "MIT (fiqa-sdk)"}
+_ARC = {"kind": "baseline", "fr_model": "arcface:w600k_mbf", "embedder": "shared",
+        "device": "onnxruntime",
         "licence": "MIT (fiqa-sdk); ArcFace w600k_mbf weights: insightface's non-commercial terms"}
 for _name, _cls, _doc, _card in [
     ("random", "RandomScorer", "seeded pseudo-random score (the EDC floor)",
@@ -55,12 +58,13 @@ for _name, _cls, _doc, _card in [
 _PAPER_DIFFIQA = "Babnik et al., DifFIQA, IJCB 2023"
 _PAPER_EDIFFIQA = "Babnik et al., eDifFIQA, IEEE T-BIOM 2024"
 SCORERS.register("diffiqa", "DifFIQA: FR-embedding stability under DDPM noising + restoration "
-                 "(weights= a trained denoiser)", embedder="shared", device="torch",
+                 "(weights= a trained denoiser)", kind="teacher", embedder="shared", device="torch",
                  weights=("diffiqa_unet.safetensors",), fr_model="arcface:w600k_mbf",
                  score="[-1, 1], mean cosine similarity of embeddings (eq. 7)",
                  paper=_PAPER_DIFFIQA, licence="MIT (fiqa-sdk, weights trained by the project)"
                  )(_lazy(".diffiqa", "DifFIQAScorer"))
-_REG = {"precisions": ("auto", "fp32", "int8"), "device": "torch", "fr_model": "arcface:w600k_mbf",
+_REG = {"kind": "regressor", "precisions": ("auto", "fp32", "int8"), "device": "torch",
+        "fr_model": "arcface:w600k_mbf",
         "licence": "MIT (fiqa-sdk); weights trained by the project from ArcFace w600k_mbf, whose "
                    "weights are insightface's (non-commercial research use)"}
 for _name, _cls, _doc, _card in [
@@ -102,7 +106,7 @@ for _reg, _file in (("diffiqa-r", "diffiqa_r_mbf.safetensors"),
     SCORERS.register(
         f"{_reg}+norm", f"{_reg} fused with the ArcFace embedding norm (z-score sum rule, equal "
         "weights, constants from the training faces)",
-        **_REG, embedder="shared", weights=(_file, "norm_fusion.json"),
+        **{**_REG, "kind": "fusion"}, embedder="shared", weights=(_file, "norm_fusion.json"),
         score="z-score units: 0 = a typical training face, about -6 to 3",
         paper=f"{_PAPER_DIFFIQA if _reg == 'diffiqa-r' else _PAPER_EDIFFIQA} + the norm "
               "(MagFace); fusion: fiqa-sdk (docs/benchmarks.md, dev benchmark)",
@@ -176,6 +180,12 @@ def create_scorer(name: str | Scorer = "flip-consistency", /, **kwargs: Any) -> 
     return SCORERS.create(name, **kwargs)
 
 
+def scorers_of_kind(*kinds: str) -> tuple[str, ...]:
+    """Names of the registered scorers whose card's ``kind`` is one of ``kinds`` (``"baseline"``,
+    ``"teacher"``, ``"regressor"``, ``"fusion"``), in registration order."""
+    return tuple(n for n in SCORERS.registered() if SCORERS.card(n).get("kind") in kinds)
+
+
 def list_scorers() -> list[str]:
     """Names of the registered quality scorers.
 
@@ -192,4 +202,4 @@ def list_scorers() -> list[str]:
     return SCORERS.names()
 
 
-__all__ = ["Scorer", "SCORERS", "create_scorer", "list_scorers", "scorer_cards"]
+__all__ = ["Scorer", "SCORERS", "create_scorer", "list_scorers", "scorer_cards", "scorers_of_kind"]
