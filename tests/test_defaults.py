@@ -227,7 +227,7 @@ def _documented_threshold_commands() -> list[list[str]]:
     cmds = [shlex.split(line.split("#", 1)[0]) for line in block.splitlines() if line.strip()]
     assert all(c[:2] == ["fiqa", "assess"] and "--threshold" in c for c in cmds)
     default = __import__("fiqa_sdk").gate.DEFAULT_SCORER
-    assert re.search(rf"fiqa assess --threshold \S+ +# {default} \(the default scorer\)", block)
+    assert re.search(rf"fiqa assess --threshold \S+ +# {re.escape(default)} \(the default scorer\)", block)
     return cmds
 
 
@@ -259,7 +259,7 @@ def test_docs_name_one_default_scorer():
 
     repo = Path(__file__).resolve().parents[1]
     pages = [repo / "README.md", *sorted((repo / "docs").glob("*.md"))]
-    pat = re.compile(r"default scorer(?: is)?[^`\n]{0,12}\(?`\"?([a-z0-9-]+)\"?`")
+    pat = re.compile(r"default scorer(?: is)?[^`\n]{0,12}\(?`\"?([a-z0-9+-]+)\"?`")
     found = {}
     for page in pages:
         for m in pat.finditer(page.read_text()):

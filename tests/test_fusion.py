@@ -139,3 +139,16 @@ def test_fiqa_list_prints_the_cards(capsys):
     assert main(["list"]) == 0
     out = capsys.readouterr().out
     assert "norm_fusion.json (sha256" in out and "licence:" in out
+
+
+@pytest.mark.parametrize("name, expected", [
+    ("diffiqa-r+norm", (0.354358, 0.084817)),
+    ("ediffiqa+norm", (-0.175536, -0.444804)),
+])
+def test_shipped_fusions_reproduce_recorded_scores(name, expected, astronaut, astronaut_face):
+    """The astronaut's aligned crop and its mirror, as recorded when the fusion shipped."""
+    from fiqa_sdk.align import align_face
+
+    crop = align_face(astronaut, astronaut_face)
+    s = fq.create_scorer(name, backend="torch")
+    np.testing.assert_allclose(s.score(np.stack([crop, crop[:, ::-1]])), expected, atol=5e-4)
