@@ -149,7 +149,8 @@ def _run_dev_suite(args: argparse.Namespace, weights: dict, params: dict) -> int
         result = teacher_check.run_teacher_check(
             args.lfw, weights=weights.get("diffiqa"), params=params.get("diffiqa", {}),
             quick=args.quick, boot=boot, seed=args.bootstrap_seed, cache_dir=cache,
-            limits=args.limits, fmr=args.fmr, log=log, progress=progress)
+            limits=args.limits, fmr=args.fmr, log=log, progress=progress,
+            students=args.scorers or ())
     else:
         scorers = args.scorers or list(devsuite.DEV_SCORERS)
         result = devsuite.run_dev_suite(

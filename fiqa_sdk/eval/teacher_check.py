@@ -25,7 +25,7 @@ from __future__ import annotations
 import hashlib
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -79,9 +79,13 @@ def qualities_from_terms(terms: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 def run_teacher_check(lfw_root=None, weights=None, params: dict | None = None,
                       quick: bool = False, boot: int = 1000, seed: int = 0, cache_dir=None,
                       limits=(0.2, 0.3), fmr: float = 1e-3, log=None,
-                      progress: bool = False) -> dict[str, Any]:
-    """Run the teacher check (see the module doc); returns the JSON-ready result."""
+                      progress: bool = False, students: Sequence[str] = ()) -> dict[str, Any]:
+    """Run the teacher check (see the module doc); returns the JSON-ready result.
+
+    ``students``: more scorers (e.g. the regressors distilled from the teacher) evaluated on
+    the same faces and redraws, for teacher-vs-distillation comparisons."""
     from ..quality import create_scorer
+    from .devsuite import _scorer_objects
     from .features import default_cache_dir
 
     t0 = time.perf_counter()
@@ -90,6 +94,7 @@ def run_teacher_check(lfw_root=None, weights=None, params: dict | None = None,
         kw["weights"] = weights
     teacher = create_scorer("diffiqa", **kw)
     ref = create_scorer("embedding-norm")
+    extra_objs = _scorer_objects([s for s in students if s != "embedding-norm"], None, None)[0]
     cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     timings: dict[str, float] = {}
 
@@ -100,10 +105,11 @@ def run_teacher_check(lfw_root=None, weights=None, params: dict | None = None,
         return q
 
     subset = "teacher-quick" if quick else "teacher"
-    data, info = prepare_sets(lfw_root, TEACHER_SETS, [ref], subset=subset,
+    data, info = prepare_sets(lfw_root, TEACHER_SETS, [ref, *extra_objs], subset=subset,
                               cache_dir=cache_dir, fmr=fmr, log=log, progress=progress,
                               extra_scores=extra)
-    names = ["diffiqa-eq7", "diffiqa-restored", "diffiqa-noisy", "embedding-norm"]
+    names = ["diffiqa-eq7", "diffiqa-restored", "diffiqa-noisy", "embedding-norm",
+             *(o.name for o in extra_objs)]
     summary = summarize(data, names, limits, boot, seed, fmr=fmr)
     # restored vs noisy directly: the same redraws (same seed), paired differences
     vs_noisy = summarize(data, names, limits, boot, seed, reference="diffiqa-noisy", fmr=fmr)
