@@ -77,8 +77,9 @@ class Experiment:
     requires : str or None
         What a run needs that a CI machine does not have (a GPU, the result of a long training
         run); the smoke tests skip the experiment with this reason.
-    default_out : str or None
-        Result location used when ``--out`` is not given (None: write no file).
+    default_out : str or callable or None
+        Result location used when ``--out`` is not given (None: write no file), or a function
+        of the parsed arguments that returns it.
     doc : str
         The longer description (the module docstring), shown by ``--help``.
     """
@@ -112,6 +113,11 @@ class RunContext:
     out_dir : pathlib.Path or None
         Folder for the experiment's extra files (tables, figures, arrays): ``--out`` itself when
         it names a folder, else the result file's folder; None without ``--out``.
+    extra_files : list of str
+        Files written through :meth:`artifact`, recorded in the result file.
+    exit_code : int
+        Exit status of ``fiqa-bench run``; an experiment whose check fails sets 1 (the result
+        file is still written).
     """
 
     name: str
@@ -121,6 +127,7 @@ class RunContext:
     out: Path | None = None
     out_dir: Path | None = None
     extra_files: list[str] = field(default_factory=list)
+    exit_code: int = 0
 
     def artifact(self, name: str) -> Path | None:
         """Path of an extra output file ``name`` in :attr:`out_dir` (folder created), recorded
@@ -160,8 +167,9 @@ def experiment(name: str, description: str, *, arguments: ArgumentsFunction | No
         function of the arguments parsed without them that returns such a mapping.
     requires : str, optional
         Why the experiment cannot run on a CI machine (its smoke test is skipped).
-    default_out : str, optional
-        Result file (or folder) when ``--out`` is not given.
+    default_out : str or callable, optional
+        Result file (or folder) when ``--out`` is not given, or a function of the parsed
+        arguments that returns it.
 
     Returns
     -------
@@ -239,9 +247,11 @@ def build_parser(exp: Experiment) -> argparse.ArgumentParser:
                                  formatter_class=argparse.RawDescriptionHelpFormatter,
                                  allow_abbrev=False)
     ap.add_argument("--quick", action="store_true", help=_quick_help(exp.quick))
-    ap.add_argument("--out", default=exp.default_out,
+    default = exp.default_out if isinstance(exp.default_out, str) else None
+    ap.add_argument("--out", default=default,
                     help="result JSON file, or a folder for NAME.json and the experiment's other "
-                         "files" + (f" (default {exp.default_out})" if exp.default_out else
+                         "files" + (f" (default {default})" if default else
+                                    " (default: the experiment's own)" if exp.default_out else
                                     " (default: no file)"))
     if exp.arguments is not None:
         exp.arguments(ap)
@@ -346,6 +356,7 @@ def result_record(exp: Experiment, ctx: RunContext, args: argparse.Namespace,
         "quick": ctx.quick,
         "arguments": jsonable(vars(args)),
         "seconds": round(seconds, 2),
+        "exit_code": ctx.exit_code,
         "files": list(ctx.extra_files),
         "results": jsonable(results or {}),
     }
@@ -418,6 +429,8 @@ def run_experiment(name: str, argv: Sequence[str] = ()) -> dict[str, Any]:
 
     exp = get_experiment(name)
     args = parse_arguments(exp, argv)
+    if args.out is None and callable(exp.default_out):
+        args.out = exp.default_out(args)
     out, out_dir = resolve_out(args.out, exp.name)
     ctx = RunContext(name=exp.name, argv=list(argv),
                      command=f"{PROG} run {exp.name} " + shlex.join(list(argv)),
@@ -462,14 +475,14 @@ def main(argv: Sequence[str] | None = None) -> int:
                   file=sys.stderr if len(argv) < 2 else sys.stdout)
             return 2 if len(argv) < 2 else 0
         try:
-            run_experiment(argv[1], argv[2:])
+            record = run_experiment(argv[1], argv[2:])
         except InvalidArgumentError as e:
             print(f"{PROG}: error: {e}", file=sys.stderr)
             return 2
         except FiqaError as e:
             print(f"{PROG}: {type(e).__name__}: {e}", file=sys.stderr)
             return 1
-        return 0
+        return int(record["exit_code"])
     args = ap.parse_args(argv)
     if args.cmd == "list":
         print(list_text())

@@ -17,6 +17,8 @@ from pathlib import Path
 import numpy as np
 
 import fiqa_sdk as fq
+from fiqa_sdk.errors import DataLocationError
+from fiqa_sdk.eval.protocols import default_lfw_root
 
 from ..harness import experiment
 
@@ -44,15 +46,21 @@ def arguments(ap) -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--faces", type=int, default=32)
     ap.add_argument("--rounds", type=int, default=7)
-    ap.add_argument("--lfw", type=Path, default=Path(__file__).resolve().parents[2] / "shared"
-                    / "data" / "lfw")
+    ap.add_argument("--lfw", type=Path, default=None,
+                    help="LFW root (default $FIQA_LFW; without LFW: seeded random crops)")
 
 
 @experiment("arcface_prelu", "ArcFace embedder with and without the PReLU rewrite "
             "(fast_prelu)",
             arguments=arguments, quick=QUICK)
 def run(args, ctx) -> dict:
-    x, source = crops(args.faces, args.lfw)
+    lfw = args.lfw
+    if lfw is None:
+        try:
+            lfw = default_lfw_root()
+        except DataLocationError:
+            lfw = Path("/nonexistent")  # no LFW: seeded random crops
+    x, source = crops(args.faces, Path(lfw))
     fast = fq.create_embedder("arcface", threads=args.threads)
     plain = fq.create_embedder("arcface", threads=args.threads, fast_prelu=False)
     ef, ep = fast.embed_raw(x), plain.embed_raw(x)  # also the warm-up
@@ -64,9 +72,9 @@ def run(args, ctx) -> dict:
             emb.embed_raw(x)
             times[name].append((time.perf_counter() - t0) * 1000 / len(x))
     med = {k: float(np.median(v)) for k, v in times.items()}
-    print(json.dumps({"faces": len(x), "source": source, "threads": args.threads,
-                      "ms_per_face": med, "speedup": med["plain"] / med["fast_prelu"],
-                      "max_abs_diff": float(np.abs(ef - ep).max()),
-                      "min_cosine": float(cos.min())}, indent=2))
-    return 0
+    result = {"faces": len(x), "source": source, "threads": args.threads,
+              "ms_per_face": med, "speedup": med["plain"] / med["fast_prelu"],
+              "max_abs_diff": float(np.abs(ef - ep).max()), "min_cosine": float(cos.min())}
+    print(json.dumps(result, indent=2))
+    return result
 

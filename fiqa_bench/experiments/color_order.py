@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import time
 
+from fiqa_sdk.errors import EvaluationError
+
 from ..harness import experiment
 
 
@@ -37,7 +39,7 @@ def measure(scorers: list[str]) -> dict:
         swapped = gate.assess(img)  # numpy arrays are taken as BGR
         for r in (right, swapped):
             if r.score is None:
-                raise RuntimeError(f"{name}: no score for the astronaut ({r.reason})")
+                raise EvaluationError(f"{name}: no score for the astronaut ({r.reason})")
         rows.append({"scorer": gate.scorer.name, "rgb": float(right.score),
                      "as_bgr": float(swapped.score),
                      "det_score_rgb": float(right.face.det_score),
@@ -73,7 +75,6 @@ def run(args, ctx) -> dict:
         dict.fromkeys(["embedding-norm", default_scorer_name()])))
     t0 = time.perf_counter()
     result = measure(scorers)
-    result["command"] = command_line("benchmarks/color_order.py", argv)
     result["seconds"] = round(time.perf_counter() - t0, 1)
     print(render(result))
     return result

@@ -77,6 +77,18 @@ def degradation_psnr(faces: np.ndarray, n: int, seed: int = 0) -> dict:
     return {"faces": len(rows), "degrade": summary(one), "degrade_train": summary(chain)}
 
 
+def validation_batches(tr) -> list:
+    """The fixed validation batches of a :class:`~fiqa_sdk.train.ddpm.DDPMTrainer`, rebuilt
+    through its public ``make_batch`` with the rows and generators ``validate()`` uses: one
+    ``(x_t, t, x)`` per ``cfg.val_t``. :func:`identity_val_loss` checks that they are the same
+    batches (its ``max_abs_diff_from_mse_x_t_x``)."""
+    cfg = tr.cfg
+    rng = np.random.default_rng([cfg.seed, 2])
+    rows = rng.choice(len(tr.faces), size=min(cfg.val_size, len(tr.faces)), replace=False)
+    return [tr.make_batch(0, rows=rows, t=np.full(len(rows), tv),
+                          rng=np.random.default_rng([cfg.seed, 3, tv])) for tv in cfg.val_t]
+
+
 def identity_val_loss(faces: np.ndarray, mix_t: int, work: Path) -> dict:
     """``val.csv``'s losses of the output = input model (the residual UNet before step 1)."""
     import torch
@@ -88,7 +100,7 @@ def identity_val_loss(faces: np.ndarray, mix_t: int, work: Path) -> dict:
     val = tr.validate()
     # the same numbers straight from the batch: MSE(x_t, x)
     direct = {f"t{tv}": float(torch.mean((x_t - x) ** 2)) for tv, (x_t, _, x) in
-              zip(tr.cfg.val_t, tr._val)}
+              zip(tr.cfg.val_t, validation_batches(tr))}
     gap = max(abs(val[k] - direct[k]) for k in direct)
     return {**val, "max_abs_diff_from_mse_x_t_x": gap}
 

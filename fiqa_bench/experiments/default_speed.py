@@ -54,7 +54,7 @@ def cpu_name() -> str:
 
 
 def arguments(ap) -> None:
-    ap.add_argument("--lfw", default=None, help="LFW root (default $FIQA_LFW or ../shared/data/lfw)")
+    ap.add_argument("--lfw", default=None, help="LFW root (default $FIQA_LFW)")
     ap.add_argument("--images", type=int, default=60, help="photos of the per-image comparison")
     ap.add_argument("--crops", type=int, default=256, help="aligned crops of the scorer run")
     ap.add_argument("--folder-images", type=int, default=500, help="photos of the filter run")
@@ -130,7 +130,6 @@ def run(args, ctx) -> dict:
     log(f"gate.filter: {images_s:.1f} images/s over {args.folder_images} photos")
     result = {
         "benchmark": "default_speed", "quick": args.quick, "fiqa_sdk": fq.__version__,
-        "command": "fiqa-bench run default_speed " + " ".join(argv if argv is not None else sys.argv[1:]),
         "cpu": cpu_name(), "usable_cpus": usable_cpus(), "int8_dot": has_int8_dot(),
         "gate": {"scorer": gate.scorer.name, "face_policy": gate.face_policy, "joint": gate.joint},
         "scorer": {"backend": scorer.backend, "precision": scorer.precision,
@@ -155,8 +154,5 @@ def run(args, ctx) -> dict:
               f"{r['backend']} {r['precision']}, {r['threads']} threads) | {r['faces_s']:.1f} |")
     print(f"| `QualityGate().filter(folder)`, images/s ({args.folder_images} photos) | "
           f"{images_s:.1f} |")
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
-    return 0
+    return result
 

@@ -21,18 +21,16 @@ Prints the template constants (paste them into fiqa_sdk/embed/dlib.py) and the c
 from __future__ import annotations
 
 import glob
-import os
-import sys
 import time
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from fiqa_sdk.align import align_face  # noqa: E402
-from fiqa_sdk.detect.dlib import dlib_model_path, five_from_68, import_dlib, shape_to_array  # noqa: E402
+from fiqa_sdk.align import align_face
+from fiqa_sdk.detect.dlib import dlib_model_path, five_from_68, import_dlib, shape_to_array
+from fiqa_sdk.errors import DataLocationError
+from fiqa_sdk.eval.protocols import default_lfw_root
 
 from ..harness import experiment
 
@@ -40,11 +38,6 @@ SIZE, PADDING = 150, 0.25
 
 #: ``--quick`` defaults (options given explicitly still win)
 QUICK = {"n": 10}
-
-
-def default_lfw() -> Path:
-    env = os.environ.get("FIQA_LFW")
-    return Path(env) if env else Path(__file__).resolve().parents[2] / "shared" / "data" / "lfw"
 
 
 def mapping_to_chip(details) -> np.ndarray:
@@ -64,13 +57,13 @@ def mapping_to_chip(details) -> np.ndarray:
 def sample_files(lfw: Path, n: int, seed: int) -> list[str]:
     files = sorted(glob.glob(str(lfw / "images" / "*" / "*.jpg")))
     if not files:
-        raise SystemExit(f"no LFW images under {lfw}/images")
+        raise DataLocationError(f"no LFW images under {lfw}/images")
     idx = np.random.default_rng(seed).choice(len(files), min(n, len(files)), replace=False)
     return [files[i] for i in idx]
 
 
 def arguments(ap) -> None:
-    ap.add_argument("--lfw", type=Path, default=default_lfw())
+    ap.add_argument("--lfw", type=Path, default=None, help="LFW root (default $FIQA_LFW)")
     ap.add_argument("--n", type=int, default=300)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--no-embed", action="store_true", help="skip the embedding check")
@@ -85,7 +78,8 @@ def run(args, ctx) -> dict:
     sp = dlib.shape_predictor(str(dlib_model_path("shape_predictor_68_face_landmarks.dat")))
     records = []  # (image, shape, five points)
     chip_pts, pix_err = [], []
-    for f in sample_files(args.lfw, args.n, args.seed):
+    lfw = Path(args.lfw) if args.lfw else default_lfw_root()
+    for f in sample_files(lfw, args.n, args.seed):
         img = cv2.cvtColor(cv2.imread(f), cv2.COLOR_BGR2RGB)
         rects = hog(img, 0)
         if not rects:
@@ -112,8 +106,10 @@ def run(args, ctx) -> dict:
     for x, y in template:
         print(f"    [{x:.4f}, {y:.4f}],")
     print("], dtype=np.float64)")
+    result = {"images": args.n, "faces": len(pts), "mapping_mean_abs_pixel_diff": float(np.mean(pix_err)),
+              "point_std_px": pts.std(0), "template": template}
     if args.no_embed:
-        return 0
+        return result
     from fiqa_sdk.embed.dlib import DLIB_CHIP_TEMPLATE, DlibEmbedder
     emb = DlibEmbedder()
     chips_dlib = np.stack([dlib.get_face_chip(img, shape, size=SIZE, padding=PADDING)
@@ -122,10 +118,15 @@ def run(args, ctx) -> dict:
     e_dlib = emb.embed(chips_dlib)
     dt = time.perf_counter() - t0
     print(f"embedding: {1000 * dt / len(chips_dlib):.1f} ms/chip")
+    result["embedding_ms_per_chip"] = 1000 * dt / len(chips_dlib)
+    result["cosine_to_dlib_chip"] = {}
     for label, tpl in (("derived (this run)", template), ("hard-coded DLIB_CHIP_TEMPLATE", DLIB_CHIP_TEMPLATE)):
         chips = np.stack([align_face(img, five, SIZE, dst=tpl) for img, _, five in records])
         cos = np.sum(e_dlib * emb.embed(chips), axis=1)
         print(f"cosine(dlib chip, aligned chip) with {label}: mean {cos.mean():.4f}  "
               f"median {np.median(cos):.4f}  p5 {np.percentile(cos, 5):.4f}  min {cos.min():.4f}")
-    return 0
+        result["cosine_to_dlib_chip"][label] = {
+            "mean": float(cos.mean()), "median": float(np.median(cos)),
+            "p5": float(np.percentile(cos, 5)), "min": float(cos.min())}
+    return result
 

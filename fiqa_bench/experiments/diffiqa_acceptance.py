@@ -25,11 +25,10 @@ from pathlib import Path
 
 from ..harness import experiment
 
-REPO = Path(__file__).resolve().parents[1]
-
-
 
 def arguments(ap) -> None:
+    from fiqa_sdk.eval import diffiqa_checks as dc
+
     ap.add_argument("--weights", default=None, help="DifFIQA denoiser .safetensors (+ .json)")
     ap.add_argument("--faces", type=int, default=None, help="faces of both checks (default 200)")
     ap.add_argument("--psnr-faces", type=int, default=None, help="faces of the PSNR check")
@@ -50,14 +49,14 @@ def arguments(ap) -> None:
                     help="torch / onnxruntime threads (default 1)")
     ap.add_argument("--batch-size", type=int, default=40, help="UNet samples per pass")
     ap.add_argument("--lfw", default=None,
-                    help="LFW root (default $FIQA_LFW or ../shared/data/lfw)")
+                    help="LFW root (default $FIQA_LFW)")
     ap.add_argument("--cache", default=None, help="detection cache (default $FIQA_CACHE/lfw)")
     ap.add_argument("--progress", action="store_true")
 
 
 @experiment("diffiqa_acceptance", "DifFIQA acceptance: denoiser PSNR and quality follows "
             "degradation on LFW",
-            arguments=arguments)
+            arguments=arguments, default_out="results/diffiqa_acceptance.json")
 def run(args, ctx) -> dict:
     from fiqa_sdk.eval import diffiqa_checks as dc
 
@@ -72,9 +71,9 @@ def run(args, ctx) -> dict:
     else:
         n = dc.QUICK_N if args.quick else (None if args.fast else 10)
     from fiqa_sdk.eval.diffiqa_checks import default_weights  # $FIQA_DIFFIQA_WEIGHTS or None
+
     weights = args.weights if args.weights is not None else default_weights()
-    def log(msg: str) -> None:
-        print(f"diffiqa_acceptance: {msg}", file=sys.stderr, flush=True)
+    log = ctx.log
     log(f"weights {weights or 'shipped'}; {psnr_faces} PSNR faces, {quality_faces} degradation "
         f"faces, t={args.t}, n={n if n is not None else 'default'}{', fast' if args.fast else ''}")
     result = dc.run_acceptance(
@@ -83,12 +82,6 @@ def run(args, ctx) -> dict:
         baselines=args.baselines, seed=args.seed, lfw_root=args.lfw, cache_dir=args.cache,
         threads=args.threads, batch_size=args.batch_size, quick=args.quick,
         progress=args.progress, log=log)
-    result["command"] = "fiqa-bench run diffiqa_acceptance " + shlex.join(
-        sys.argv[1:] if argv is None else list(argv))
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
     print(dc.markdown(result))
-    log(f"wrote {out} ({result['seconds']} s)")
-    return 0
+    return result
 

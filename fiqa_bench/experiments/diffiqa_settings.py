@@ -49,7 +49,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fiqa_sdk.errors import InvalidArgumentError
+from fiqa_sdk.errors import EvaluationError, InvalidArgumentError
 
 from ..harness import experiment
 
@@ -62,13 +62,14 @@ QUICK = {"settings": ["chain:5:1", "fast:5:1"], "random_seeds": 10}
 
 
 def parse_setting(text: str) -> tuple[str, int, int]:
-    """``"fast:20:2"`` -> ``("fast", 20, 2)``; ValueError on anything else."""
+    """``"fast:20:2"`` -> ``("fast", 20, 2)``; InvalidArgumentError (a ValueError) on anything
+    else."""
     parts = text.split(":")
     if len(parts) != 3 or parts[0] not in ("chain", "fast"):
-        raise ValueError(f"setting {text!r}: expected MODE:T:N with MODE chain or fast")
+        raise InvalidArgumentError(f"setting {text!r}: expected MODE:T:N with MODE chain or fast")
     mode, t, n = parts[0], int(parts[1]), int(parts[2])
     if not 1 <= t < 1000 or n < 1:
-        raise ValueError(f"setting {text!r}: need 1 <= T < 1000 and N >= 1")
+        raise InvalidArgumentError(f"setting {text!r}: need 1 <= T < 1000 and N >= 1")
     return mode, t, n
 
 
@@ -150,14 +151,14 @@ def quick_held_out_folder(root: Path, dest: Path, fraction: float, seed: int,
     return subset_folder(root, dest, identities, faces, among=held, min_identities=2)
 
 
-def held_out_celeba(args) -> _Evaluation:
+def held_out_celeba(args, out: Path) -> _Evaluation:
     from fiqa_sdk.embed import create_embedder
     from fiqa_sdk.train.data import build_aligned_cache, celeba_root
     from fiqa_sdk.train.distill import HeldOutVerification, split_identities
 
     root = celeba_root(args.data)
     if args.quick:  # held-out identities only: every face of the tiny set is evaluated
-        root = quick_held_out_folder(root, args.out / "quick-data", args.val_fraction, args.seed)
+        root = quick_held_out_folder(root, out / "quick-data", args.val_fraction, args.seed)
     data = build_aligned_cache(root, cache=args.cache)
     ids = np.asarray(data.identities)
     idx = (np.arange(len(ids)) if args.quick
@@ -206,12 +207,12 @@ def lfw_pairs(args) -> _Evaluation:
         proto = protocols.pairs_subset(proto, QUICK_LFW_PAIRS_PER_FOLD)
     paths = [str(p) for p in proto.paths]
     if args.limit:
-        raise SystemExit("--limit is for the held-out set only")
+        raise InvalidArgumentError("--limit is for the held-out set only")
     cache = Path(args.cache) if args.cache else default_cache_dir() / "lfw"
     faces = detect_all(paths, create_detector("retinaface"), policy="central", cache_dir=cache)
     crops, ok = aligned_crops(paths, faces)
     if len(ok) != len(paths):
-        raise SystemExit(f"{len(paths) - len(ok)} LFW images could not be read")
+        raise EvaluationError(f"{len(paths) - len(ok)} LFW images could not be read")
     mated, nonmated = np.asarray(proto.mated_pairs), np.asarray(proto.nonmated_pairs)
     models, describe = {}, {"set": "LFW pairs.txt", "faces": len(paths)}
     for name in args.eval_embedders:
@@ -240,7 +241,7 @@ def lfw_pairs(args) -> _Evaluation:
 def arguments(ap) -> None:
     ap.add_argument("--settings", nargs="+", default=["chain:5:1", "fast:5:2", "fast:20:2", "fast:50:2"])
     ap.add_argument("--weights", default=None, help="denoiser (default: the shipped one)")
-    ap.add_argument("--data", default=None, help="celeba-subset root (default ../shared/data/celeba-subset)")
+    ap.add_argument("--data", default=None, help="celeba-subset root (default $FIQA_CELEBA)")
     ap.add_argument("--cache", default=None, help="aligned-face cache (default $FIQA_CACHE)")
     ap.add_argument("--val-fraction", type=float, default=0.1)
     ap.add_argument("--seed", type=int, default=0, help="identity split seed (as fiqa train)")
@@ -248,7 +249,7 @@ def arguments(ap) -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--lfw-pairs", action="store_true",
                     help="evaluate on LFW pairs.txt instead of the held-out celeba identities")
-    ap.add_argument("--lfw", default=None, help="LFW root (default ../shared/data/lfw)")
+    ap.add_argument("--lfw", default=None, help="LFW root (default $FIQA_LFW)")
     ap.add_argument("--random-seeds", type=int, default=200,
                     help="noise floor: pAUC of random qualities over this many seeds (default 200)")
     ap.add_argument("--eval-embedders", nargs="+", default=["arcface"],
@@ -259,16 +260,27 @@ def arguments(ap) -> None:
             "eq. 7 terms) without LFW",
             arguments=arguments, quick=QUICK)
 def run(args, ctx) -> dict:
-    try:
-        settings = [parse_setting(s) for s in args.settings]
-    except ValueError as exc:
-        raise InvalidArgumentError(str(exc))
+    """Every setting's pAUC per eq. 7 term, next to the references; ``OUT/settings.md`` (the
+    tables), ``OUT/settings.json`` (rewritten after each setting) and one ``cos_*.npz`` per
+    setting (reused by a later run into the same folder).
+
+    Raises
+    ------
+    InvalidArgumentError
+        Without ``--out`` (a folder), or for a malformed ``--settings`` entry.
+    """
+    if ctx.out_dir is None:
+        raise InvalidArgumentError("diffiqa_settings writes several files: give --out FOLDER")
+    out = ctx.out_dir
+    settings = [parse_setting(s) for s in args.settings]
     import torch
+
     from fiqa_sdk.quality import create_scorer
+
     torch.set_num_threads(args.threads)
-    ev = lfw_pairs(args) if args.lfw_pairs else held_out_celeba(args)
+    ev = lfw_pairs(args) if args.lfw_pairs else held_out_celeba(args, out)
     print(f"{json.dumps(ev.describe)}", file=sys.stderr)
-    args.out.mkdir(parents=True, exist_ok=True)
+    out.mkdir(parents=True, exist_ok=True)
     if args.random_seeds:  # the spread of random quality on the same comparisons
         draws = [ev.pauc(np.random.default_rng(k).random(len(ev.crops))) for k in range(args.random_seeds)]
         ev.references["random (mean over seeds)"] = {
@@ -278,7 +290,7 @@ def run(args, ctx) -> dict:
     results = {"evaluation": ev.describe, "references": ev.references, "settings": {}}
     for mode, t, n in settings:
         name = f"{mode}:{t}:{n}"
-        npz = args.out / f"cos_{'quick_' if args.quick else ''}{mode}_{t}_{n}.npz"
+        npz = out / f"cos_{'quick_' if args.quick else ''}{mode}_{t}_{n}.npz"
         scorer = create_scorer("diffiqa", weights=args.weights, t=t, n=n, fast=(mode == "fast"))
         if npz.is_file():  # a finished setting of an earlier run into the same folder
             cos = dict(np.load(npz))
@@ -299,7 +311,7 @@ def run(args, ctx) -> dict:
         print(f"{name}: {sec:.2f} s/face " + " ".join(
             f"{k} {m}: {v[m]['pauc_0.2']:.3f}/{v[m]['pauc_0.3']:.3f}" for k, v in res.items()
             for m in v if m in args.eval_embedders), file=sys.stderr)
-        (args.out / "settings.json").write_text(json.dumps(results, indent=1))
+        (out / "settings.json").write_text(json.dumps(results, indent=1))
     lines = []
     for model in (args.eval_embedders if args.lfw_pairs else ["arcface"]):
         lines += [f"{model} comparisons, normalized pAUC @0.2 / @0.3 (lower is better)", "",
@@ -323,7 +335,7 @@ def run(args, ctx) -> dict:
                 for lim in ("pauc_0.2", "pauc_0.3")))
         lines.append("")
     lines.append(json.dumps(ev.describe))
-    (args.out / "settings.md").write_text("\n".join(lines) + "\n")
+    (out / "settings.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
-    return 0
+    return results
 

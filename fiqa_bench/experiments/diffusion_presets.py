@@ -48,11 +48,15 @@ def arguments(ap) -> None:
             "inference, training step)",
             arguments=arguments, quick=QUICK)
 def run(args, ctx) -> dict:
-    torch.set_num_threads(args.threads)
+    import tempfile
+
     import cv2
-    cv2.setNumThreads(1)
+
     from fiqa_sdk.diffusion.unet import UNet, count_parameters
     from fiqa_sdk.train.ddpm import DDPMTrainer, TrainConfig
+
+    torch.set_num_threads(args.threads)
+    cv2.setNumThreads(1)
     print(f"load average {os.getloadavg()}, {os.cpu_count()} CPUs, torch threads {args.threads}")
     rng = np.random.default_rng(0)
     faces = rng.integers(0, 256, size=(64, 112, 112, 3), dtype=np.uint8)
@@ -68,8 +72,6 @@ def run(args, ctx) -> dict:
                 model(x, t)
 
         fw, fc = measure(fwd, args.repeats)
-        import tempfile
-
         tr = DDPMTrainer(faces, tempfile.mkdtemp(prefix="fiqa-bench-"), TrainConfig(preset=preset))
         tw, tc = measure(tr.train_step, args.repeats)
         row = {"preset": preset, "params_M": round(count_parameters(model) / 1e6, 2),
@@ -86,5 +88,5 @@ def run(args, ctx) -> dict:
     for r in rows:
         print(f"| {r['preset']} | {r['params_M']}M | {r['fwd20_ms']} (CPU {r['fwd20_cpu_ms']}) | "
               f"{r['train16_ms']} (CPU {r['train16_cpu_ms']}) | {r['diffiqa_s_per_face']} |")
-    return 0
+    return {"threads": args.threads, "repeats": args.repeats, "rows": rows}
 

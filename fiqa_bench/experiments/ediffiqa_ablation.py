@@ -2,7 +2,7 @@
 
 Trains one eDifFIQA regressor per setting with ``fiqa train ediffiqa`` (pseudo-labels, target
 embeddings and frozen-stem activations are cached, so each run costs only the tail training),
-then evaluates all of them side by side on LFW with ``benchmarks/regressors_lfw.py``.
+then evaluates all of them side by side on LFW with the ``regressors_lfw`` experiment.
 
     fiqa-bench run ediffiqa_ablation --weights DENOISER.safetensors --n 1 \\
         --out results/ablation
@@ -32,15 +32,14 @@ numbers are meaningless; it checks the plumbing:
 
 from __future__ import annotations
 
+import argparse
 import subprocess
 import sys
 from pathlib import Path
 
 from fiqa_sdk.errors import InvalidArgumentError
 
-from ..harness import experiment
-
-HERE = Path(__file__).resolve().parent
+from ..harness import experiment, run_experiment
 
 SETTINGS = [(0.0, 0.5), (0.1, 0.5), (0.5, 0.5), (1.0, 0.5), (0.5, 0.1), (0.5, 0.9)]
 GRID = [(eps, theta) for theta in (0.1, 0.5, 0.9) for eps in (0.0, 0.1, 0.5, 1.0)]
@@ -49,6 +48,11 @@ GRID = [(eps, theta) for theta in (0.1, 0.5, 0.9) for eps in (0.0, 0.1, 0.5, 1.0
 QUICK_IDENTITIES, QUICK_FACES = 30, 4
 QUICK = {"settings": [(0.5, 0.5), (0.0, 0.5)], "epochs": 1, "n": 1, "fast": True,
          "protocols": ["lfw-pairs"]}
+
+
+def quick_parameters(args) -> dict:
+    """The ``--quick`` parameters; ``--grid`` keeps its grid."""
+    return {k: v for k, v in QUICK.items() if not (k == "settings" and args.grid)}
 
 
 def _setting(text: str) -> tuple[float, float]:
@@ -121,21 +125,28 @@ def arguments(ap) -> None:
     ap.add_argument("--no-lfw", action="store_true",
                     help="stop after the held-out (celeba) table; no LFW evaluation")
     ap.add_argument("--data", type=Path, default=None,
-                    help="training set (default: fiqa train's, ../shared/data/celeba-subset)")
-    ap.add_argument("--lfw", default=None, help="LFW root (default $FIQA_LFW or ../shared/data/lfw)")
+                    help="training set (default: fiqa train's, $FIQA_CELEBA)")
+    ap.add_argument("--lfw", default=None, help="LFW root (default $FIQA_LFW)")
     ap.add_argument("--lfw-cache", default=None,
                     help="LFW feature cache of the evaluation (default $FIQA_CACHE/lfw)")
 
 
 @experiment("ediffiqa_ablation", "eDifFIQA ablation over eps and theta (the paper's Table"
             " 10)",
-            arguments=arguments)
+            arguments=arguments, quick=quick_parameters, default_out="results/ablation")
 def run(args, ctx) -> dict:
-    if args.quick:  # the quick defaults; options given on the command line still win
-        ap.set_defaults(**{k: v for k, v in QUICK.items() if not (k == "settings" and args.grid)})
-        args = ap.parse_args(argv)
-    elif args.weights is None:
+    """Trains the settings' regressors into ``OUT/eps*-theta*``, writes ``OUT/held_out.md``
+    and evaluates them on LFW (the ``regressors_lfw`` experiment, into ``OUT/lfw``).
+
+    Raises
+    ------
+    InvalidArgumentError
+        Without ``--weights`` (except with ``--quick``) or with both ``--settings`` and
+        ``--grid``.
+    """
+    if not args.quick and args.weights is None:
         raise InvalidArgumentError("--weights is required (or use --quick)")
+    out = ctx.out_dir
     teacher = [] if args.weights is None else ["--weights", args.weights]
     teacher += ["--t", str(args.t), "--seed", str(args.seed), "--threads", str(args.threads)]
     if args.n is not None:
@@ -148,7 +159,7 @@ def run(args, ctx) -> dict:
     if args.quick:
         from fiqa_sdk.train.data import celeba_root
 
-        data = quick_training_folder(celeba_root(data), args.out / "quick-data")
+        data = quick_training_folder(celeba_root(data), out / "quick-data")
         teacher += ["--p", "1", "--min-count", "1"]  # training options, not the teacher's
     if data is not None:
         teacher += ["--data", str(data)]
@@ -156,7 +167,7 @@ def run(args, ctx) -> dict:
     if args.settings and args.grid:
         raise InvalidArgumentError("--settings and --grid are alternatives")
     for eps, theta in (args.settings or (GRID if args.grid else SETTINGS)):
-        run = args.out / f"eps{eps:g}-theta{theta:g}"
+        run = out / f"eps{eps:g}-theta{theta:g}"
         runs.append((eps, theta, run))
         if not args.skip_training:
             cmd = [sys.executable, "-m", "fiqa_sdk.cli", "train", "ediffiqa", "--out", str(run),
@@ -165,20 +176,22 @@ def run(args, ctx) -> dict:
             subprocess.run(cmd, check=True)
         regressors += ["--regressor", f"eps={eps:g} theta={theta:g}={run / 'ediffiqa_mbf.safetensors'}"]
     table = held_out_table(runs)
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "held_out.md").write_text(table)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "held_out.md").write_text(table)
     print(table, flush=True)
+    result = {"settings": [{"eps": e, "theta": t, "run": str(r)} for e, t, r in runs],
+              "held_out_table": table}
     if args.no_lfw:
-        return 0
-    sys.path.insert(0, str(HERE))
-    import regressors_lfw
+        return result
     extra = ["--quick"] if args.quick else []
     if args.lfw:
         extra += ["--lfw", args.lfw]
     if args.lfw_cache:
         extra += ["--cache", args.lfw_cache]
-    return regressors_lfw.main([*regressors, "--baselines", "embedding-norm", "flip-consistency",
-                                "--protocols", *args.protocols, "--eval-embedders",
-                                *args.eval_embedders, "--threads", str(args.threads),
-                                "--out", str(args.out / "lfw"), *extra])
+    lfw = run_experiment("regressors_lfw", [
+        *regressors, "--baselines", "embedding-norm", "flip-consistency", "--protocols",
+        *args.protocols, "--eval-embedders", *args.eval_embedders, "--threads",
+        str(args.threads), "--out", str(out / "lfw"), *extra])
+    result["lfw"] = lfw["results"]
+    return result
 

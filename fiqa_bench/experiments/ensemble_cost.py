@@ -44,9 +44,10 @@ def arguments(ap) -> None:
 
 @experiment("ensemble_cost", "what a seed ensemble of regressors costs (k tails on "
             "one frozen stem)",
-            arguments=arguments)
+            arguments=arguments, quick={"faces": 32, "rounds": 2})
 def run(args, ctx) -> dict:
     import torch
+
     from fiqa_sdk.errors import InvalidArgumentError, WeightsError
     from fiqa_sdk.quality.ediffiqa import (
         RegressorEnsemble,
@@ -55,9 +56,8 @@ def run(args, ctx) -> dict:
         shipped_weights,
     )
 
-    if args.quick:
-        args.regressor = args.regressor or [str(shipped_weights(m)) for m in ("diffiqa-r", "ediffiqa-free")]
-        args.faces, args.rounds = 32, 2
+    if args.quick and not args.regressor:  # two shipped single regressors of one recipe
+        args.regressor = [str(shipped_weights(m)) for m in ("diffiqa-r", "ediffiqa-free")]
     if len(args.regressor) < 2:
         raise InvalidArgumentError("give at least two --regressor weights (the ensemble's members)")
     torch.set_num_threads(args.threads)
@@ -67,11 +67,14 @@ def run(args, ctx) -> dict:
     except (InvalidArgumentError, WeightsError) as exc:
         raise InvalidArgumentError(f"--regressor takes single regressors of one recipe (the members): {exc}")
     threads = args.threads if args.backend == "onnxruntime" else None
+
     def scorer(weights, name: str) -> RegressorScorer:
         return RegressorScorer(weights, batch_size=args.batch_size, backend=args.backend,
                                threads=threads, name=name)
+
     def random_crops(seed: int) -> np.ndarray:
         return np.random.default_rng(seed).integers(0, 256, (args.faces, 112, 112, 3), dtype=np.uint8)
+
     crops = random_crops(0)
     single = scorer(loaded[0][0], "single")
     ensemble = scorer(members, "ensemble")
@@ -92,7 +95,5 @@ def run(args, ctx) -> dict:
            "ratio": round(med["ensemble"] / med["single"], 3),
            "all_ms_per_face": {k: [round(x * 1e3, 3) for x in v] for k, v in times.items()}}
     print(json.dumps(out, indent=1))
-    if args.out:
-        Path(args.out).write_text(json.dumps(out, indent=1))
-    return 0
+    return out
 

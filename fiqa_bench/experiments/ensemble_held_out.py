@@ -27,14 +27,20 @@ from ..harness import experiment
 
 
 def held_out_split(metas: list[dict]) -> tuple[int, float]:
-    """``(split seed, validation fraction)`` shared by all members, else SystemExit."""
+    """``(split seed, validation fraction)`` shared by all members.
+
+    Raises
+    ------
+    InvalidArgumentError
+        If the members hold out different identities.
+    """
     splits = set()
     for m in metas:
         cfg = m.get("config", {})
         seed = cfg.get("split_seed")
         splits.add((int(cfg.get("seed", 0) if seed is None else seed), float(cfg.get("val_fraction", 0.1))))
     if len(splits) != 1:
-        raise SystemExit(f"ensemble_held_out: the members hold out different identities "
+        raise InvalidArgumentError(f"ensemble_held_out: the members hold out different identities "
                          f"(split seed, fraction): {sorted(splits)}; train them with one --split-seed")
     return splits.pop()
 
@@ -48,7 +54,9 @@ def arguments(ap) -> None:
 
 @experiment("ensemble_held_out", "does a seed ensemble beat its members on held-out "
             "faces?",
-            arguments=arguments)
+            arguments=arguments,
+            requires="two or more trained single-regressor members of one held-out split "
+                     "(fiqa train ediffiqa --split-seed runs)")
 def run(args, ctx) -> dict:
     if len(args.member) < 2:
         raise InvalidArgumentError("give at least two --member weights")
@@ -57,6 +65,7 @@ def run(args, ctx) -> dict:
     from fiqa_sdk.train.data import build_aligned_cache, celeba_root
     from fiqa_sdk.train.distill import HeldOutVerification, split_identities
     from fiqa_sdk.train.labels import target_embeddings
+
     loaded = [load_regressor(p) for p in args.member]
     metas = [m for _, m in loaded]
     split_seed, fraction = held_out_split(metas)
@@ -88,8 +97,5 @@ def run(args, ctx) -> dict:
     print("| scorer | pAUC@0.2 | pAUC@0.3 |\n|---|---|---|")
     for k, v in rows.items():
         print(f"| {k} | {v['pauc_0.2']:.3f} | {v['pauc_0.3']:.3f} |")
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps(out, indent=1))
-    return 0
+    return out
 

@@ -42,9 +42,8 @@ import numpy as np
 
 import fiqa_sdk as fq
 from fiqa_sdk import policy
+from fiqa_sdk.errors import EvaluationError, InvalidArgumentError
 from fiqa_sdk.eval.protocols import default_lfw_root
-
-from fiqa_sdk.errors import InvalidArgumentError
 
 from ..harness import experiment
 
@@ -91,7 +90,7 @@ def edc_check(gate, res, proto_name: str, root: Path, fractions, fmr: float, cac
     proto, mated_pairs, nonmated_pairs, labels = _protocol(proto_name, root, quick)
     q = np.array([np.nan if r.score is None else r.score for r in res.reports])
     if not np.isfinite(q).all():
-        raise SystemExit(f"{int((~np.isfinite(q)).sum())} image(s) without a scored face: the "
+        raise EvaluationError(f"{int((~np.isfinite(q)).sum())} image(s) without a scored face: the "
                          "pair EDC needs every image (use --face-policy central on LFW)")
     emb = np.stack([r.embedding for r in res.reports]).astype(np.float32)
     mated = bench.pair_scores(emb, mated_pairs)
@@ -170,6 +169,12 @@ def _pauc_diff(a: dict, b: dict) -> float:
     return out
 
 
+def quick_parameters(args) -> dict:
+    """``--quick``: the first :data:`QUICK_IMAGES` images (with ``--edc-protocol``: the quick
+    protocol instead)."""
+    return {} if args.edc_protocol else {"limit": QUICK_IMAGES}
+
+
 def arguments(ap) -> None:
     ap.add_argument("--lfw", default=None)
     ap.add_argument("--discard", type=float, default=0.2)
@@ -190,11 +195,10 @@ def arguments(ap) -> None:
 
 @experiment("gate_filter_lfw", "QualityGate.filter over LFW: kept count, memory, "
             "agreement with the EDC toolkit",
-            arguments=arguments)
+            arguments=arguments, quick=quick_parameters)
 def run(args, ctx) -> dict:
-    if args.quick and not args.edc_protocol:  # options given explicitly still win
-        ap.set_defaults(limit=QUICK_IMAGES)
-        args = ap.parse_args(argv)
+    """Kept / expected counts, the memory profile and, with ``--edc-protocol``, the EDC check;
+    the exit status is 1 when the kept count or the EDC check disagrees."""
     root = Path(args.lfw) if args.lfw else default_lfw_root()
     if args.edc_protocol:
         if args.limit:
@@ -207,11 +211,13 @@ def run(args, ctx) -> dict:
                           **({"scorer": args.scorer} if args.scorer else {}))
     marks = {int(len(paths) * f) for f in (0.1, 0.25, 0.5, 0.75)} | {len(paths)}
     profile = []
+
     def stream():
         for i, p in enumerate(paths, 1):
             yield str(p)
             if i in marks:
                 profile.append((i, round(rss_mb(), 1)))
+
     t0 = time.perf_counter()
     res = gate.filter(stream(), discard=args.discard, progress=True)
     seconds = time.perf_counter() - t0
@@ -233,8 +239,8 @@ def run(args, ctx) -> dict:
         out["edc"] = edc_check(gate, res, args.edc_protocol, root, fr, args.fmr, cache,
                                args.face_policy, args.quick)
         ok &= out["edc"]["all_equal"]
+    out["ok"] = bool(ok)
     print(json.dumps(out, indent=2))
-    if args.out:
-        Path(args.out).write_text(json.dumps(out, indent=2))
-    return 0 if ok else 1
+    ctx.exit_code = 0 if ok else 1
+    return out
 

@@ -65,7 +65,7 @@ def accuracy(proto, reports) -> tuple[float, float, int]:
 
 
 def arguments(ap) -> None:
-    ap.add_argument("--lfw", default=None, help="LFW root (default $FIQA_LFW or ../shared/data/lfw)")
+    ap.add_argument("--lfw", default=None, help="LFW root (default $FIQA_LFW)")
     ap.add_argument("--policies", nargs="*", default=[], help="other face policies to compare")
 
 
@@ -73,8 +73,7 @@ def arguments(ap) -> None:
             "accuracy",
             arguments=arguments)
 def run(args, ctx) -> dict:
-    def log(msg: str) -> None:
-        print(f"lfw_gate_defaults: {msg}", file=sys.stderr, flush=True)
+    log = ctx.log
     proto = read_lfw_pairs(args.lfw or default_lfw_root())
     if args.quick:
         proto = pairs_subset(proto, QUICK_PAIRS_PER_FOLD)
@@ -94,8 +93,7 @@ def run(args, ctx) -> dict:
                      or (r0.face is not None and iou(r0.face.bbox, r1.face.bbox) < 0.5))
         rows.append({"face_policy": policy, "accuracy": a2, "std": s2, "pairs_without_face": m2,
                      "images_s": len(paths) / other["seconds"], "differs_from_default": differ})
-    result = {"benchmark": "lfw_gate_defaults", "command": "python " + " ".join([sys.argv[0], *(argv or sys.argv[1:])]),
-              "quick": args.quick, "fiqa_sdk": fq.__version__, "pairs": len(proto.pairs),
+    result = {"benchmark": "lfw_gate_defaults", "quick": args.quick, "fiqa_sdk": fq.__version__, "pairs": len(proto.pairs),
               "images": len(paths), "scorer": default["scorer"],
               "images_with_several_faces": multi, "ambiguous_images": ambiguous, "rows": rows}
     print(f"LFW pairs.txt, {len(proto.pairs)} pairs, {len(paths)} images, scorer {default['scorer']}; "
@@ -105,8 +103,5 @@ def run(args, ctx) -> dict:
     for r in rows:
         print(f"| {r['face_policy']} | {100 * r['accuracy']:.2f} % | {100 * r['std']:.2f} | "
               f"{r['pairs_without_face']} | {r['images_s']:.1f} | {r['differs_from_default']} |")
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
-    return 0
+    return result
 

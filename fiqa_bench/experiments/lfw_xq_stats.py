@@ -52,7 +52,7 @@ def inter_eye(paths: list[str]) -> dict:
 
 
 def arguments(ap) -> None:
-    ap.add_argument("--lfw", default=None, help="LFW root (default $FIQA_LFW or ../shared/data/lfw)")
+    ap.add_argument("--lfw", default=None, help="LFW root (default $FIQA_LFW)")
     ap.add_argument("--build-images", type=int, default=None, help="images to build (50)")
     ap.add_argument("--eye-images", type=int, default=None,
                     help="first N pairs.txt images for the inter-eye distance (default all)")

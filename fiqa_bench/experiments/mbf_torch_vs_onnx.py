@@ -65,16 +65,21 @@ def run(args, ctx) -> dict:
     model = load_mobilefacenet().eval()
     onnx = fq.create_embedder("arcface", batch_size=args.batch, threads=args.threads)
     x = faces_to_tensor(faces)
+
     def run_torch():
         with torch.inference_mode():
             return model(x).numpy()
+
     nhwc = load_mobilefacenet().eval().to(memory_format=torch.channels_last) if args.channels_last else None
     x_nhwc = x.contiguous(memory_format=torch.channels_last)
+
     def run_torch_nhwc():
         with torch.inference_mode():
             return nhwc(x_nhwc).numpy()
+
     def run_onnx():
         return onnx.embed_raw(faces)  # includes its uint8 -> [-1, 1] conversion, as torch's x does not
+
     t_raw, o_raw = run_torch(), run_onnx()  # warm-up, and the parity of this batch
     cos = np.sum(fq.embed.l2_normalize(t_raw) * fq.embed.l2_normalize(o_raw), axis=1)
     runners = {"torch": run_torch, "onnxruntime": run_onnx}
@@ -96,7 +101,10 @@ def run(args, ctx) -> dict:
     print(f"  parity: min cosine {cos.min():.8f}, max |raw diff| {np.abs(t_raw - o_raw).max():.2e}")
     if args.channels_last:
         print(f"  torch-nhwc / onnxruntime throughput ratio: {fps['torch-nhwc'] / fps['onnxruntime']:.2f}")
-    print(json.dumps({"faces_per_s": fps, "ratio_torch_over_onnx": fps["torch"] / fps["onnxruntime"],
-                      "times_s": times, "min_cos": float(cos.min())}))
-    return 0
+    result = {"faces": len(faces), "source": source, "threads": args.threads,
+              "faces_per_s": fps, "ratio_torch_over_onnx": fps["torch"] / fps["onnxruntime"],
+              "times_s": times, "min_cos": float(cos.min()),
+              "max_abs_raw_diff": float(np.abs(t_raw - o_raw).max())}
+    print(json.dumps(result))
+    return result
 

@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..faces import astronaut_faces
 from ..harness import experiment
 
 
@@ -100,9 +101,6 @@ def folding_check(n_faces: int) -> dict:
     from fiqa_sdk.quality.ediffiqa import load_regressor, shipped_weights
     from fiqa_sdk.quality.regressor_onnx import to_blob
     from fiqa_sdk.train.ddpm import to_model_range
-
-    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-    from prelu_rewrites import astronaut_faces
 
     faces = astronaut_faces(n_faces)
     model, _ = load_regressor(shipped_weights("ediffiqa"))

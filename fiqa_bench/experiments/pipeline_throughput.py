@@ -94,7 +94,5 @@ def run(args, ctx) -> dict:
         print(f"| {r['detector']} + {r['embedder']} | {r['decode_ms']:.1f} | {r['detect_ms']:.1f} | "
               f"{r['align_ms']:.2f} | {r['embed_ms']:.1f} | {r['total_ms']:.1f} | {r['images_per_s']:.1f} | "
               f"{r['total_ms'] / base:.2f}x |")
-    if args.out:
-        Path(args.out).write_text(json.dumps(rows, indent=2))
-    return 0
+    return {"images": len(paths), "repeats": args.repeats, "rows": rows}
 

@@ -33,6 +33,9 @@ from pathlib import Path
 
 import numpy as np
 
+from fiqa_sdk.errors import EvaluationError, InvalidArgumentError
+
+from ..faces import astronaut_faces
 from ..harness import experiment
 
 
@@ -74,7 +77,7 @@ def rewrite_prelu(model, form: str) -> int:
                       helper.make_node("Add", [base + "_pos", base + "_aneg"], [out],
                                        name=base + "_add")]
         else:
-            raise ValueError(f"unknown form {form!r}")
+            raise InvalidArgumentError(f"unknown form {form!r}")
         changed += 1
     if changed:
         g.initializer.append(zero)
@@ -97,7 +100,7 @@ def build_graphs(model, work: Path) -> dict[str, Path]:
     for form in ("max", "relu-min"):
         m = onnx.load(str(plain))
         if not rewrite_prelu(m, form):
-            raise RuntimeError("no PReLU rewritten")
+            raise EvaluationError("no PReLU rewritten")
         onnx.checker.check_model(m)
         paths[form] = work / f"{form}.onnx"
         onnx.save(m, str(paths[form]))
@@ -108,19 +111,6 @@ def op_count(path: Path, op: str) -> int:
     import onnx
 
     return sum(n.op_type == op for n in onnx.load(str(path)).graph.node)
-
-
-def astronaut_faces(n: int) -> np.ndarray:
-    """``n`` aligned crops of the astronaut, landmarks jittered by up to 3 px (seeded)."""
-    from skimage.data import astronaut
-
-    import fiqa_sdk as fq
-    from fiqa_sdk.align import align_face, jitter_landmarks
-
-    img = astronaut()
-    face = fq.create_detector("retinaface").detect(img)[0]
-    return np.stack([align_face(img, jitter_landmarks(face, 3.0, k) if k else face)
-                     for k in range(n)])
 
 
 def arguments(ap) -> None:
@@ -135,7 +125,9 @@ def arguments(ap) -> None:
             "speed and fidelity",
             arguments=arguments, quick=QUICK)
 def run(args, ctx) -> dict:
+    import onnxruntime as ort
     import torch
+
     from fiqa_sdk.quality.ediffiqa import load_regressor, shipped_weights
     from fiqa_sdk.quality.regressor_onnx import to_blob
     from fiqa_sdk.train.ddpm import to_model_range
@@ -148,7 +140,6 @@ def run(args, ctx) -> dict:
         path = Path(args.faces) if args.faces else (
             default_cache_dir() / "celeba-subset-aligned" / "faces.npy")
         faces, source = np.load(path, mmap_mode="r"), str(path)
-    import onnxruntime as ort
     t_start = time.perf_counter()
     model, _ = load_regressor(shipped_weights("ediffiqa"))
     model.eval().requires_grad_(False)
@@ -173,19 +164,21 @@ def run(args, ctx) -> dict:
             so.intra_op_num_threads = args.threads
             so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
             sessions[k] = ort.InferenceSession(str(p), so, providers=["CPUExecutionProvider"])
-    def run(k, b):
+
+    def infer(k, b):
         return sessions[k].run(["quality"], {"input": to_blob(b)})[0]
-    max_abs = {k: float(np.abs(np.concatenate([run(k, fid[i : i + 64]) for i in range(0, len(fid), 64)])
+
+    max_abs = {k: float(np.abs(np.concatenate([infer(k, fid[i : i + 64]) for i in range(0, len(fid), 64)])
                                - ref).max()) for k in sessions}
     chunks = [pool[i : i + args.batch] for i in range(0, len(pool) - args.batch + 1, args.batch)]
     for k in sessions:
-        run(k, chunks[0])  # warm-up
+        infer(k, chunks[0])  # warm-up
     per = {k: [] for k in sessions}
     for _ in range(args.rounds):
         for k in sessions:
             t0 = time.perf_counter()
             for c in chunks:
-                run(k, c)
+                infer(k, c)
             per[k].append((time.perf_counter() - t0) / (len(chunks) * args.batch))
     ms = {k: 1000 * float(np.median(v)) for k, v in per.items()}
     result = {"benchmark": "prelu-rewrites", "faces": source, "threads": args.threads,

@@ -30,6 +30,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from fiqa_sdk.errors import EvaluationError
+
 from ..harness import experiment
 
 #: ``--quick`` defaults (options given explicitly still win)
@@ -90,12 +92,12 @@ def _one(spec: dict) -> dict:
 def _run_child(spec: dict, workdir: Path) -> dict:
     f = workdir / f"spec-{time.monotonic_ns()}.json"
     f.write_text(json.dumps(spec))
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
-        [str(Path(__file__).resolve().parents[1]), os.environ.get("PYTHONPATH", "")])}
-    proc = subprocess.run([sys.executable, __file__, "--_child", str(f)], env=env,
+    # the child imports the same fiqa_bench and fiqa_sdk as this process
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+    proc = subprocess.run([sys.executable, "-m", __name__, str(f)], env=env,
                           capture_output=True, text=True)
     if proc.returncode != 0:
-        raise SystemExit(f"measurement {spec['kind']} failed:\n{proc.stderr[-3000:]}")
+        raise EvaluationError(f"measurement {spec['kind']} failed:\n{proc.stderr[-3000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
@@ -121,7 +123,7 @@ def markdown(res: dict) -> str:
 
 def arguments(ap) -> None:
     ap.add_argument("--lfw", default=None,
-                    help="LFW root (default $FIQA_LFW or ../shared/data/lfw)")
+                    help="LFW root (default $FIQA_LFW)")
     ap.add_argument("--images", type=int, default=None, help="first N images only (default all)")
     ap.add_argument("--discard", type=float, default=0.2)
     ap.add_argument("--actors", type=int, nargs="+", default=[1, 2])
@@ -134,19 +136,18 @@ def arguments(ap) -> None:
     ap.add_argument("--repeats", type=int, default=1)
     ap.add_argument("--scorer", default=None, help="gate scorer (default: the gate's default)")
     ap.add_argument("--md", default=None, help="markdown table (to paste into docs)")
-    ap.add_argument("--_child", default=None, help=argparse.SUPPRESS)
 
 
 @experiment("ray_filter", "Ray Data filter against single-process gate.filter on "
             "LFW",
             arguments=arguments, quick=QUICK)
 def run(args, ctx) -> dict:
-    if args._child:
-        print(json.dumps(_one(json.loads(Path(args._child).read_text()))))
-        return 0
+    """The rows of the table, the scaling targets and the equality check; ``--md`` also writes
+    the table. The exit status is 1 when Ray's kept or unscored set differs from gate.filter's."""
     import fiqa_sdk as fq
     from fiqa_sdk.distributed import list_images
     from fiqa_sdk.eval.protocols import default_lfw_root
+
     root = Path(args.lfw) if args.lfw else default_lfw_root()
     paths = list_images(root / "images")
     if args.images:
@@ -200,10 +201,8 @@ def run(args, ctx) -> dict:
         diffs += [abs(a - b) for a, b in zip(got["scores"], ref["scores"])
                   if a is not None and b is not None]
         same_kept &= got["kept"] == ref["kept"]
-    res = {"benchmark": "ray_filter", "images": len(paths), "discard": args.discard,
+    res = {"benchmark": "ray_filter", "command": ctx.command, "images": len(paths), "discard": args.discard,
            "cpus": cpus, "repeats": args.repeats, "quick": bool(args.quick),
-           "command": "fiqa-bench run ray_filter " + " ".join(argv if argv is not None
-                                                                    else sys.argv[1:]),
            "gate": cfg, "rows": rows,
            "targets": {"2_actors_vs_1": next((r.get("speedup_vs_1_actor") for r in rows
                                               if r["kind"] == "ray" and r["n"] == 2), None),
@@ -214,11 +213,13 @@ def run(args, ctx) -> dict:
                                     "same_unscored": same_unscored, "same_kept": same_kept}}
     table = markdown(res)
     print(table)
-    if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps(res, indent=2) + "\n")
     if args.md:
         Path(args.md).parent.mkdir(parents=True, exist_ok=True)
         Path(args.md).write_text(table + "\n")
-    return 0 if same_kept and same_unscored else 1
+    ctx.exit_code = 0 if same_kept and same_unscored else 1
+    return res
+
+
+if __name__ == "__main__":  # one measurement in a fresh process (see _run_child)
+    print(json.dumps(_one(json.loads(Path(sys.argv[1]).read_text()))))
 

@@ -52,11 +52,11 @@ import numpy as np
 
 from fiqa_sdk.errors import InvalidArgumentError
 
+from ..faces import astronaut_faces
 from ..harness import experiment
 
-
-REPO = Path(__file__).resolve().parents[1]
-
+#: ``--quick`` without the celeba cache: this many astronaut crops
+QUICK_FACES = 64
 #: int8 variants: name -> quantize options (see build_int8)
 INT8 = {
     "int8-static-qdq": dict(fmt="qdq"),
@@ -394,10 +394,11 @@ def lfw_pairs_pauc(variants: dict[str, Path | None], log) -> dict:
     return out
 
 
-def run_profile(args, argv, plain: Path, blocked: Path, split: Path, int8_shipped: Path | None,
+def run_profile(args, plain: Path, blocked: Path, split: Path, int8_shipped: Path | None,
                 calib, pool, batch: int, runs: int, work: Path, faces_path: Path, t_start: float,
-                log) -> int:
-    """``--profile``: onnxruntime's profiler on the graphs; prints Markdown, writes JSON."""
+                log) -> dict:
+    """``--profile``: onnxruntime's profiler on the graphs; prints Markdown, returns the
+    result."""
     import onnxruntime as ort
 
     graphs = {"plain": plain, "blocked-PReLU": blocked, "fp32-shipped": split}
@@ -409,7 +410,7 @@ def run_profile(args, argv, plain: Path, blocked: Path, split: Path, int8_shippe
         graphs["int8-shipped"] = int8_shipped
     faces = np.ascontiguousarray(pool[:batch])
     if len(faces) < batch:
-        raise SystemExit(f"regressor_backends: --profile needs {batch} faces, {faces_path} has "
+        raise InvalidArgumentError(f"regressor_backends: --profile needs {batch} faces, {faces_path} has "
                          f"{len(faces)}")
     profiles = {}
     for name, path in graphs.items():
@@ -422,12 +423,18 @@ def run_profile(args, argv, plain: Path, blocked: Path, split: Path, int8_shippe
               "onnxruntime": ort.__version__, "batch": batch, "runs": runs,
               "profiles": profiles, "source_op_counts": sources,
               "macs_per_face": sum(macs.values()),
-              "command": command_line("benchmarks/regressor_backends.py", argv),
               "seconds": round(time.perf_counter() - t_start, 1)}
-    out = write_json(result, args.out)
     print(render_profile(profiles, macs, sources))
-    log(f"wrote {out} ({result['seconds']} s)")
-    return 0
+    return result
+
+
+def default_out(args) -> str | None:
+    """``results/regressor_backends.json`` (``--profile``: ``..._profile.json``; ``--bound-only``
+    and ``--quick``: no file)."""
+    if args.bound_only or args.quick:
+        return None
+    return ("results/regressor_backends_profile.json" if args.profile
+            else "results/regressor_backends.json")
 
 
 def arguments(ap) -> None:
@@ -451,32 +458,33 @@ def arguments(ap) -> None:
 
 @experiment("regressor_backends", "runtimes of the eDifFIQA regressor on this CPU: speed "
             "and fidelity",
-            arguments=arguments)
+            arguments=arguments, default_out=default_out)
 def run(args, ctx) -> dict:
+    """Fidelity and timing of every variant (``--profile``: the profiles; ``--bound-only``:
+    the bound only)."""
     import torch
+    from scipy.stats import spearmanr
+
     from fiqa_sdk.eval.features import default_cache_dir
     from fiqa_sdk.quality.ediffiqa import export_onnx, load_regressor, shipped_weights
-    from scipy.stats import spearmanr
 
     if args.bound_only:
         model, _ = load_regressor(shipped_weights("ediffiqa"))
         bound = roofline(model.eval().requires_grad_(False))
         print_bound(bound)
-        if args.out:
-            write_json({"benchmark": "regressor-backends-bound", "bound": bound,},
-                       args.out)
-        return 0
-    if args.out is None:
-        args.out = str(REPO / "results" / ("regressor_backends_profile.json" if args.profile
-                                           else "regressor_backends.json"))
-    def log(msg: str) -> None:
-        print(f"regressor_backends: {msg}", file=sys.stderr, flush=True)
+        return {"benchmark": "regressor-backends-bound", "bound": bound}
+    log = ctx.log
     t_start = time.perf_counter()
     faces_path = Path(args.faces) if args.faces else (
         default_cache_dir() / "celeba-subset-aligned" / "faces.npy")
-    faces = np.load(faces_path, mmap_mode="r")
+    if args.quick and args.faces is None and not faces_path.is_file():
+        # no celeba cache (a fresh CI cache): the astronaut's jittered crops
+        faces, faces_path = astronaut_faces(QUICK_FACES), Path("astronaut (--quick)")
+    else:
+        faces = np.load(faces_path, mmap_mode="r")
     calib = np.ascontiguousarray(faces[0::24][:256])  # every 24th face
     from fiqa_sdk.quality.regressor_onnx import calibration_indices, shipped_int8
+
     shipped_calib = set(calibration_indices(len(faces), 256).tolist())
     held_idx = [i for i in range(1, len(faces), 4) if i not in shipped_calib][:1000]
     held = np.ascontiguousarray(faces[held_idx])  # 1 mod 4: disjoint from calib (0 mod 4)
@@ -488,6 +496,7 @@ def run(args, ctx) -> dict:
     int8_shipped = shipped_int8(model)  # the graph precision="int8" runs (None: not shipped)
     plain = work / "ediffiqa-fp32-plain.onnx"
     from fiqa_sdk.quality.regressor_onnx import GRAPH_VERSION, blocked_prelu_bytes
+
     blocked = work / "ediffiqa-fp32-blocked-prelu-only.onnx"  # PReLU rewrite only
     split = work / f"ediffiqa-fp32-shipped-g{GRAPH_VERSION}.onnx"  # + block 1 split
     if not plain.is_file():
@@ -500,7 +509,7 @@ def run(args, ctx) -> dict:
     batches = args.batches or ([16] if quick or args.profile else [1, 16, 64])
     rounds = args.rounds or (3 if quick else 5 if args.profile else 7)
     if args.profile:
-        return run_profile(args, argv, plain, blocked, split, int8_shipped, calib, pool,
+        return run_profile(args, plain, blocked, split, int8_shipped, calib, pool,
                            batches[0], rounds, work, faces_path, t_start, log)
     variants = {
         "torch t1": torch_fn(model, 1),
@@ -561,12 +570,12 @@ def run(args, ctx) -> dict:
         lfw = lfw_pairs_pauc({"torch": None, **{k: int8_paths[k] for k in chosen}}, log)
     from fiqa_sdk.eval.diffiqa_checks import machine_info
     from fiqa_sdk.eval.runtime import process_priority
+
     result = {"benchmark": "regressor-backends", "faces": str(faces_path), "rounds": rounds,
               "batches": batches, "held_out_faces": len(held), "calibration_faces": len(calib),
               "machine": {**machine_info(), **process_priority()}, "timing": rows,
               "fidelity_vs_torch_fp32": fidelity, "lfw_pairs": lfw, "bound": bound,
               "seconds": round(time.perf_counter() - t_start, 1)}
-    out = write_json(result, args.out)
     print("| variant | batch | ms/face | faces/s | Spearman vs torch | max abs diff |")
     print("|---|---|---|---|---|---|")
     for r in rows:
@@ -579,6 +588,5 @@ def run(args, ctx) -> dict:
         print("\n| scorer | LFW pairs pAUC@0.2 | @0.3 |\n|---|---|---|")
         for k, v in lfw.items():
             print(f"| {k} | {v['pauc_0.2']:.3f} | {v['pauc_0.3']:.3f} |")
-    log(f"wrote {out} ({result['seconds']} s)")
-    return 0
+    return result
 

@@ -66,7 +66,7 @@ def arguments(ap) -> None:
     ap.add_argument("--eval-embedders", nargs="+", default=["arcface"])
     ap.add_argument("--cut", type=int, default=15, help="shared-stem cut of the regressors")
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--lfw", default=None, help="LFW root (default $FIQA_LFW or ../shared/data/lfw)")
+    ap.add_argument("--lfw", default=None, help="LFW root (default $FIQA_LFW)")
     ap.add_argument("--cache", type=Path, default=None,
                     help="cache folder (default $FIQA_CACHE/lfw)")
 

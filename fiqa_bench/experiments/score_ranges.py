@@ -34,7 +34,7 @@ QUICK_DIFFIQA_N = 1
 
 def arguments(ap) -> None:
     ap.add_argument("--lfw", default=None,
-                    help="LFW root (default $FIQA_LFW or ../shared/data/lfw)")
+                    help="LFW root (default $FIQA_LFW)")
     ap.add_argument("--people", type=int, default=20)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--scorers", nargs="+", default=None,

@@ -75,7 +75,5 @@ def run(args, ctx) -> dict:
     print("|---|---|---|")
     for r in rows:
         print(f"| {r['scorer']} | {r['spearman_all']:.3f} | {r['spearman_degraded']:.3f} |")
-    if args.out:
-        Path(args.out).write_text(json.dumps(rows, indent=2))
-    return 0
+    return rows
 
