@@ -22,7 +22,6 @@ defaults chose are printed and saved with the numbers.
 
 from __future__ import annotations
 
-import json
 import platform
 import random
 import shutil

@@ -18,10 +18,6 @@ machine (--threads 1 is the default).
 
 from __future__ import annotations
 
-import json
-import shlex
-import sys
-from pathlib import Path
 
 from ..harness import experiment
 

@@ -22,9 +22,7 @@ from __future__ import annotations
 
 import json
 import statistics
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 

@@ -16,8 +16,6 @@ validation EDC of ``fiqa train``), next to the teacher's and embedding-norm's on
 from __future__ import annotations
 
 import json
-import sys
-from pathlib import Path
 
 import numpy as np
 

@@ -8,7 +8,6 @@ Landmarks are cached under $FIQA_CACHE (shared with the other LFW benchmarks).
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 from pathlib import Path

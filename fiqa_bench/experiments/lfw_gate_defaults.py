@@ -17,10 +17,7 @@ central``) and count the images where a policy picks another face than the defau
 
 from __future__ import annotations
 
-import json
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 

@@ -23,7 +23,6 @@ largest`` makes by picking a bigger off-centre face instead of the central subje
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 

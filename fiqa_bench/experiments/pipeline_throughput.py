@@ -10,7 +10,6 @@ stage and end-to-end images/s (single process, batch of --batch images per embed
 
 from __future__ import annotations
 
-import json
 import random
 import time
 from pathlib import Path

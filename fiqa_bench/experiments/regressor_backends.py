@@ -43,7 +43,6 @@ without the celeba cache, pass ``--faces`` a small file, e.g. the 80 faces that
 from __future__ import annotations
 
 import json
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path

@@ -28,8 +28,6 @@ embedding-norm. Its numbers are far too noisy to compare scorers; it checks the 
 
 from __future__ import annotations
 
-import json
-import os
 import sys
 import time
 from pathlib import Path
@@ -48,6 +46,10 @@ def ensemble_scorer(name: str, members: list, stem=None):
     if stem is not None and stem.matches(ens):
         return RegressorScorer(ens, shared_stem=stem, name=name)
     return RegressorScorer(ens, name=name)
+
+
+#: ``--quick``: 200 lfw-pairs pairs (``protocols.QUICK_PAIRS_PER_FOLD``), three baselines
+QUICK = {"protocols": ["lfw-pairs"], "baselines": ["random", "inter-eye", "embedding-norm"]}
 
 
 def arguments(ap) -> None:
@@ -73,19 +75,25 @@ def arguments(ap) -> None:
 
 @experiment("regressors_lfw", "EDC / pAUC of distilled regressors next to the "
             "baselines on LFW",
-            arguments=arguments)
+            arguments=arguments, quick=QUICK, default_out="results/regressors")
 def run(args, ctx) -> dict:
-    if args.quick:
-        args.protocols = ["lfw-pairs"]
-        args.baselines = ["random", "inter-eye", "embedding-norm"]
+    """One quality-benchmark result per protocol and comparison model (keys
+    ``PROTOCOL-EMBEDDER``); ``OUT/tables.md`` holds their Markdown tables.
+
+    Raises
+    ------
+    InvalidArgumentError
+        For a malformed ``--regressor`` or ``--ensemble``.
+    """
     import torch
-    torch.set_num_threads(args.threads)
+
     import fiqa_sdk as fq
+    from fiqa_sdk.errors import InvalidArgumentError, WeightsError
     from fiqa_sdk.eval import bench, protocols
     from fiqa_sdk.eval.features import default_cache_dir
-    from fiqa_sdk.errors import InvalidArgumentError, WeightsError
-    from fiqa_sdk.quality.ediffiqa import RegressorScorer, SharedStem
-    from fiqa_sdk.quality.ediffiqa import shipped_weights
+    from fiqa_sdk.quality.ediffiqa import RegressorScorer, SharedStem, shipped_weights
+
+    torch.set_num_threads(args.threads)
     stem = SharedStem(args.cut)
     scorers: list = []
     if not args.regressor:
@@ -105,8 +113,9 @@ def run(args, ctx) -> dict:
         name, sep, members = item.rpartition("=")
         names = [m for m in members.split(",") if m]
         if not sep or len(names) < 2 or any(m not in by_name for m in names):
-            raise InvalidArgumentError(f"--ensemble takes NAME=A,B,... over at least two --regressor names "
-                     f"({', '.join(by_name)}), got {item!r}")
+            raise InvalidArgumentError(
+                f"--ensemble takes NAME=A,B,... over at least two --regressor names "
+                f"({', '.join(by_name)}), got {item!r}")
         try:
             scorers.append(ensemble_scorer(name, [by_name[m] for m in names], stem))
         except (InvalidArgumentError, WeightsError) as exc:
@@ -118,8 +127,7 @@ def run(args, ctx) -> dict:
     scorers += list(args.baselines)
     cache = args.cache or default_cache_dir() / "lfw"
     lfw = args.lfw or protocols.default_lfw_root()
-    args.out.mkdir(parents=True, exist_ok=True)
-    tables = []
+    tables, results = [], {}
     for proto_name in args.protocols:
         if proto_name == "lfw-pairs":
             proto = protocols.read_lfw_pairs(lfw)
@@ -140,11 +148,13 @@ def run(args, ctx) -> dict:
                 face_policy="central", cache_dir=cache, protocol_name=proto_name,
                 log=lambda m: print(f"[{proto_name}/{ev}] {m}", file=sys.stderr, flush=True))
             res.meta["seconds"]["total"] = round(time.time() - t0, 1)
-            (args.out / f"{proto_name}-{ev}.json").write_text(json.dumps(res.as_dict(), indent=1))
+            results[f"{proto_name}-{ev}"] = res.as_dict()
             tables.append(f"### {proto_name}, comparisons by {ev} "
                           f"(FNMR_0 {res.meta['fnmr0']:.5f})\n\n" + bench.markdown_table(res))
     text = "\n\n".join(tables)
-    (args.out / "tables.md").write_text(text + "\n")
+    md = ctx.artifact("tables.md")
+    if md is not None:
+        md.write_text(text + "\n")
     print(text)
-    return 0
+    return results
 

@@ -17,44 +17,49 @@ torch onnxruntime adds NAME@onnxruntime rows); the eDifFIQA-free head on
 the raw embedding; and QualityGate.filter end to end for each scorer. Prints ms/face per stage,
 s/face, faces/s and speed ratios; writes JSON (with threads and load average: the machine may
 be shared) to --out (default results/runtime.json). Details: fiqa_sdk/eval/runtime.py.
---weights defaults as in benchmarks/diffiqa_acceptance.py.
+--weights defaults as in the diffiqa_acceptance experiment.
 """
 
 from __future__ import annotations
 
-import json
-import shlex
-import sys
-from pathlib import Path
-
 from ..harness import experiment
 
-REPO = Path(__file__).resolve().parents[1]
+
+class _WithoutQuick:
+    """An argument parser that ignores ``--quick`` (the harness's own option, also added by
+    :func:`fiqa_sdk.eval.runtime.add_runtime_arguments`) and passes everything else on."""
+
+    def __init__(self, parser) -> None:
+        self._parser = parser
+
+    def add_argument(self, *names, **kwargs):
+        if names == ("--quick",):
+            return None
+        return self._parser.add_argument(*names, **kwargs)
+
+    def __getattr__(self, name):
+        return getattr(self._parser, name)
 
 
 def arguments(ap) -> None:
-    pass
-
-
-@experiment("runtime", "runtime breakdown per face (DifFIQA supplementary Table"
-            " 4 style)",
-            arguments=arguments)
-def run(args, ctx) -> dict:
     from fiqa_sdk.eval import runtime as rt
 
-    rt.add_runtime_arguments(ap, threads_default=1)  # the options of `fiqa bench runtime`
-    if args.out is None:
-        args.out = str(REPO / "results" / ("runtime_throughput.json" if args.throughput
-                                           else "runtime.json"))
-    def log(msg: str) -> None:
-        print(f"runtime: {msg}", file=sys.stderr, flush=True)
-    result = rt.run_from_args(args, log)
-    result["command"] = "fiqa-bench run runtime " + shlex.join(
-        sys.argv[1:] if argv is None else list(argv))
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    rt.add_runtime_arguments(_WithoutQuick(ap), threads_default=1)  # `fiqa bench runtime`'s
+
+
+def default_out(args) -> str:
+    """``results/runtime.json`` (``--throughput``: ``results/runtime_throughput.json``)."""
+    return "results/runtime_throughput.json" if args.throughput else "results/runtime.json"
+
+
+@experiment("runtime", "runtime breakdown per face (DifFIQA supplementary Table 4 style)",
+            arguments=arguments, default_out=default_out)
+def run(args, ctx) -> dict:
+    """The result of :func:`fiqa_sdk.eval.runtime.run_from_args` (its ``--quick`` sizes with
+    ``--quick``)."""
+    from fiqa_sdk.eval import runtime as rt
+
+    result = rt.run_from_args(args, ctx.log)
     print(rt.render(result))
-    log(f"wrote {out} ({result['seconds']} s)")
-    return 0
+    return result
 

@@ -15,7 +15,6 @@ something, and only within one scorer.
 from __future__ import annotations
 
 import random
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -59,6 +58,7 @@ def run(args, ctx) -> dict:
             crops.append(r.aligned)
             faces.append(r.face)
     import cv2
+
     (a,) = pipe.process(astronaut(), color="rgb")
     (b,) = pipe.process(cv2.GaussianBlur(astronaut(), (0, 0), 8), color="rgb")
     arcface = fq.create_embedder("arcface")
@@ -66,6 +66,7 @@ def run(args, ctx) -> dict:
           "(sharp and blurred)")
     print("| scorer | LFW min | LFW median | LFW max | astronaut | astronaut, blur sigma 8 |")
     print("|---|---|---|---|---|---|")
+    rows = []
     for name in args.scorers or fq.list_scorers():
         kw = {"embedder": arcface} if name in ARCFACE_SCORERS else {}
         if args.quick and name == "diffiqa":
@@ -77,5 +78,8 @@ def run(args, ctx) -> dict:
         s = scorer.score(np.stack([a.aligned, b.aligned]), [a.face, b.face])
         print(f"| {name} | {v.min():.4g} | {np.median(v):.4g} | {v.max():.4g} | {s[0]:.4g} "
               f"| {s[1]:.4g} |")
-    return 0
+        rows.append({"scorer": name, "lfw_min": float(v.min()), "lfw_median": float(np.median(v)),
+                     "lfw_max": float(v.max()), "astronaut": float(s[0]),
+                     "astronaut_blur8": float(s[1])})
+    return {"lfw_images": len(crops), "people": args.people, "seed": args.seed, "rows": rows}
 

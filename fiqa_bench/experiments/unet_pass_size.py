@@ -32,7 +32,6 @@ from fiqa_sdk.errors import InvalidArgumentError
 from ..harness import experiment
 
 
-REPO = Path(__file__).resolve().parents[1]
 #: torch.profiler op names counted as "GroupNorm / SiLU / add / concat" (elementwise and
 #: normalisation work over the activations, as opposed to convolutions and matrix products)
 ELEMENTWISE = ("group_norm", "silu", "add", "cat", "native_group_norm", "mul")
@@ -146,6 +145,7 @@ def arguments(ap) -> None:
             arguments=arguments)
 def run(args, ctx) -> dict:
     import torch
+
     from fiqa_sdk.quality.diffiqa import load_denoiser
 
     sizes = args.pass_sizes or ([4, 8] if args.quick else [8, 40])

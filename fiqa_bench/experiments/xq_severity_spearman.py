@@ -16,7 +16,6 @@ lfw-xq folder under $FIQA_CACHE (a later full run completes the set) and scored.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -75,5 +74,5 @@ def run(args, ctx) -> dict:
     print("|---|---|---|")
     for r in rows:
         print(f"| {r['scorer']} | {r['spearman_all']:.3f} | {r['spearman_degraded']:.3f} |")
-    return rows
+    return {"images": len(paths), "degraded": int(degraded.sum()), "rows": rows}
 
