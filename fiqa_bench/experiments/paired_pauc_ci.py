@@ -24,6 +24,7 @@ explicitly still win.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +32,7 @@ import numpy as np
 import fiqa_sdk as fq
 from fiqa_sdk.eval.bench import (make_scorers, mated_pair_identities, pair_scores,
                                  parse_scorer_params)
-from fiqa_sdk.errors import EvaluationError, InvalidArgumentError
+from fiqa_sdk.errors import InvalidArgumentError
 from fiqa_sdk.eval.features import default_cache_dir, score_all
 
 from ..harness import experiment
@@ -66,8 +67,9 @@ def run(args, ctx) -> dict:
     ------
     InvalidArgumentError
         If ``--a`` and ``--b`` are the same scorer or ``--boot`` is below 2.
-    EvaluationError
-        If no mated pair fails at the threshold (the normalized pAUC is undefined).
+
+    Without a failing mated pair at the threshold the normalized pAUC is undefined: the run
+    says so and exits with status 2.
     """
     if args.a == args.b:
         raise InvalidArgumentError("--a and --b must name two different scorers")
@@ -83,8 +85,11 @@ def run(args, ctx) -> dict:
     mated = pair_scores(emb, mated_pairs)
     ids = mated_pair_identities(proto, mated_pairs)
     if not np.any(mated < thr.threshold):
-        raise EvaluationError(f"no mated pair fails at FMR {args.fmr:g}: the normalized pAUC "
-                              "is undefined")
+        print(f"no mated pair fails at FMR {args.fmr:g}: the normalized pAUC is undefined",
+              file=sys.stderr)
+        ctx.exit_code = 2
+        return {"protocol": args.protocol, "eval_embedder": args.eval_embedder, "a": args.a,
+                "b": args.b, "threshold": thr.threshold, "failing_mated_pairs": 0}
     boot = fq.eval.bootstrap_pauc(mated, {args.a: qa[mated_pairs], args.b: qb[mated_pairs]}, ids,
                                   thr, LIMITS, args.boot, args.seed)
     res = {"identities": boot.groups, "boot": int(args.boot), "seed": int(args.seed),
