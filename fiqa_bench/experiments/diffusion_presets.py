@@ -18,7 +18,6 @@ import os
 import time
 
 import numpy as np
-import torch
 
 from ..harness import experiment
 
@@ -51,6 +50,7 @@ def run(args, ctx) -> dict:
     import tempfile
 
     import cv2
+    import torch
 
     from fiqa_sdk.diffusion.unet import UNet, count_parameters
     from fiqa_sdk.train.ddpm import DDPMTrainer, TrainConfig

@@ -17,11 +17,9 @@ import json
 import time
 
 import numpy as np
-import torch
 
 import fiqa_sdk as fq
 from fiqa_sdk.eval.protocols import default_lfw_root
-from fiqa_sdk.nets import faces_to_tensor, load_mobilefacenet
 
 from ..harness import experiment
 
@@ -60,6 +58,10 @@ def arguments(ap) -> None:
 @experiment("mbf_torch_vs_onnx", "faces/s of the torch MobileFaceNet port vs onnxruntime",
             arguments=arguments, quick=QUICK)
 def run(args, ctx) -> dict:
+    import torch
+
+    from fiqa_sdk.nets import faces_to_tensor, load_mobilefacenet
+
     torch.set_num_threads(args.threads)
     faces, source = aligned_batch(args.batch)
     model = load_mobilefacenet().eval()

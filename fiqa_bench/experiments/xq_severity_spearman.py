@@ -19,13 +19,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from scipy.stats import spearmanr
 
 import fiqa_sdk as fq
 from fiqa_sdk.eval.bench import BASELINE_SCORERS, make_scorers
 from fiqa_sdk.eval.features import default_cache_dir, detect_all, score_all
 from fiqa_sdk.eval.protocols import default_lfw_root, lfw_all_vs_all
-from fiqa_sdk.eval.xq import build_lfw_xq, read_xq_params
 
 from ..harness import experiment
 
@@ -44,6 +42,10 @@ def arguments(ap) -> None:
             "lfw-xq images",
             arguments=arguments)
 def run(args, ctx) -> dict:
+    from scipy.stats import spearmanr
+
+    from fiqa_sdk.eval.xq import build_lfw_xq, read_xq_params
+
     lfw = Path(args.lfw or default_lfw_root())
     if args.quick:
         rels = sorted(f"{p.parent.name}/{p.name}" for p in (lfw / "images").glob("*/*.jpg"))
