@@ -110,7 +110,7 @@ def rewrite_blocked_prelu(model) -> int:
     onnxruntime's CPU optimizer runs convolutions in its 8-channel blocked (NCHWc) layout, but
     its ``PRelu`` kernel has none, so every PReLU of a MobileFaceNet costs two reorders and a
     slow broadcast kernel; Conv, Relu and Add stay blocked. ArcFace ``w600k_mbf``: ~1.4x faster
-    on one thread, embeddings equal to 4e-6 (``benchmarks/arcface_prelu.py``); the distilled
+    on one thread, embeddings equal to 4e-6 (``fiqa-bench run arcface_prelu``); the distilled
     regressors likewise (docs/benchmarks.md, "eDifFIQA throughput"). Other PReLUs (a shared
     slope, slopes >= 1, other shapes) are kept: exact, only slower. ``Constant`` /
     ``Unsqueeze`` nodes and initializers that only fed rewritten slopes are removed.
