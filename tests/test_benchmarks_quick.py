@@ -1,6 +1,7 @@
-"""The ``--quick`` mode of every benchmark script (the CI smoke runs of benchmarks/*.py).
+"""The ``--quick`` mode of the fiqa_bench experiments, with checks of their outputs.
 
-Each test runs ``script.main([..., "--quick", ...])`` end to end on its tiny input and checks
+Each test runs ``fiqa-bench run NAME --quick ...`` in this process
+(``conftest.load_script(NAME).main([...])``) end to end on its tiny input and checks
 the script's outputs: their structure, the counts the tiny input implies, and values that must
 hold (finite, in range, consistent with each other). Caches and outputs go to pytest's tmp
 folders; the LFW scripts share one feature cache (``lfw_quick_cache``: the 200-pair subset of

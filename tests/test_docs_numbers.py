@@ -1,7 +1,7 @@
-"""Scripts added so that numbers in README.md and docs/ come from a committed command:
-benchmarks/lfw_all_threshold.py, ddpm_checks.py, prelu_rewrites.py, onnx_export_checks.py,
-teacher_flip_spearman.py, dlib_vs_retinaface.py, and the options ``lfw_verification.py
---errors-vs-policy`` and ``unet_pass_size.py --freeze``. Each test runs the script's real code
+"""Experiments (fiqa_bench/experiments/) added so that numbers in README.md and docs/ come from a
+committed command: lfw_all_threshold, ddpm_checks, prelu_rewrites, onnx_export_checks,
+teacher_flip_spearman, dlib_vs_retinaface, and the options ``lfw_verification
+--errors-vs-policy`` and ``unet_pass_size --freeze``. Each test runs the experiment's real code
 on small inputs (temporary caches) and checks properties its numbers rest on."""
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
-"""Scripts that produce numbers quoted in the docs: benchmarks/color_order.py (docs/faq.md, "BGR
-or RGB?") and the onnxruntime profiler mode of benchmarks/regressor_backends.py (docs/benchmarks.md,
-"eDifFIQA throughput"). Each runs the script's real code path on small inputs."""
+"""Experiments that produce numbers quoted in the docs: ``fiqa-bench run color_order``
+(docs/faq.md, "BGR or RGB?") and the onnxruntime profiler mode of ``fiqa-bench run
+regressor_backends`` (docs/benchmarks.md, "eDifFIQA throughput"). Each runs the experiment's real
+code path (fiqa_bench/experiments/) on small inputs."""
 
 from __future__ import annotations
 
