@@ -21,6 +21,9 @@ from __future__ import annotations
 
 from ..harness import experiment
 
+#: ``--quick`` (the CI smoke run): faces of the PSNR and of the degradation check; DifFIQA
+#: repeats as ``fiqa_sdk.eval.diffiqa_checks.QUICK_N``
+QUICK_PSNR_FACES, QUICK_QUALITY_FACES = 4, 6
 
 def arguments(ap) -> None:
     from fiqa_sdk.eval import diffiqa_checks as dc
@@ -59,9 +62,9 @@ def run(args, ctx) -> dict:
     full = 200
     base = args.faces if args.faces is not None else None
     psnr_faces = args.psnr_faces if args.psnr_faces is not None else (
-        base if base is not None else (dc.QUICK_PSNR_FACES if args.quick else full))
+        base if base is not None else (QUICK_PSNR_FACES if args.quick else full))
     quality_faces = args.quality_faces if args.quality_faces is not None else (
-        base if base is not None else (dc.QUICK_QUALITY_FACES if args.quick else full))
+        base if base is not None else (QUICK_QUALITY_FACES if args.quick else full))
     if args.n is not None:
         n = args.n
     else:

@@ -183,13 +183,15 @@ def run(args, ctx) -> dict:
               "held_out_table": table}
     if args.no_lfw:
         return result
-    extra = ["--quick"] if args.quick else []
+    # --quick: the quick baselines of regressors_lfw (flip-consistency is slow to score)
+    extra = (["--quick"] if args.quick
+             else ["--baselines", "embedding-norm", "flip-consistency"])
     if args.lfw:
         extra += ["--lfw", args.lfw]
     if args.lfw_cache:
         extra += ["--cache", args.lfw_cache]
     lfw = run_experiment("regressors_lfw", [
-        *regressors, "--baselines", "embedding-norm", "flip-consistency", "--protocols",
+        *regressors, "--protocols",
         *args.protocols, "--eval-embedders", *args.eval_embedders, "--threads",
         str(args.threads), "--out", str(out / "lfw"), *extra])
     result["lfw"] = lfw["results"]
