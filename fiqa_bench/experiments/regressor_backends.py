@@ -486,6 +486,8 @@ def run(args, ctx) -> dict:
 
     shipped_calib = set(calibration_indices(len(faces), 256).tolist())
     held_idx = [i for i in range(1, len(faces), 4) if i not in shipped_calib][:1000]
+    if not held_idx:  # a tiny face set (--quick's astronaut crops): all in the calibration
+        held_idx = list(range(1, len(faces), 4))
     held = np.ascontiguousarray(faces[held_idx])  # 1 mod 4: disjoint from calib (0 mod 4)
     pool = np.ascontiguousarray(faces[3000:3064] if len(faces) >= 3064 else faces[-64:])
     work = Path(args.work) if args.work else default_cache_dir() / "regressor-backends"
