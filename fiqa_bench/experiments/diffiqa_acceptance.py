@@ -1,6 +1,6 @@
 """DifFIQA acceptance (issue 4): denoiser PSNR and "quality follows degradation" on LFW.
 
-    fiqa-bench run diffiqa_acceptance --quick   # ~1.5 min: 10 + 20 faces, n = 1
+    fiqa-bench run diffiqa_acceptance --quick   # smoke run (CI): 4 + 6 faces, n = 1
     fiqa-bench run diffiqa_acceptance           # 200 faces, n = 10: ~1.5-2 h on 1 thread
     fiqa-bench run diffiqa_acceptance --weights RUN/diffiqa_unet.safetensors \
         --regressor ediffiqa=RUN/ediffiqa_mbf.safetensors --regressor ediffiqa-free=...
