@@ -31,7 +31,6 @@ import argparse
 import datetime as _dt
 import importlib
 import json
-import math
 import os
 import pkgutil
 import platform
@@ -326,8 +325,11 @@ def machine() -> dict[str, Any]:
 
 
 def jsonable(obj: Any) -> Any:
-    """``obj`` with numpy scalars and arrays, paths, sets and tuples turned into JSON types and
-    non-finite floats into None."""
+    """``obj`` with numpy scalars and arrays, paths, sets and tuples turned into JSON types.
+
+    Non-finite floats stay (written as ``NaN`` / ``Infinity``, which :func:`json.loads` reads
+    back): an undefined normalized pAUC is NaN in the results, as in the experiments' own
+    code."""
     if isinstance(obj, Mapping):
         return {str(k): jsonable(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple, set, frozenset)):
@@ -336,8 +338,6 @@ def jsonable(obj: Any) -> Any:
         return str(obj)
     if hasattr(obj, "tolist") and callable(obj.tolist):  # numpy array / scalar
         return jsonable(obj.tolist())
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
     if obj is None or isinstance(obj, (str, int, float, bool)):
         return obj
     return str(obj)

@@ -177,11 +177,15 @@ def test_registration_errors(toy):
 
 
 def test_jsonable():
+    import math
+
     import numpy as np
 
-    assert harness.jsonable({"a": np.float32(1.5), "b": np.arange(2), "c": (Path("x"),),
-                             "d": float("nan"), 3: {1}}) == {
-        "a": 1.5, "b": [0, 1], "c": ["x"], "d": None, "3": [1]}
+    out = harness.jsonable({"a": np.float32(1.5), "b": np.arange(2), "c": (Path("x"),),
+                            "d": np.float64("nan"), 3: {1}})
+    assert math.isnan(out.pop("d"))
+    assert out == {"a": 1.5, "b": [0, 1], "c": ["x"], "3": [1]}
+    assert json.dumps(out)
 
 
 def test_plot_helper(toy, tmp_path):
