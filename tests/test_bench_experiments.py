@@ -29,9 +29,13 @@ from fiqa_sdk.errors import InvalidArgumentError
 REPO = Path(__file__).resolve().parents[1]
 EXPERIMENTS = harness.load_experiments()
 
-#: Experiments whose ``--quick`` run takes more than ~30 s on a busy 2-core machine (a training
-#: run, local Ray instances): deselected by ``-m "not slow"``.
-SLOW = {"ediffiqa_ablation", "ray_filter"}
+#: Experiments whose ``--quick`` run takes well over 30 s on a busy 2-core machine, deselected by
+#: ``-m "not slow"``: two eDifFIQA trainings (ediffiqa_ablation), three processes and two local
+#: Ray instances (ray_filter), three ONNX exports and the int8 build of the shipped regressor
+#: (regressor_backends). Their code paths run in the CI set through the in-process tests
+#: (test_benchmarks_quick.py::test_ediffiqa_ablation_quick, test_docs_scripts.py's profiler
+#: run, test_docs_numbers.py's --bound-only run).
+SLOW = {"ediffiqa_ablation", "ray_filter", "regressor_backends"}
 
 HARNESS_FIELDS = {"experiment", "description", "command", "date", "versions", "machine", "quick",
                   "arguments", "seconds", "exit_code", "files", "results"}
