@@ -26,7 +26,6 @@ import platform
 import random
 import shutil
 import statistics
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -66,8 +65,7 @@ def arguments(ap) -> None:
 @experiment("default_speed", "speed of the defaults, side by side in one run",
             arguments=arguments, quick=QUICK)
 def run(args, ctx) -> dict:
-    def log(msg: str) -> None:
-        print(f"default_speed: {msg}", file=sys.stderr, flush=True)
+    log = ctx.log
     root = Path(args.lfw) if args.lfw else default_lfw_root()
     files = sorted((root / "images").glob("*/*.jpg"))
     rng = random.Random(args.seed)
