@@ -12,7 +12,8 @@ fiqa_bench uses only public :mod:`fiqa_sdk` names; fiqa_sdk never imports fiqa_b
 
 from __future__ import annotations
 
-from .harness import REGISTRY, Experiment, RunContext, experiment, load_experiments, main, run_experiment
+from .harness import (REGISTRY, Experiment, RunContext, experiment, load_experiments, main,
+                      run_experiment)
 
 __all__ = ["REGISTRY", "Experiment", "RunContext", "experiment", "load_experiments", "main",
            "run_experiment"]

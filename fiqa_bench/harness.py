@@ -242,7 +242,8 @@ def _quick_help(quick: Any) -> str:
 def build_parser(exp: Experiment) -> argparse.ArgumentParser:
     """The argument parser of ``fiqa-bench run NAME``: the common options and the
     experiment's own."""
-    ap = argparse.ArgumentParser(prog=f"{PROG} run {exp.name}", description=exp.doc or exp.description,
+    ap = argparse.ArgumentParser(prog=f"{PROG} run {exp.name}",
+                                 description=exp.doc or exp.description,
                                  formatter_class=argparse.RawDescriptionHelpFormatter,
                                  allow_abbrev=False)
     ap.add_argument("--quick", action="store_true", help=_quick_help(exp.quick))

@@ -43,6 +43,7 @@ def crops(n: int, lfw: Path) -> tuple[np.ndarray, str]:
 
 
 def arguments(ap) -> None:
+    """The experiment's own options (the harness adds ``--quick`` and ``--out``)."""
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--faces", type=int, default=32)
     ap.add_argument("--rounds", type=int, default=7)
@@ -54,6 +55,7 @@ def arguments(ap) -> None:
             "(fast_prelu)",
             arguments=arguments, quick=QUICK)
 def run(args, ctx) -> dict:
+    """Per-face median time of each embedder, their ratio and the embeddings' largest difference."""
     lfw = args.lfw
     if lfw is None:
         try:

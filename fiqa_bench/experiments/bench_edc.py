@@ -23,6 +23,7 @@ QUICK = {"nonmated": 100_000, "mated": 2_500, "repeats": 1}
 
 
 def arguments(ap) -> None:
+    """The experiment's own options (the harness adds ``--quick`` and ``--out``)."""
     ap.add_argument("--nonmated", type=int, default=10_000_000)
     ap.add_argument("--mated", type=int, default=250_000)
     ap.add_argument("--repeats", type=int, default=3)
@@ -32,6 +33,7 @@ def arguments(ap) -> None:
 @experiment("bench_edc", "time fiqa_sdk.eval.edc on many random pairs",
             arguments=arguments, quick=QUICK)
 def run(args, ctx) -> dict:
+    """Median seconds of the FNMR-EDC alone and with the FMR-EDC (one row each)."""
     rng = np.random.default_rng(args.seed)
     mated = rng.normal(0.6, 0.15, args.mated)
     nonmated = rng.normal(0.0, 0.1, args.nonmated)

@@ -61,6 +61,7 @@ def render(result: dict) -> str:
 
 
 def arguments(ap) -> None:
+    """The experiment's own options (the harness adds ``--quick`` and ``--out``)."""
     ap.add_argument("--scorers", nargs="+", default=None,
                     help="scorers (default: embedding-norm and the gate's default scorer)")
 
@@ -69,6 +70,7 @@ def arguments(ap) -> None:
             "(docs/faq.md)",
             arguments=arguments)
 def run(args, ctx) -> dict:
+    """Each scorer's score of the astronaut as RGB and as BGR, and the embeddings' cosine."""
     from fiqa_sdk.gate import default_scorer_name
 
     scorers = args.scorers or (["embedding-norm"] if args.quick else list(

@@ -120,6 +120,7 @@ def smoke_run(faces: np.ndarray, residual: bool, steps: int, work: Path) -> dict
 
 
 def arguments(ap) -> None:
+    """The experiment's own options (the harness adds ``--quick`` and ``--out``)."""
     ap.add_argument("--faces", default=None,
                     help="aligned faces .npy (default $FIQA_CACHE/celeba-subset-aligned/faces.npy)")
     ap.add_argument("--mix-t", type=int, nargs="+", default=[1000, 100])
@@ -133,6 +134,8 @@ def arguments(ap) -> None:
             "the denoiser's objective",
             arguments=arguments, quick=QUICK)
 def run(args, ctx) -> dict:
+    """Validation losses of the output = input model, the degradation PSNR and the smoke trainings.
+    """
     import torch
 
     if args.quick and args.faces is None:

@@ -52,6 +52,7 @@ def cpu_name() -> str:
 
 
 def arguments(ap) -> None:
+    """The experiment's own options (the harness adds ``--quick`` and ``--out``)."""
     ap.add_argument("--lfw", default=None, help="LFW root (default $FIQA_LFW)")
     ap.add_argument("--images", type=int, default=60, help="photos of the per-image comparison")
     ap.add_argument("--crops", type=int, default=256, help="aligned crops of the scorer run")
@@ -65,6 +66,7 @@ def arguments(ap) -> None:
 @experiment("default_speed", "speed of the defaults, side by side in one run",
             arguments=arguments, quick=QUICK)
 def run(args, ctx) -> dict:
+    """Per-photo times of the gate and the pipeline, scorer faces/s and filter images/s."""
     log = ctx.log
     root = Path(args.lfw) if args.lfw else default_lfw_root()
     files = sorted((root / "images").glob("*/*.jpg"))

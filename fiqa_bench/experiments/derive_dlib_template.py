@@ -63,6 +63,7 @@ def sample_files(lfw: Path, n: int, seed: int) -> list[str]:
 
 
 def arguments(ap) -> None:
+    """The experiment's own options (the harness adds ``--quick`` and ``--out``)."""
     ap.add_argument("--lfw", type=Path, default=None, help="LFW root (default $FIQA_LFW)")
     ap.add_argument("--n", type=int, default=300)
     ap.add_argument("--seed", type=int, default=0)
@@ -73,6 +74,7 @@ def arguments(ap) -> None:
             "chips",
             arguments=arguments, quick=QUICK)
 def run(args, ctx) -> dict:
+    """The derived template, the rebuilt mapping's pixel error and the embedding check."""
     dlib = import_dlib()
     hog = dlib.get_frontal_face_detector()
     sp = dlib.shape_predictor(str(dlib_model_path("shape_predictor_68_face_landmarks.dat")))
@@ -106,7 +108,8 @@ def run(args, ctx) -> dict:
     for x, y in template:
         print(f"    [{x:.4f}, {y:.4f}],")
     print("], dtype=np.float64)")
-    result = {"images": args.n, "faces": len(pts), "mapping_mean_abs_pixel_diff": float(np.mean(pix_err)),
+    result = {"images": args.n, "faces": len(pts),
+              "mapping_mean_abs_pixel_diff": float(np.mean(pix_err)),
               "point_std_px": pts.std(0), "template": template}
     if args.no_embed:
         return result

@@ -26,6 +26,7 @@ from ..harness import experiment
 QUICK_PSNR_FACES, QUICK_QUALITY_FACES = 4, 6
 
 def arguments(ap) -> None:
+    """The experiment's own options (the harness adds ``--quick`` and ``--out``)."""
     from fiqa_sdk.eval import diffiqa_checks as dc
 
     ap.add_argument("--weights", default=None, help="DifFIQA denoiser .safetensors (+ .json)")
@@ -57,6 +58,7 @@ def arguments(ap) -> None:
             "degradation on LFW",
             arguments=arguments, default_out="results/diffiqa_acceptance.json")
 def run(args, ctx) -> dict:
+    """The result of :func:`fiqa_sdk.eval.diffiqa_checks.run_acceptance`."""
     from fiqa_sdk.eval import diffiqa_checks as dc
 
     full = 200

@@ -239,6 +239,7 @@ def lfw_pairs(args) -> _Evaluation:
 
 
 def arguments(ap) -> None:
+    """The experiment's own options (the harness adds ``--quick`` and ``--out``)."""
     ap.add_argument("--settings", nargs="+", default=["chain:5:1", "fast:5:2", "fast:20:2", "fast:50:2"])
     ap.add_argument("--weights", default=None, help="denoiser (default: the shipped one)")
     ap.add_argument("--data", default=None, help="celeba-subset root (default $FIQA_CELEBA)")

@@ -37,6 +37,7 @@ def measure(fn, repeats: int) -> tuple[float, float]:
 
 
 def arguments(ap) -> None:
+    """The experiment's own options (the harness adds ``--quick`` and ``--out``)."""
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--presets", nargs="+", default=["tiny", "small", "base"])
     ap.add_argument("--repeats", type=int, default=3)
@@ -47,6 +48,7 @@ def arguments(ap) -> None:
             "inference, training step)",
             arguments=arguments, quick=QUICK)
 def run(args, ctx) -> dict:
+    """One row per preset: parameters, forward and training-step times."""
     import tempfile
 
     import cv2

@@ -58,6 +58,7 @@ def failing(emb: np.ndarray, proto, fmr: float, no_face: np.ndarray) -> dict:
 
 
 def arguments(ap) -> None:
+    """The experiment's own options (the harness adds ``--quick`` and ``--out``)."""
     ap.add_argument("--lfw", default=None)
     ap.add_argument("--fmr", type=float, default=1e-3)
     ap.add_argument("--cache", default=None, help="cache folder (default $FIQA_CACHE/lfw)")
@@ -67,6 +68,7 @@ def arguments(ap) -> None:
             "offsets and failures",
             arguments=arguments)
 def run(args, ctx) -> dict:
+    """Landmark offsets between the detectors and each one's failing mated pairs."""
     import fiqa_sdk as fq
     from fiqa_sdk.eval.features import default_cache_dir, detect_all, embed_all
     from fiqa_sdk.eval.protocols import QUICK_PAIRS_PER_FOLD, pairs_subset, read_lfw_pairs

@@ -105,6 +105,7 @@ def held_out_table(runs: list[tuple[float, float, Path]]) -> str:
 
 
 def arguments(ap) -> None:
+    """The experiment's own options (the harness adds ``--quick`` and ``--out``)."""
     ap.add_argument("--weights", default=None,
                     help="DifFIQA denoiser (the teacher); required, except with --quick")
     ap.add_argument("--t", type=int, default=5)

@@ -30,6 +30,7 @@ from ..harness import experiment
 
 
 def arguments(ap) -> None:
+    """The experiment's own options (the harness adds ``--quick`` and ``--out``)."""
     ap.add_argument("--regressor", action="append", default=[], metavar="PATH",
                     help="a regressor's .safetensors (repeatable; at least two)")
     ap.add_argument("--faces", type=int, default=256, help="crops per round")
@@ -44,6 +45,7 @@ def arguments(ap) -> None:
             "one frozen stem)",
             arguments=arguments, quick={"faces": 32, "rounds": 2})
 def run(args, ctx) -> dict:
+    """Per-face times of one member and of the ensemble, and their ratio."""
     import torch
 
     from fiqa_sdk.errors import InvalidArgumentError, WeightsError

@@ -44,6 +44,7 @@ def held_out_split(metas: list[dict]) -> tuple[int, float]:
 
 
 def arguments(ap) -> None:
+    """The experiment's own options (the harness adds ``--quick`` and ``--out``)."""
     ap.add_argument("--member", action="append", default=[], metavar="PATH",
                     help="a regressor's .safetensors (repeatable; at least two, one split)")
     ap.add_argument("--cache", default=None, help="cache folder (default $FIQA_CACHE)")
@@ -56,6 +57,7 @@ def arguments(ap) -> None:
             requires="two or more trained single-regressor members of one held-out split "
                      "(fiqa train ediffiqa --split-seed runs)")
 def run(args, ctx) -> dict:
+    """Held-out pAUC of each member, of the ensemble and of the references."""
     if len(args.member) < 2:
         raise InvalidArgumentError("give at least two --member weights")
     import fiqa_sdk as fq

@@ -176,6 +176,7 @@ def quick_parameters(args) -> dict:
 
 
 def arguments(ap) -> None:
+    """The experiment's own options (the harness adds ``--quick`` and ``--out``)."""
     ap.add_argument("--lfw", default=None)
     ap.add_argument("--discard", type=float, default=0.2)
     ap.add_argument("--scorer", default=None)

@@ -71,6 +71,7 @@ def failing_breakdown(mated_pairs: np.ndarray, mated_scores: np.ndarray, thresho
 
 
 def arguments(ap) -> None:
+    """The experiment's own options (the harness adds ``--quick`` and ``--out``)."""
     ap.add_argument("--lfw", default=None)
     ap.add_argument("--eval-embedder", default="arcface")
     ap.add_argument("--detector", default="retinaface")
@@ -84,6 +85,7 @@ def arguments(ap) -> None:
             "LFW non-mated pairs",
             arguments=arguments)
 def run(args, ctx) -> dict:
+    """Time and peak memory of the threshold, and which mated pairs fail at it."""
     import fiqa_sdk as fq
     from fiqa_sdk.eval.features import default_cache_dir, detect_all, embed_all
     from fiqa_sdk.eval.protocols import (QUICK_PAIRS_PER_FOLD, identity_protocol, lfw_all_vs_all,

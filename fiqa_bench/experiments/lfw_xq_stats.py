@@ -52,6 +52,7 @@ def inter_eye(paths: list[str]) -> dict:
 
 
 def arguments(ap) -> None:
+    """The experiment's own options (the harness adds ``--quick`` and ``--out``)."""
     ap.add_argument("--lfw", default=None, help="LFW root (default $FIQA_LFW)")
     ap.add_argument("--build-images", type=int, default=None, help="images to build (50)")
     ap.add_argument("--eye-images", type=int, default=None,
@@ -62,6 +63,7 @@ def arguments(ap) -> None:
             "inter-eye distance",
             arguments=arguments)
 def run(args, ctx) -> dict:
+    """The lfw-xq build time per image and the inter-eye distance quartiles."""
     from fiqa_sdk.eval.protocols import default_lfw_root, read_lfw_pairs
 
     lfw = Path(args.lfw) if args.lfw else Path(default_lfw_root())

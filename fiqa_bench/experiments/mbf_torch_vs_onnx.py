@@ -49,6 +49,7 @@ def aligned_batch(n: int) -> tuple[np.ndarray, str]:
 
 
 def arguments(ap) -> None:
+    """The experiment's own options (the harness adds ``--quick`` and ``--out``)."""
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--threads", type=int, default=1)
@@ -58,6 +59,7 @@ def arguments(ap) -> None:
 @experiment("mbf_torch_vs_onnx", "faces/s of the torch MobileFaceNet port vs onnxruntime",
             arguments=arguments, quick=QUICK)
 def run(args, ctx) -> dict:
+    """Faces/s of each runtime, their ratio and the parity of the embeddings."""
     import torch
 
     from fiqa_sdk.nets import faces_to_tensor, load_mobilefacenet

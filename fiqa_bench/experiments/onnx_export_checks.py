@@ -119,6 +119,7 @@ def folding_check(n_faces: int) -> dict:
 
 
 def arguments(ap) -> None:
+    """The experiment's own options (the harness adds ``--quick`` and ``--out``)."""
     ap.add_argument("--repeats", type=int, default=3, help="cached create_scorer calls (median)")
     ap.add_argument("--faces", type=int, default=16, help="astronaut crops for the folding check")
 
@@ -127,6 +128,7 @@ def arguments(ap) -> None:
             "constant folding",
             arguments=arguments, quick=QUICK)
 def run(args, ctx) -> dict:
+    """Setup times of the onnxruntime backend and the constant-folding check."""
     t_start = time.perf_counter()
     setup = setup_times(args.repeats)
     fold = folding_check(args.faces)

@@ -44,6 +44,7 @@ QUICK = {"a": "inter-eye", "b": "random", "boot": 50, "fmr": 1e-5}
 
 
 def arguments(ap) -> None:
+    """The experiment's own options (the harness adds ``--quick`` and ``--out``)."""
     ap.add_argument("--protocol", choices=["lfw-pairs", "lfw-all"], default="lfw-all")
     ap.add_argument("--eval-embedder", default="arcface")
     ap.add_argument("--quality-embedder", default="arcface")

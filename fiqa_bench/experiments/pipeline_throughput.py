@@ -56,6 +56,7 @@ def run_once(paths, det, emb, batch):
 
 
 def arguments(ap) -> None:
+    """The experiment's own options (the harness adds ``--quick`` and ``--out``)."""
     ap.add_argument("--lfw", default=None)
     ap.add_argument("--detectors", nargs="+", default=["retinaface", "mtcnn", "dlib", "scrfd"])
     ap.add_argument("--embedder", default="arcface")
@@ -69,6 +70,7 @@ def arguments(ap) -> None:
             "per detector",
             arguments=arguments, quick=QUICK)
 def run(args, ctx) -> dict:
+    """One row per detector: per-stage ms per image and images/s."""
     root = Path(args.lfw) if args.lfw else default_lfw_root()
     all_paths = sorted(str(p) for p in (root / "images").glob("*/*.jpg"))
     paths = random.Random(args.seed).sample(all_paths, args.images)

@@ -114,6 +114,7 @@ def op_count(path: Path, op: str) -> int:
 
 
 def arguments(ap) -> None:
+    """The experiment's own options (the harness adds ``--quick`` and ``--out``)."""
     ap.add_argument("--faces", default=None, help="aligned faces .npy (default the celeba cache)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--batch", type=int, default=16)
@@ -125,6 +126,7 @@ def arguments(ap) -> None:
             "speed and fidelity",
             arguments=arguments, quick=QUICK)
 def run(args, ctx) -> dict:
+    """Per-face time, fidelity and op counts of each PReLU form."""
     import onnxruntime as ort
     import torch
 

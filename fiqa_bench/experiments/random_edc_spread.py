@@ -33,6 +33,7 @@ QUICK = {"seeds": 20}
 
 
 def arguments(ap) -> None:
+    """The experiment's own options (the harness adds ``--quick`` and ``--out``)."""
     ap.add_argument("--protocol", choices=["lfw-pairs", "lfw-all"], default="lfw-all")
     ap.add_argument("--lfw", default=None)
     ap.add_argument("--eval-embedder", default="arcface")

@@ -122,6 +122,7 @@ def markdown(res: dict) -> str:
 
 
 def arguments(ap) -> None:
+    """The experiment's own options (the harness adds ``--quick`` and ``--out``)."""
     ap.add_argument("--lfw", default=None,
                     help="LFW root (default $FIQA_LFW)")
     ap.add_argument("--images", type=int, default=None, help="first N images only (default all)")

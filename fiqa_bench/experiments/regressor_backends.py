@@ -437,6 +437,7 @@ def default_out(args) -> str | None:
 
 
 def arguments(ap) -> None:
+    """The experiment's own options (the harness adds ``--quick`` and ``--out``)."""
     ap.add_argument("--int8", action="store_true", help="also build and measure int8 variants")
     ap.add_argument("--lfw-pairs", nargs="*", default=None, metavar="INT8_VARIANT",
                     help="with --int8: LFW pairs pAUC of torch and of these int8 variants "

@@ -53,6 +53,7 @@ QUICK = {"protocols": ["lfw-pairs"], "baselines": ["random", "inter-eye", "embed
 
 
 def arguments(ap) -> None:
+    """The experiment's own options (the harness adds ``--quick`` and ``--out``)."""
     ap.add_argument("--regressor", action="append", default=[], metavar="NAME=PATH",
                     help="a regressor weights file and the name to show it under (repeatable)")
     ap.add_argument("--baselines", nargs="*",

@@ -42,6 +42,7 @@ class _WithoutQuick:
 
 
 def arguments(ap) -> None:
+    """The experiment's own options (the harness adds ``--quick`` and ``--out``)."""
     from fiqa_sdk.eval import runtime as rt
 
     rt.add_runtime_arguments(_WithoutQuick(ap), threads_default=1)  # `fiqa bench runtime`'s

@@ -32,6 +32,7 @@ QUICK_DIFFIQA_N = 1
 
 
 def arguments(ap) -> None:
+    """The experiment's own options (the harness adds ``--quick`` and ``--out``)."""
     ap.add_argument("--lfw", default=None,
                     help="LFW root (default $FIQA_LFW)")
     ap.add_argument("--people", type=int, default=20)
@@ -44,6 +45,7 @@ def arguments(ap) -> None:
             "(docs/faq.md)",
             arguments=arguments, quick=QUICK)
 def run(args, ctx) -> dict:
+    """One row per scorer: LFW min / median / max and the astronaut's two scores."""
     from skimage.data import astronaut
 
     root = Path(args.lfw or default_lfw_root()) / "images"

@@ -35,6 +35,7 @@ def score_in_chunks(scorer, faces: np.ndarray, chunk: int = 64) -> np.ndarray:
 
 
 def arguments(ap) -> None:
+    """The experiment's own options (the harness adds ``--quick`` and ``--out``)."""
     ap.add_argument("--faces", default=None,
                     help="aligned faces .npy (default $FIQA_CACHE/celeba-subset-aligned/faces.npy)")
     ap.add_argument("--n", type=int, default=256, help="faces scored, evenly spaced (256)")
@@ -44,6 +45,7 @@ def arguments(ap) -> None:
             "teacher) with flip-consistency and embedding-norm",
             arguments=arguments, quick=QUICK)
 def run(args, ctx) -> dict:
+    """Spearman correlation of the teacher's scores with each baseline's."""
     from scipy.stats import spearmanr
     import fiqa_sdk as fq
 

@@ -129,6 +129,7 @@ def profile_ops(model, x, t, pass_size: int) -> dict:
 
 
 def arguments(ap) -> None:
+    """The experiment's own options (the harness adds ``--quick`` and ``--out``)."""
     ap.add_argument("--threads", type=int, default=2, help="torch / onnxruntime threads (2)")
     ap.add_argument("--pass-sizes", type=int, nargs="+", default=None, help="default 8 40")
     ap.add_argument("--samples", type=int, default=None, help="samples per round (default 40)")
@@ -144,6 +145,7 @@ def arguments(ap) -> None:
             "and where it goes",
             arguments=arguments)
 def run(args, ctx) -> dict:
+    """Milliseconds per sample per runtime and pass size, parities and the profile."""
     import torch
 
     from fiqa_sdk.quality.diffiqa import load_denoiser

@@ -32,6 +32,7 @@ QUICK_IMAGES = 60
 
 
 def arguments(ap) -> None:
+    """The experiment's own options (the harness adds ``--quick`` and ``--out``)."""
     ap.add_argument("--lfw", default=None)
     ap.add_argument("--scorers", nargs="+", default=list(BASELINE_SCORERS))
     ap.add_argument("--quality-embedder", default="arcface")
@@ -42,6 +43,7 @@ def arguments(ap) -> None:
             "lfw-xq images",
             arguments=arguments)
 def run(args, ctx) -> dict:
+    """One row per scorer: Spearman of quality with -severity (all, degraded)."""
     from scipy.stats import spearmanr
 
     from fiqa_sdk.eval.xq import build_lfw_xq, read_xq_params
