@@ -288,7 +288,7 @@ def test_regressors_lfw_quick(lfw_root, lfw_quick_cache, tmp_path, capsys):
 
 # -- DifFIQA settings / eq. 7 terms ---------------------------------------------------------
 def test_diffiqa_settings_terms_match_the_scorer(crops, micro_weights, arcface):
-    """The per-term decomposition of benchmarks/diffiqa_settings.py gives back the scorer's own
+    """The per-term decomposition of the diffiqa_settings experiment gives back the scorer's own
     eq. 7 quality (and flip-consistency's cosine) for the chain and the one-step mode."""
     import fiqa_sdk as fq
 
