@@ -37,15 +37,25 @@ EXPERIMENTS = harness.load_experiments()
 #: run, test_docs_numbers.py's --bound-only run).
 SLOW = {"ediffiqa_ablation", "ray_filter", "regressor_backends"}
 
+#: Experiments that build derived data in ``$FIQA_CACHE`` (lfw-xq images, training folders and
+#: their label / aligned-face caches, exported graphs): their smoke runs get a cache of their own,
+#: so that e.g. the 60 lfw-xq images of xq_severity_spearman do not become the lfw-xq copy that
+#: another test builds from a small LFW folder (``lfw-xq-v1`` is keyed by version, not source).
+OWN_CACHE = {"xq_severity_spearman", "ediffiqa_ablation", "diffiqa_settings", "regressor_backends"}
+
 HARNESS_FIELDS = {"experiment", "description", "command", "date", "versions", "machine", "quick",
                   "arguments", "seconds", "exit_code", "files", "results"}
 
 
-def bench(*args: str, cwd: Path, timeout: float = 900) -> subprocess.CompletedProcess:
-    """``python -m fiqa_bench ARGS`` in a fresh process that imports this checkout."""
+def bench(*args: str, cwd: Path, timeout: float = 900,
+          cache: Path | None = None) -> subprocess.CompletedProcess:
+    """``python -m fiqa_bench ARGS`` in a fresh process that imports this checkout (``cache``:
+    its ``$FIQA_CACHE``, default the session's)."""
     env = {**os.environ,
            "PYTHONPATH": os.pathsep.join(p for p in (str(REPO), os.environ.get("PYTHONPATH"))
                                          if p)}
+    if cache is not None:
+        env["FIQA_CACHE"] = str(cache)
     return subprocess.run([sys.executable, "-m", "fiqa_bench", *args], cwd=cwd, env=env,
                           capture_output=True, text=True, timeout=timeout)
 
@@ -63,7 +73,8 @@ def test_quick_run(name, tmp_path):
     import fiqa_sdk
 
     out = tmp_path / "out"
-    proc = bench("run", name, "--quick", "--out", str(out), cwd=tmp_path)
+    proc = bench("run", name, "--quick", "--out", str(out), cwd=tmp_path,
+                 cache=tmp_path / "cache" if name in OWN_CACHE else None)
     assert proc.returncode == 0, f"{name} --quick failed:\n{proc.stderr[-4000:]}"
     rec = json.loads((out / f"{name}.json").read_text())
     assert HARNESS_FIELDS <= set(rec)
