@@ -24,7 +24,8 @@ from fiqa_sdk.eval.protocols import default_lfw_root
 
 from ..harness import experiment
 
-ARCFACE_SCORERS = ("embedding-norm", "flip-consistency", "diffiqa")  # share one embedder
+ARCFACE_SCORERS = ("embedding-norm", "flip-consistency", "diffiqa", "diffiqa-r+norm",
+                   "ediffiqa+norm")  # share one embedder
 
 #: ``--quick`` defaults (options given explicitly still win) and diffiqa's repeats
 QUICK = {"people": 4}
