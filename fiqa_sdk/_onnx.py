@@ -110,7 +110,7 @@ def rewrite_blocked_prelu(model) -> int:
     its ``PRelu`` kernel has none, so every PReLU of a MobileFaceNet costs two reorders and a
     slow broadcast kernel; Conv, Relu and Add stay blocked. The speed-up and the embeddings'
     agreement for ArcFace ``w600k_mbf``: docs/benchmarks.md, "Runtime per face"
-    (``python benchmarks/arcface_prelu.py``); for the distilled regressors: docs/benchmarks.md,
+    (``fiqa-bench run arcface_prelu``); for the distilled regressors: docs/benchmarks.md,
     "eDifFIQA throughput". Other PReLUs (a shared
     slope, slopes >= 1, other shapes) are kept: exact, only slower. ``Constant`` /
     ``Unsqueeze`` nodes and initializers that only fed rewritten slopes are removed.

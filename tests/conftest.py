@@ -16,7 +16,7 @@ import pytest  # noqa: E402
 
 # The library reads data locations from arguments and environment variables only; the tests
 # know the checkout layout (../shared/data beside the repository) and set the variables, which
-# the benchmark and CLI subprocesses inherit.
+# the experiment (fiqa-bench) and CLI subprocesses inherit.
 _DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 os.environ.setdefault("FIQA_LFW", str(_DATA / "lfw"))
 os.environ.setdefault("FIQA_CELEBA", str(_DATA / "celeba-subset"))
@@ -126,16 +126,34 @@ def torch_one_thread():
     torch.set_num_threads(old)
 
 
-def load_script(name: str, prefix: str = "_bench_"):
-    """``benchmarks/<name>.py`` as a module named ``<prefix><name>`` (benchmarks/ is put on
-    sys.path for the scripts that import a sibling, as ``python benchmarks/<name>.py`` has it)."""
-    import importlib.util
-    import sys
+class ExperimentModule:
+    """The module of the fiqa_bench experiment ``name`` (its helpers and constants as
+    attributes) with ``main(argv)``: ``fiqa-bench run NAME ARGV`` in this process, returning
+    the exit status."""
 
-    bench = Path(__file__).resolve().parents[1] / "benchmarks"
-    if str(bench) not in sys.path:
-        sys.path.insert(0, str(bench))
-    spec = importlib.util.spec_from_file_location(f"{prefix}{name}", bench / f"{name}.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    def __init__(self, name: str) -> None:
+        import importlib
+
+        self.name = name
+        self.module = importlib.import_module(f"fiqa_bench.experiments.{name}")
+
+    def __getattr__(self, attr: str):
+        return getattr(self.module, attr)
+
+    def main(self, argv=()) -> int:
+        from fiqa_bench.harness import main
+
+        return main(["run", self.name, *argv])
+
+
+def load_script(name: str, prefix: str = "") -> ExperimentModule:
+    """The experiment ``name`` of fiqa_bench (formerly ``benchmarks/<name>.py``), with
+    ``main(argv)`` (``prefix``: unused, kept for the callers)."""
+    return ExperimentModule(name)
+
+
+def bench_results(path) -> dict:
+    """The ``results`` of a fiqa-bench result file (or of the one result file in a folder)."""
+    from fiqa_bench.harness import read_results
+
+    return read_results(path)

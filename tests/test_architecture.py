@@ -1,16 +1,20 @@
 """Static architecture checks (docs/architecture.md): the source is parsed with :mod:`ast`, no
-module of fiqa_sdk is imported, no data or model is read.
+module of fiqa_sdk or fiqa_bench is imported, no data or model is read.
 
-1. Every error fiqa_sdk raises on purpose is a :class:`~fiqa_sdk.errors.FiqaError` subclass: no
-   bare built-in exception is raised (``NotImplementedError`` only in abstract methods).
-2. No module resolves data through the checkout layout: no path built from ``__file__`` leaves
-   the package folder, and no path is joined with the ``"shared"`` folder of the checkout.
-3. No import cycle among fiqa_sdk's modules, counting function-level imports; the remaining
-   edges are listed in :data:`ALLOWED_CYCLE_EDGES`, which may only shrink. Imports also point
-   down the layers (:data:`LAYERS`): inference modules never import eval, train or the CLI.
-4. Nothing in ``benchmarks/`` or ``examples/`` imports a private fiqa_sdk name (a module or
-   name starting with ``_``).
-5. The command line stays thin: every module of ``fiqa_sdk/cli/`` is short (``CLI_MAX_LINES``)
+1. Every error fiqa_sdk and fiqa_bench raise on purpose is a :class:`~fiqa_sdk.errors.FiqaError`
+   subclass: no bare built-in exception is raised (``NotImplementedError`` only in abstract
+   methods).
+2. No module of either package resolves data through the checkout layout: no path built from
+   ``__file__`` leaves the package folder, and no path is joined with the ``"shared"`` folder
+   of the checkout.
+3. No import cycle among fiqa_sdk's modules (nor among fiqa_bench's), counting function-level
+   imports; the remaining edges are listed in :data:`ALLOWED_CYCLE_EDGES`, which may only
+   shrink. Imports also point down the layers (:data:`LAYERS`): inference modules never import
+   eval, train or the CLI.
+4. Nothing in ``fiqa_bench/`` (the research harness) or ``examples/`` imports a private
+   fiqa_sdk name (a module or name starting with ``_``).
+5. fiqa_bench sits on top of fiqa_sdk: no module of fiqa_sdk imports fiqa_bench, at any level.
+6. The command line stays thin: every module of ``fiqa_sdk/cli/`` is short (``CLI_MAX_LINES``)
    and holds no module-level logic (imports, constants and functions only); each sub-command
    module defines ``NAME``, ``HELP``, ``HEAVY``, ``add_parser`` and ``run``.
 
@@ -27,6 +31,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "fiqa_sdk"
+BENCH = ROOT / "fiqa_bench"
 
 #: Built-in exceptions that fiqa_sdk must not raise bare (a typed ``FiqaError`` subclass that
 #: also derives from the built-in keeps ``except ValueError`` working).
@@ -116,8 +121,13 @@ def bare_raises(tree: ast.Module, label: str = "") -> list[str]:
     return [s for _, s in sorted(out)]
 
 
+def all_sources() -> dict[str, tuple[Path, ast.Module]]:
+    """:func:`package_sources` of fiqa_sdk and of fiqa_bench."""
+    return {**package_sources(PACKAGE), **package_sources(BENCH)}
+
+
 def test_no_bare_builtin_exception():
-    bad = [hit for mod, (path, tree) in package_sources().items()
+    bad = [hit for mod, (path, tree) in all_sources().items()
            for hit in bare_raises(tree, str(path.relative_to(ROOT)))]
     assert not bad, "raise a fiqa_sdk.errors class instead of a built-in:\n" + "\n".join(bad)
 
@@ -200,7 +210,7 @@ def checkout_paths(tree: ast.Module, module: str) -> list[str]:
 
 
 def test_no_checkout_layout_paths():
-    bad = [hit for mod, (path, tree) in package_sources().items() for hit in checkout_paths(tree, mod)]
+    bad = [hit for mod, (path, tree) in all_sources().items() for hit in checkout_paths(tree, mod)]
     assert not bad, ("data locations come from arguments and environment variables "
                      "(fiqa_sdk._paths), not the checkout layout:\n" + "\n".join(bad))
 
@@ -358,6 +368,13 @@ def test_no_import_cycle():
         _describe(graph, c, ALLOWED_CYCLE_EDGES) for c in found)
 
 
+def test_no_import_cycle_in_bench():
+    graph = import_graph(package_sources(BENCH), top="fiqa_bench")
+    found = cycles(graph)
+    assert not found, "import cycles in fiqa_bench:\n" + "\n".join(
+        _describe(graph, c, set()) for c in found)
+
+
 def test_cycle_allow_list_only_shrinks():
     graph = import_graph(package_sources())
     stale = sorted(e for e in ALLOWED_CYCLE_EDGES if e[1] not in graph.get(e[0], ()))
@@ -471,7 +488,7 @@ def private_imports(tree: ast.Module, label: str = "", top: str = "fiqa_sdk") ->
 
 
 def _outside_sources():
-    for folder in ("benchmarks", "examples"):
+    for folder in ("fiqa_bench", "examples"):
         for path in sorted((ROOT / folder).rglob("*.py")):
             yield path, ast.parse(path.read_text(encoding="utf-8"), str(path))
 
@@ -479,7 +496,15 @@ def _outside_sources():
 def test_no_private_names_outside_package():
     bad = [hit for path, tree in _outside_sources()
            for hit in private_imports(tree, str(path.relative_to(ROOT)))]
-    assert not bad, "benchmarks/ and examples/ use public fiqa_sdk names only:\n" + "\n".join(bad)
+    assert not bad, "fiqa_bench/ and examples/ use public fiqa_sdk names only:\n" + "\n".join(bad)
+
+
+def test_outside_sources_are_found():
+    """The private-name check reads the research harness (fiqa_bench and its experiments)."""
+    files = {p.relative_to(ROOT).as_posix() for p, _ in _outside_sources()}
+    assert "fiqa_bench/harness.py" in files
+    assert sum(f.startswith("fiqa_bench/experiments/") for f in files) >= 30
+    assert not (ROOT / "benchmarks").exists() or not list((ROOT / "benchmarks").glob("*.py"))
 
 
 def test_private_import_checker_fails_on_bad_code():
@@ -499,7 +524,7 @@ z = public._inner
 
 
 # --------------------------------------------------------------------------------------------
-# Check 5: a thin command line
+# Check 6: a thin command line
 # --------------------------------------------------------------------------------------------
 
 CLI = PACKAGE / "cli"
@@ -577,6 +602,50 @@ def test_thin_cli_checker_fails_on_bad_code(tmp_path):
         f"bad.py: {CLI_MAX_LINES + 12} lines > {CLI_MAX_LINES}", "bad.py:2 module-level logic",
         "bad.py:4 module-level logic", "bad.py:7 module-level logic",
         "bad.py: no HELP, HEAVY, add_parser"]
+
+
+# Check 5: fiqa_sdk never imports fiqa_bench
+# --------------------------------------------------------------------------------------------
+
+
+def imports_of(tree: ast.Module, label: str, target: str) -> list[str]:
+    """``label:line name`` of every import of ``target`` (or a module under it) in ``tree``,
+    at any level (functions included); ``importlib.import_module("target...")`` counts too."""
+    out = []
+    for node in ast.walk(tree):
+        names = []
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names = [node.module]
+        elif isinstance(node, ast.Call) and getattr(node.func, "attr", getattr(node.func, "id", "")) \
+                in ("import_module", "__import__") and node.args \
+                and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str):
+            names = [node.args[0].value]
+        out += [f"{label}:{node.lineno} {n}" for n in names
+                if n == target or n.startswith(target + ".")]
+    return sorted(set(out))
+
+
+def test_sdk_never_imports_bench():
+    bad = [hit for mod, (path, tree) in package_sources().items()
+           for hit in imports_of(tree, str(path.relative_to(ROOT)), "fiqa_bench")]
+    assert not bad, ("fiqa_sdk must not import the research harness (fiqa_bench sits on top of "
+                     "it; move what both need into fiqa_sdk):\n" + "\n".join(bad))
+
+
+def test_bench_import_checker_fails_on_bad_code():
+    src = """
+import fiqa_bench
+import fiqa_benchmarks
+from fiqa_bench.harness import experiment
+import importlib
+def f():
+    from fiqa_bench import experiments
+    return importlib.import_module("fiqa_bench.experiments.x")
+"""
+    assert imports_of(ast.parse(src), "m", "fiqa_bench") == [
+        "m:2 fiqa_bench", "m:4 fiqa_bench.harness", "m:7 fiqa_bench", "m:8 fiqa_bench.experiments.x"]
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,6 +1,7 @@
-"""The ``--quick`` mode of every benchmark script (the CI smoke runs of benchmarks/*.py).
+"""The ``--quick`` mode of the fiqa_bench experiments, with checks of their outputs.
 
-Each test runs ``script.main([..., "--quick", ...])`` end to end on its tiny input and checks
+Each test runs ``fiqa-bench run NAME --quick ...`` in this process
+(``conftest.load_script(NAME).main([...])``) end to end on its tiny input and checks
 the script's outputs: their structure, the counts the tiny input implies, and values that must
 hold (finite, in range, consistent with each other). Caches and outputs go to pytest's tmp
 folders; the LFW scripts share one feature cache (``lfw_quick_cache``: the 200-pair subset of
@@ -25,7 +26,7 @@ from conftest import fake_lfw as make_fake_lfw  # noqa: E402
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
-from conftest import load_script  # noqa: E402
+from conftest import bench_results, load_script  # noqa: E402
 
 
 def _load_script(name: str):
@@ -240,12 +241,13 @@ def test_ediffiqa_ablation_quick(celeba_root, lfw_root, lfw_quick_cache, tmp_pat
     assert sorted((float(e), float(t)) for e, t, *_ in rows) == sorted(mod.QUICK["settings"])
     assert [float(r[2]) for r in rows] == sorted(float(r[2]) for r in rows)  # best first
     assert re.search(r"^\| teacher \| \| [\d.]+ \| [\d.]+ \| \|$", table, flags=re.M)
-    res = json.loads((out / "lfw" / "lfw-pairs-arcface.json").read_text())
+    lfw = bench_results(out / "lfw")
+    res = lfw["lfw-pairs-arcface"]
     assert res["n_mated"] == 100 and res["n_nonmated"] == 100
     scorers = {r["scorer"]: r for r in res["results"]}
     assert set(scorers) == {*names, "random", "inter-eye", "embedding-norm"}
     assert all(math.isfinite(r["fnmr0"]) and r["n_mated"] == 100 for r in scorers.values())
-    assert not (out / "lfw" / "lfw-all-arcface.json").exists()  # --quick: lfw-pairs only
+    assert set(lfw) == {"lfw-pairs-arcface"}  # --quick: lfw-pairs only
     assert "| eps=0.5 theta=0.5 |" in capsys.readouterr().out
 
 
@@ -255,7 +257,7 @@ def test_lfw_verification_quick(lfw_root, lfw_quick_cache, tmp_path):
     out = tmp_path / "v.json"
     assert mod.main(["--quick", "--lfw", str(lfw_root), "--cache", str(lfw_quick_cache),
                      "--out", str(out)]) == 0
-    (row,) = json.loads(out.read_text())
+    (row,) = bench_results(out)["rows"]
     assert (row["detector"], row["embedder"]) == ("retinaface", "arcface")
     assert row["pairs"] == 200 and row["images"] == len(_quick_pairs(lfw_root).paths)
     assert row["accuracy"] >= 0.95 and 0 <= row["std"] < 0.1  # ArcFace on LFW: ~99.5 %
@@ -270,7 +272,7 @@ def test_random_edc_spread_quick(lfw_root, lfw_quick_cache, tmp_path):
     out = tmp_path / "all.json"
     assert mod.main(["--quick", "--lfw", str(lfw_root), "--cache", str(lfw_quick_cache),
                      "--fmr", "1e-5", "--out", str(out)]) == 0
-    res = json.loads(out.read_text())
+    res = bench_results(out)
     proto = _quick_all_vs_all(lfw_root)
     assert res["protocol"] == "lfw-all" and res["seeds"] == mod.QUICK["seeds"] == 20
     assert res["n_mated"] == proto.n_mated
@@ -284,7 +286,7 @@ def test_random_edc_spread_quick(lfw_root, lfw_quick_cache, tmp_path):
     out = tmp_path / "pairs.json"
     assert mod.main(["--quick", "--protocol", "lfw-pairs", "--lfw", str(lfw_root), "--cache",
                      str(lfw_quick_cache), "--out", str(out)]) == 0
-    res = json.loads(out.read_text())
+    res = bench_results(out)
     assert res["n_mated"] == 100
     assert math.isfinite(res["pauc_norm_0.2"]["mean"]) == (res["failing_mated_pairs"] > 0)
 
@@ -296,7 +298,7 @@ def test_gate_filter_lfw_quick(lfw_root, lfw_quick_cache, tmp_path):
     assert mod.main(["--quick", "--edc-protocol", "lfw-all", "--face-policy", "central",
                      "--lfw", str(lfw_root), "--cache", str(lfw_quick_cache),
                      "--out", str(out)]) == 0
-    res = json.loads(out.read_text())
+    res = bench_results(out)
     proto = _quick_all_vs_all(lfw_root, mod.QUICK_PAIRS_PER_FOLD)
     assert res["images"] == res["scored"] == len(proto.paths)
     assert res["kept"] == res["expected_kept"] == res["scored"] - math.floor(0.2 * res["scored"])
@@ -326,7 +328,7 @@ def test_lfw_detection_rate_quick(lfw_root, lfw_quick_cache, tmp_path, capsys):
     out = tmp_path / "rate.json"
     assert mod.main(["--quick", "--lfw", str(lfw_root), "--cache", str(lfw_quick_cache),
                      "--out", str(out)]) == 0
-    rows = json.loads(out.read_text())
+    rows = bench_results(out)["rows"]
     assert [r["detector"] for r in rows] == ["retinaface", "mtcnn"]
     for r in rows:
         assert r["images"] == mod.QUICK_IMAGES == 20
@@ -340,7 +342,7 @@ def test_pipeline_throughput_quick(lfw_root, tmp_path):
     mod = _load_script("pipeline_throughput")
     out = tmp_path / "tp.json"
     assert mod.main(["--quick", "--lfw", str(lfw_root), "--out", str(out)]) == 0
-    rows = json.loads(out.read_text())
+    rows = bench_results(out)["rows"]
     assert [r["detector"] for r in rows] == mod.QUICK["detectors"] == ["retinaface", "scrfd"]
     for r in rows:
         stages = [r[f"{k}_ms"] for k in ("decode", "detect", "align", "embed")]
@@ -383,7 +385,7 @@ def test_xq_severity_spearman_quick(lfw_root, tmp_path, monkeypatch, capsys):
     m = re.search(r"^lfw-xq lfw-xq-\S+: 60 images, (\d+) degraded$", capsys.readouterr().out,
                   flags=re.M)
     assert m and 10 <= int(m[1]) <= 50  # about half of lfw-xq is degraded
-    rows = {r["scorer"]: r for r in json.loads(out.read_text())}
+    rows = {r["scorer"]: r for r in bench_results(out)["rows"]}
     assert list(rows) == list(BASELINE_SCORERS)
     for r in rows.values():
         assert -1 <= r["spearman_all"] <= 1 and -1 <= r["spearman_degraded"] <= 1
@@ -432,7 +434,7 @@ def test_ensemble_cost_quick(tmp_path, capsys, monkeypatch):
     mod = _load_script("ensemble_cost")
     out = tmp_path / "cost.json"
     assert mod.main(["--quick", "--out", str(out)]) == 0
-    res = json.loads(out.read_text())
+    res = bench_results(out)
     assert res["members"] == 2 and res["faces"] == 32 and res["rounds"] == 2
     assert all(len(v) == 2 and all(x > 0 for x in v) for v in res["all_ms_per_face"].values())
     assert res["ratio"] == pytest.approx(res["ms_per_face"]["ensemble"] / res["ms_per_face"]["single"],
@@ -440,15 +442,14 @@ def test_ensemble_cost_quick(tmp_path, capsys, monkeypatch):
     assert res["backend"] == "torch"
     # the same through onnxruntime (both exported once), two inferences at once
     assert mod.main(["--quick", "--backend", "onnxruntime", "--threads", "2", "--out", str(out)]) == 0
-    res = json.loads(out.read_text())
+    res = bench_results(out)
     assert res["backend"] == "onnxruntime" and res["threads"] == 2 and res["ratio"] > 0
-    with pytest.raises(SystemExit):
-        mod.main(["--regressor", "only-one.safetensors"])
+    assert mod.main(["--regressor", "only-one.safetensors"]) == 2  # a usage error
     from fiqa_sdk.quality.ediffiqa import shipped_weights
 
-    with pytest.raises(SystemExit):  # an ensemble file is not a member
-        mod.main(["--regressor", str(shipped_weights("ediffiqa")),
-                  "--regressor", str(shipped_weights("diffiqa-r"))])
+    # an ensemble file is not a member
+    assert mod.main(["--regressor", str(shipped_weights("ediffiqa")),
+                     "--regressor", str(shipped_weights("diffiqa-r"))]) == 2
 
 
 def test_paired_pauc_ci_quick(lfw_root, lfw_quick_cache, tmp_path):
@@ -457,7 +458,7 @@ def test_paired_pauc_ci_quick(lfw_root, lfw_quick_cache, tmp_path):
     out = tmp_path / "ci.json"
     assert mod.main(["--quick", "--lfw", str(lfw_root), "--cache", str(lfw_quick_cache),
                      "--out", str(out)]) == 0
-    res = json.loads(out.read_text())
+    res = bench_results(out)
     assert (res["a"], res["b"], res["boot"]) == ("inter-eye", "random", 50)
     assert res["failing_mated_pairs"] >= 1 and 1 <= res["identities_with_failing_pairs"]
     assert res["identities"] == len(np.unique(_quick_all_vs_all(lfw_root).labels[
@@ -477,7 +478,7 @@ def test_lfw_gate_defaults_quick(lfw_root, tmp_path, capsys):
     out = tmp_path / "g.json"
     assert mod.main(["--quick", "--lfw", str(lfw_root), "--policies", "largest",
                      "--out", str(out)]) == 0
-    r = json.loads(out.read_text())
+    r = bench_results(out)
     assert r["pairs"] == 200 and 250 < r["images"] <= 400
     default, largest = r["rows"]
     assert default["face_policy"] == "subject (default)" and largest["face_policy"] == "largest"
@@ -492,7 +493,7 @@ def test_default_speed_quick(lfw_root, tmp_path, capsys):
     mod = _load_script("default_speed")
     out = tmp_path / "s.json"
     assert mod.main(["--quick", "--lfw", str(lfw_root), "--out", str(out)]) == 0
-    r = json.loads(out.read_text())
+    r = bench_results(out)
     assert r["gate"]["joint"] and r["gate"]["face_policy"] == "subject"
     assert r["scorer"]["backend"] == "onnxruntime"
     assert r["pipeline_ms"] > 0 and r["gate_assess_ms"] > 0
@@ -508,7 +509,7 @@ def test_ray_filter_quick(lfw_root, tmp_path, capsys):
     out, md = tmp_path / "ray.json", tmp_path / "ray.md"
     assert mod.main(["--quick", "--images", "6", "--shard-size", "3", "--lfw", str(lfw_root),
                      "--out", str(out), "--md", str(md)]) == 0
-    res = json.loads(out.read_text())
+    res = bench_results(out)
     assert res["images"] == 6 and res["quick"] and res["cpus"] >= 1
     rows = {(r["kind"], r["n"]): r for r in res["rows"]}
     assert set(rows) == {("single", 0), ("ray", 1), ("ray", 2)}

@@ -56,7 +56,7 @@ def fake_lfw(astronaut, tmp_path_factory) -> Path:
     return make_fake_lfw(tmp_path_factory.mktemp("lfw"), astronaut, 3)
 
 
-from conftest import load_script  # noqa: E402
+from conftest import bench_results, load_script  # noqa: E402
 
 
 def _load_script(name: str):
@@ -149,7 +149,7 @@ def test_acceptance_script_quick(fake_lfw, micro_weights, tmp_path, capsys):
     assert mod.main(["--weights", str(micro_weights), "--lfw", str(fake_lfw), "--cache",
                      str(tmp_path / "c"), "--faces", "2", "--ts", "5", "--n", "1",
                      "--baselines", "embedding-norm", "--out", str(out)]) == 0
-    res = json.loads(out.read_text())
+    res = bench_results(out)
     assert res["benchmark"] == "diffiqa-acceptance" and len(res["files"]) == 2
     assert "Acceptance (diffiqa)" in capsys.readouterr().out
 
@@ -243,7 +243,7 @@ def test_runtime_cli_and_script(fake_lfw, micro_weights, tmp_path, capsys):
     assert (tmp_path / "cli" / "runtime.md").read_text().startswith("1 LFW images")
     mod = _load_script("runtime")
     assert mod.main([*args, "--out", str(tmp_path / "rt.json")]) == 0
-    assert json.loads((tmp_path / "rt.json").read_text())["benchmark"] == "runtime"
+    assert bench_results(tmp_path / "rt.json")["benchmark"] == "runtime"
     assert "speed-up vs DifFIQA" in capsys.readouterr().out
     assert main(["bench", "runtime", "--regressor", "bogus=x", "--out", str(tmp_path)]) == 1
 
@@ -267,16 +267,15 @@ if __name__ == "__main__":  # pragma: no cover
 
 
 def test_regressors_lfw_quick(lfw_root, lfw_quick_cache, tmp_path, capsys):
-    """``benchmarks/regressors_lfw.py --quick``: the shipped regressors and three baselines on
+    """``fiqa-bench run regressors_lfw --quick``: the shipped regressors and three baselines on
     200 real LFW pairs, end to end (detection, alignment, embeddings, EDC)."""
-    sys.path.insert(0, str(REPO / "benchmarks"))
-    import regressors_lfw
+    regressors_lfw = load_script("regressors_lfw")
 
     out = tmp_path / "out"
     rc = regressors_lfw.main(["--quick", "--out", str(out), "--lfw", str(lfw_root),
                               "--cache", str(lfw_quick_cache)])
     assert rc == 0
-    res = json.loads((out / "lfw-pairs-arcface.json").read_text())
+    res = bench_results(out)["lfw-pairs-arcface"]
     assert res["n_mated"] == 100 and res["n_nonmated"] == 100
     rows = {r["scorer"]: r for r in res["results"]}
     assert set(rows) == {"ediffiqa", "diffiqa-r", "ediffiqa-free", "random", "inter-eye",
@@ -289,7 +288,7 @@ def test_regressors_lfw_quick(lfw_root, lfw_quick_cache, tmp_path, capsys):
 
 # -- DifFIQA settings / eq. 7 terms ---------------------------------------------------------
 def test_diffiqa_settings_terms_match_the_scorer(crops, micro_weights, arcface):
-    """The per-term decomposition of benchmarks/diffiqa_settings.py gives back the scorer's own
+    """The per-term decomposition of the diffiqa_settings experiment gives back the scorer's own
     eq. 7 quality (and flip-consistency's cosine) for the chain and the one-step mode."""
     import fiqa_sdk as fq
 
@@ -314,8 +313,7 @@ def test_regressors_lfw_ensemble(astronaut, astronaut_face, tmp_path):
     """``--ensemble NAME=A,B``: a ``RegressorEnsemble`` of the members (the shipped code path)
     scoring their mean, cached under a key of its members' weights; bad member lists are usage
     errors (an ensemble file as a member among them)."""
-    sys.path.insert(0, str(REPO / "benchmarks"))
-    import regressors_lfw
+    regressors_lfw = load_script("regressors_lfw")
 
     import fiqa_sdk as fq
     from fiqa_sdk.errors import InvalidArgumentError
@@ -334,9 +332,8 @@ def test_regressors_lfw_ensemble(astronaut, astronaut_face, tmp_path):
     with pytest.raises(InvalidArgumentError):  # the shipped ediffiqa is itself an ensemble
         regressors_lfw.ensemble_scorer("x", [fq.create_scorer("ediffiqa"), a])
     for bad in ("x=ediffiqa", "x=ediffiqa,nope", "ediffiqa,diffiqa-r", "x=ediffiqa,diffiqa-r"):
-        with pytest.raises(SystemExit):
-            regressors_lfw.main(["--ensemble", bad, "--out", str(tmp_path / "o"), "--protocols",
-                                 "lfw-pairs", "--regressor",
-                                 f"ediffiqa={fq.quality.ediffiqa.shipped_weights('ediffiqa')}",
-                                 "--regressor",
-                                 f"diffiqa-r={fq.quality.ediffiqa.shipped_weights('diffiqa-r')}"])
+        rc = regressors_lfw.main([
+            "--ensemble", bad, "--out", str(tmp_path / "o"), "--protocols", "lfw-pairs",
+            "--regressor", f"ediffiqa={fq.quality.ediffiqa.shipped_weights('ediffiqa')}",
+            "--regressor", f"diffiqa-r={fq.quality.ediffiqa.shipped_weights('diffiqa-r')}"])
+        assert rc == 2  # a usage error

@@ -1,7 +1,7 @@
-"""Scripts added so that numbers in README.md and docs/ come from a committed command:
-benchmarks/lfw_all_threshold.py, ddpm_checks.py, prelu_rewrites.py, onnx_export_checks.py,
-teacher_flip_spearman.py, dlib_vs_retinaface.py, and the options ``lfw_verification.py
---errors-vs-policy`` and ``unet_pass_size.py --freeze``. Each test runs the script's real code
+"""Experiments (fiqa_bench/experiments/) added so that numbers in README.md and docs/ come from a
+committed command: lfw_all_threshold, ddpm_checks, prelu_rewrites, onnx_export_checks,
+teacher_flip_spearman, dlib_vs_retinaface, and the options ``lfw_verification
+--errors-vs-policy`` and ``unet_pass_size --freeze``. Each test runs the experiment's real code
 on small inputs (temporary caches) and checks properties its numbers rest on."""
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
-from conftest import load_script  # noqa: E402
+from conftest import bench_results, load_script  # noqa: E402
 
 
 def _load_script(name: str):
@@ -71,7 +71,7 @@ def test_lfw_all_threshold_quick(lfw_root, lfw_quick_cache, tmp_path):
     out = tmp_path / "thr.json"
     assert mod.main(["--quick", "--lfw", str(lfw_root), "--cache", str(lfw_quick_cache),
                      "--repeats", "1", "--out", str(out)]) == 0
-    r = json.loads(out.read_text())
+    r = bench_results(out)
     n = r["images"]
     assert 250 < n <= 400
     assert 0 < r["n_nonmated"] < n * (n - 1) // 2
@@ -107,7 +107,7 @@ def test_ddpm_checks_quick_main(tmp_path):
     mod = _load_script("ddpm_checks")
     out = tmp_path / "ddpm.json"
     assert mod.main(["--quick", "--smoke-steps", "0", "0", "--out", str(out)]) == 0
-    r = json.loads(out.read_text())
+    r = bench_results(out)
     assert set(r["identity_val_loss"]) == {"1000"} and r["smoke"] == []
     assert r["degradation_psnr_db"]["faces"] == 8
 
@@ -154,7 +154,7 @@ def test_prelu_rewrites_quick(tmp_path):
     mod = _load_script("prelu_rewrites")
     out = tmp_path / "prelu.json"
     assert mod.main(["--quick", "--out", str(out)]) == 0
-    r = json.loads(out.read_text())
+    r = bench_results(out)
     assert set(r["ms_per_face"]) == set(mod.VARIANTS)
     assert all(v > 0 for v in r["ms_per_face"].values())
     assert all(v < 1e-4 for v in r["max_abs_diff_vs_torch"].values())  # same function
@@ -174,7 +174,7 @@ def test_onnx_export_checks_quick(tmp_path, monkeypatch):
     out = tmp_path / "export.json"
     assert mod.main(["--quick", "--out", str(out)]) == 0
     assert os.environ["FIQA_CACHE"] == str(tmp_path / "cache")  # restored
-    r = json.loads(out.read_text())
+    r = bench_results(out)
     s = r["setup"]
     assert len(s["cache_files"]) == 1 and s["cache_files"][0].endswith(".onnx")
     assert s["onnxruntime_empty_cache_s"] > s["onnxruntime_cached_s"] > 0  # export vs load
@@ -189,7 +189,7 @@ def test_teacher_flip_spearman_quick(tmp_path):
     mod = _load_script("teacher_flip_spearman")
     out = tmp_path / "sp.json"
     assert mod.main(["--quick", "--n", "4", "--out", str(out)]) == 0
-    r = json.loads(out.read_text())
+    r = bench_results(out)
     assert r["n"] == 4 and r["teacher"] == {"method": "diffiqa", "t": 5, "n": 1, "flip": True,
                                              "seed": 0}
     assert set(r["spearman_with_teacher"]) == {"flip-consistency", "embedding-norm"}
@@ -274,7 +274,7 @@ def test_regressor_backends_bound_only(tmp_path, monkeypatch, capsys):
     mod = _load_script("regressor_backends")
     out = tmp_path / "bound.json"
     assert mod.main(["--bound-only", "--out", str(out)]) == 0
-    b = json.loads(out.read_text())["bound"]
+    b = bench_results(out)["bound"]
     # the shipped ediffiqa (seed ensemble): 487.4 M MACs, quoted in the docs (one regressor: 441.0 M)
     assert 487e6 < b["macs_per_face"] < 488e6
     assert b["gflop_per_face"] == pytest.approx(2 * b["macs_per_face"] / 1e9)

@@ -1,6 +1,7 @@
-"""Scripts that produce numbers quoted in the docs: benchmarks/color_order.py (docs/faq.md, "BGR
-or RGB?") and the onnxruntime profiler mode of benchmarks/regressor_backends.py (docs/benchmarks.md,
-"eDifFIQA throughput"). Each runs the script's real code path on small inputs."""
+"""Experiments that produce numbers quoted in the docs: ``fiqa-bench run color_order``
+(docs/faq.md, "BGR or RGB?") and the onnxruntime profiler mode of ``fiqa-bench run
+regressor_backends`` (docs/benchmarks.md, "eDifFIQA throughput"). Each runs the experiment's real
+code path (fiqa_bench/experiments/) on small inputs."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
-from conftest import load_script  # noqa: E402
+from conftest import bench_results, load_script  # noqa: E402
 
 
 def _load_script(name: str):
@@ -31,7 +32,7 @@ def test_color_order(tmp_path, monkeypatch, capsys):
     mod = _load_script("color_order")
     out = tmp_path / "color.json"
     assert mod.main(["--scorers", "embedding-norm", "ediffiqa", "--out", str(out)]) == 0
-    res = json.loads(out.read_text())
+    res = bench_results(out)
     rows = {r["scorer"]: r for r in res["rows"]}
     assert set(rows) == {"embedding-norm", "ediffiqa"}
     for r in rows.values():
@@ -48,7 +49,7 @@ def test_color_order(tmp_path, monkeypatch, capsys):
     # --quick: embedding-norm only, the same embeddings
     quick = tmp_path / "quick.json"
     assert mod.main(["--quick", "--out", str(quick)]) == 0
-    q = json.loads(quick.read_text())
+    q = bench_results(quick)
     assert [r["scorer"] for r in q["rows"]] == ["embedding-norm"]
     assert q["embedding_cosine"] == pytest.approx(res["embedding_cosine"], abs=1e-6)
 
@@ -64,7 +65,7 @@ def test_regressor_backends_profile(astronaut, astronaut_face, tmp_path, monkeyp
     out = tmp_path / "profile.json"
     assert mod.main(["--profile", "--faces", str(faces), "--batches", "4", "--rounds", "2",
                      "--work", str(tmp_path / "work"), "--out", str(out)]) == 0
-    res = json.loads(out.read_text())
+    res = bench_results(out)
     assert res["batch"] == 4 and res["runs"] == 2
     src = res["source_op_counts"]
     # the shipped ediffiqa is a 3-seed ensemble: one regressor's 34 PReLUs + 6 in each extra tail
@@ -112,7 +113,7 @@ def test_unet_pass_size_quick(tmp_path, monkeypatch, capsys):
     out = tmp_path / "unet.json"
     assert mod.main(["--quick", "--threads", "1", "--onnx", "--profile", "--work",
                      str(tmp_path / "onnx"), "--out", str(out)]) == 0
-    res = json.loads(out.read_text())
+    res = bench_results(out)
     assert res["threads"] == 1 and res["samples"] == 8 and res["rounds"] == 2
     assert set(res["ms_per_sample"]) == {f"{rt}, pass of {b}" for rt in ("torch", "onnxruntime")
                                          for b in (4, 8)}
@@ -133,7 +134,7 @@ def test_lfw_xq_stats_quick(lfw_root, tmp_path, monkeypatch, capsys):
     mod = _load_script("lfw_xq_stats")
     out = tmp_path / "xq.json"
     assert mod.main(["--quick", "--lfw", str(lfw_root), "--out", str(out)]) == 0
-    res = json.loads(out.read_text())
+    res = bench_results(out)
     assert res["build"]["images"] == 10 and res["build"]["ms_per_image"] > 0
     eye = res["inter_eye"]
     assert eye["images"] == 100 and eye["with_face"] == 100

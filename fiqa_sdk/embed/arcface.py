@@ -43,8 +43,8 @@ class ArcFaceEmbedder(Embedder):
         (:func:`fiqa_sdk._onnx.rewrite_blocked_prelu`) and its grouped convolution of 64 groups
         of 2 channels split into depthwise ones (:func:`fiqa_sdk._onnx.rewrite_grouped_conv`):
         the same function up to float rounding, faster in onnxruntime (the speed-up and the
-        embeddings' agreement: docs/benchmarks.md "Runtime per face", ``python
-        benchmarks/arcface_prelu.py``). Off: the file as it is.
+        embeddings' agreement: docs/benchmarks.md "Runtime per face",
+        ``fiqa-bench run arcface_prelu``). Off: the file as it is.
     """
 
     name = "arcface"

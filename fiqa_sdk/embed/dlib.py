@@ -6,7 +6,7 @@ fiqa-sdk aligns every embedder's crops from the five ArcFace-order landmarks wit
 similarity transform, so this embedder declares :data:`DLIB_CHIP_TEMPLATE`, where those five
 points sit on average inside dlib's chip; ``align_face(img, landmarks, 150, dst=template)``
 then reproduces dlib's chips closely (the mean embedding cosine to dlib's own chips on LFW:
-docs/pipeline.md "Conventions", ``python benchmarks/derive_dlib_template.py``).
+docs/pipeline.md "Conventions", ``fiqa-bench run derive_dlib_template``).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ DLIB_CHIP_SIZE = 150
 #: (x, y) of the left eye centre, right eye centre, nose tip, left and right mouth corners
 #: (ArcFace order, image left/right) in dlib's 150x150 chip with padding 0.25.
 #:
-#: Derived by ``benchmarks/derive_dlib_template.py --n 300 --seed 0`` (298 faces found by HOG
+#: Derived by ``fiqa-bench run derive_dlib_template --n 300 --seed 0`` (298 faces found by HOG
 #: in a seeded sample of 300 LFW images): for each face, the 68 dlib landmarks give the five
 #: points (eye centres = means of points 36-41 / 42-47, nose tip = 30, mouth corners = 48 / 54),
 #: ``dlib.get_face_chip_details(shape, 150, 0.25)`` gives the chip, its image->chip mapping

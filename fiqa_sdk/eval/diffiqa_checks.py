@@ -22,7 +22,7 @@ b. **Quality follows degradation.** Three degraded copies of each aligned crop
    every degradation. The baselines ``embedding-norm`` and ``flip-consistency`` and any given
    regressor (``ediffiqa``, ``ediffiqa-free``, ``diffiqa-r``) are scored alike for comparison.
 
-Used by ``benchmarks/diffiqa_acceptance.py``.
+Used by ``fiqa-bench run diffiqa_acceptance``.
 """
 
 from __future__ import annotations

@@ -541,7 +541,7 @@ def add_cli_parser(bench_subparsers) -> None:
 
 def add_runtime_arguments(parser, threads_default: int | None = None) -> None:
     """Every option of ``fiqa bench runtime`` but ``--out`` (shared with
-    ``benchmarks/runtime.py``, whose ``--threads`` defaults to 1)."""
+    ``fiqa-bench run runtime``, whose ``--threads`` defaults to 1)."""
     parser.add_argument("--weights", default=None,
                         help="DifFIQA denoiser .safetensors with its .json sidecar (default "
                              "$FIQA_DIFFIQA_WEIGHTS, else the shipped one)")
@@ -575,7 +575,7 @@ def add_runtime_arguments(parser, threads_default: int | None = None) -> None:
 
 def add_throughput_arguments(parser) -> None:
     """The regressor-backend options shared by ``fiqa bench runtime`` and
-    ``benchmarks/runtime.py``."""
+    ``fiqa-bench run runtime``."""
     parser.add_argument("--regressor-backend", nargs="+", default=["torch"],
                         choices=list(THROUGHPUT_VARIANTS), metavar="BACKEND",
                         help="backends each --regressor is timed with in the full breakdown "
@@ -615,7 +615,7 @@ def throughput_from_args(args, log: Callable[[str], None] | None = None) -> dict
 
 def run_from_args(args, log: Callable[[str], None] | None = None) -> dict:
     """:func:`run_runtime_bench` from parsed options (``fiqa bench runtime`` and
-    ``benchmarks/runtime.py``): ``--quick`` / default sizes, ``$FIQA_DIFFIQA_WEIGHTS``;
+    ``fiqa-bench run runtime``): ``--quick`` / default sizes, ``$FIQA_DIFFIQA_WEIGHTS``;
     :func:`run_regressor_throughput` with ``--throughput``."""
     from .diffiqa_checks import default_weights
 

@@ -127,7 +127,7 @@ class DifFIQAScorer(Scorer):
     unet_batch : int or None
         Samples per UNet forward pass within a chunk (default: 8 on the CPU, where this small
         UNet is cache-bound and a pass over 8 samples costs less per sample than one over 40,
-        see docs/benchmarks.md "Runtime per face", ``python benchmarks/unet_pass_size.py``;
+        see docs/benchmarks.md "Runtime per face", ``fiqa-bench run unet_pass_size``;
         the whole chunk on CUDA). Scores do not depend on it
         beyond float rounding: the noise is drawn per face before the passes.
     verify : bool
