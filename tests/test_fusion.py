@@ -45,6 +45,11 @@ def test_score_is_the_z_score_sum_of_regressor_and_log_norm(fusion, crops):
     c, l = t["regressors"]["diffiqa-r"], t["log_norm"]
     want = 0.5 * (reg - c["mean"]) / c["std"] + 0.5 * (np.log(norm) - l["mean"]) / l["std"]
     np.testing.assert_allclose(fusion.score(crops), want, atol=1e-5)
+    # on its own it also runs one joint pass (onnxruntime fp32); torch runs the two models
+    assert fusion._joint_runner() is not None
+    alone = fq.create_scorer("diffiqa-r+norm", backend="torch")
+    assert alone._joint_runner() is None
+    np.testing.assert_allclose(alone.score(crops), want, atol=1e-4)
     # degraded copies (severities 1-3 of each period of 4) score below the clean ones
     q = fusion.score(crops).reshape(2, 4)
     assert (q[:, 0] > q[:, 3]).all()

@@ -22,6 +22,7 @@ adds them.
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -246,6 +247,9 @@ class NormFusionScorer(Scorer):
             raise InvalidArgumentError(f"regressor must be a name or a Scorer, got "
                                        f"{type(regressor).__name__}")
         self.regressor = regressor
+        self._device = device
+        self._joint: list = []  # [JointRunner or None], built on first use
+        self._joint_lock = threading.Lock()
         self.embedder = (create_embedder(embedder, **({"device": device} if device != "cpu" else {}))
                          if isinstance(embedder, str) else embedder)
         if getattr(self.embedder, "input_size", 112) != 112:
@@ -285,6 +289,10 @@ class NormFusionScorer(Scorer):
     def precision(self) -> str:
         return str(getattr(self.regressor, "precision", "fp32"))
 
+    @property
+    def threads(self) -> int | None:
+        return getattr(self.regressor, "threads", None)
+
     def combine(self, regressor_scores: np.ndarray, raw_embeddings: np.ndarray) -> np.ndarray:
         """The fused quality of regressor scores ``(N,)`` and raw embeddings ``(N, D)`` of the
         same faces (the embedder's un-normalised output)."""
@@ -296,7 +304,30 @@ class NormFusionScorer(Scorer):
         return (self.weight * (r - self.mean_r) / self.std_r
                 + (1.0 - self.weight) * (ln - self.mean_l) / self.std_l)
 
+    def _joint_runner(self) -> Any:
+        """One onnxruntime pass for the raw embedding and the regressor's score
+        (:mod:`fiqa_sdk.quality.joint`) when the regressor runs on onnxruntime in fp32 and shares
+        the embedder's stem (the shipped ones with the shipped ArcFace); else None."""
+        if not self._joint:
+            with self._joint_lock:
+                if not self._joint:
+                    runner = None
+                    if self.backend == "onnxruntime" and self.precision == "fp32":
+                        from .joint import JointRunner, joint_model
+
+                        model = joint_model(self.regressor, self.embedder)
+                        if model is not None:
+                            runner = JointRunner(model, device=self._device,
+                                                 threads=self.threads,
+                                                 tag=f"joint-{self.regressor_name}")
+                    self._joint.append(runner)
+        return self._joint[0]
+
     def _score(self, aligned: np.ndarray, faces: Sequence[Face] | None) -> np.ndarray:
+        joint = self._joint_runner()
+        if joint is not None:
+            raw, q = joint(aligned)
+            return self.combine(q, raw)
         return self.combine(self.regressor.score(aligned), self.embedder.embed_raw(aligned))
 
     def __repr__(self) -> str:
