@@ -68,8 +68,8 @@ from .protocols import _mated_pairs
 
 #: Scorers of the dev suite by default: every shipped regressor and every baseline.
 DEV_SCORERS = ("diffiqa-r+norm", "ediffiqa+norm", "ediffiqa", "diffiqa-r", "ediffiqa-free",
-               "embedding-norm", "flip-consistency",
-               "det-score", "inter-eye", "sharpness", "random")
+               "embedding-norm", "flip-consistency", "det-score", "face-area", "inter-eye",
+               "sharpness", "random")
 #: The baseline every scorer is compared with (paired differences).
 REFERENCE = "embedding-norm"
 #: Regressors are scored with the onnxruntime backend on one thread (same scores to ~1e-6).
