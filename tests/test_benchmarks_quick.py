@@ -360,7 +360,7 @@ def test_score_ranges_quick(lfw_root, capsys):
     assert out.startswith("4 LFW images of 4 identities (seed 0)")
     rows = {}
     for line in out.splitlines():
-        m = re.match(r"^\| ([a-z-]+) \| (.+) \|$", line)
+        m = re.match(r"^\| ([a-z+-]+) \| (.+) \|$", line)
         if m and m[1] != "scorer":
             rows[m[1]] = [float(v) for v in m[2].split(" | ")]
     assert set(rows) == set(fq.list_scorers())
@@ -369,7 +369,7 @@ def test_score_ranges_quick(lfw_root, capsys):
         assert lo <= med <= hi, name
     # a Gaussian blur of sigma 8 px is a clearly worse image for every quality measure
     for name in ("sharpness", "embedding-norm", "flip-consistency", "diffiqa", "ediffiqa",
-                 "diffiqa-r", "ediffiqa-free", "det-score"):
+                 "diffiqa-r", "ediffiqa-free", "det-score", "diffiqa-r+norm", "ediffiqa+norm"):
         assert rows[name][4] < rows[name][3], name
 
 
