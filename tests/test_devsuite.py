@@ -201,6 +201,12 @@ def test_teacher_check_quick_on_lfw(lfw_root, tmp_path):
     assert names == {"diffiqa-eq7", "diffiqa-restored", "diffiqa-noisy", "embedding-norm"}
     assert set(res["summary"]["restored_minus_noisy"]) == {"xq-arcface", "occ-cross-arcface",
                                                            "pooled"}
+    # students: more scorers on the same faces and redraws
+    res = run_teacher_check(lfw_root, params={"fast": True}, quick=True, boot=50,
+                            cache_dir=tmp_path, students=["det-score", "embedding-norm"])
+    names = {r["scorer"] for r in res["summary"]["sets"][0]["rows"]}
+    assert names == {"diffiqa-eq7", "diffiqa-restored", "diffiqa-noisy", "embedding-norm",
+                     "det-score"}
 
 
 def test_diffiqa_terms_mean_is_the_score(astronaut, astronaut_face, arcface):

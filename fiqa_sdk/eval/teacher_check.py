@@ -94,7 +94,8 @@ def run_teacher_check(lfw_root=None, weights=None, params: dict | None = None,
         kw["weights"] = weights
     teacher = create_scorer("diffiqa", **kw)
     ref = create_scorer("embedding-norm")
-    extra_objs = _scorer_objects([s for s in students if s != "embedding-norm"], None, None)[0]
+    wanted = [s for s in students if s != "embedding-norm"]
+    extra_objs = _scorer_objects(wanted, None, None)[0] if wanted else []
     cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     timings: dict[str, float] = {}
 

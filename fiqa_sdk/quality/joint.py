@@ -18,7 +18,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from .ediffiqa import QualityRegressor, RegressorEnsemble, RegressorScorer, _same_weights
+from .ediffiqa import RegressorScorer
+from .regressor_models import RegressorEnsemble, _same_weights
+from .regressor_nets import QualityRegressor
 
 
 class _QualityTail(nn.Module):
