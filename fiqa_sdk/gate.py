@@ -39,8 +39,7 @@ DEFAULT_SCORER = "diffiqa-r+norm"
 #: Used when :data:`DEFAULT_SCORER`'s weights are missing: the FR model's embedding norm.
 FALLBACK_SCORER = "embedding-norm"
 
-IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff",
-                              ".ppm", ".pgm", ".gif"})
+from .io import IMAGE_EXTENSIONS  # noqa: E402,F401 - one set for every folder reader
 VIDEO_EXTENSIONS = frozenset({".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg"})
 
 _FORMAT = "fiqa-quality-gate"

@@ -28,6 +28,11 @@ import numpy as np
 
 from .errors import ImageDecodeError, ImageNotFoundError, InvalidArgumentError, InvalidImageError
 
+#: File extensions (lower case) read as images everywhere: the gate's folders, the training
+#: sets, the folder protocol of ``fq.eval`` and the Ray inputs.
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff",
+                              ".ppm", ".pgm", ".gif"})
+
 #: Largest image (in pixels) decoded from a file or bytes; larger headers are refused as
 #: likely decompression bombs. 100 megapixels is above any current camera sensor's
 #: default output; pass ``max_pixels`` to change it.

@@ -120,7 +120,9 @@ def read_lfw_pairs(root: str | Path | None = None, pairs_file: str = "pairs.txt"
 # --------------------------------------------------------------------------------------------
 
 #: File name endings read as images by :func:`folder_protocol` (case-insensitive).
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+from ..io import IMAGE_EXTENSIONS  # noqa: E402 - the one set of image extensions
+
+IMAGE_SUFFIXES = tuple(sorted(IMAGE_EXTENSIONS))
 
 
 @dataclass(frozen=True)

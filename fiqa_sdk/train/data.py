@@ -4,8 +4,8 @@ Two layouts of a training set are read (:func:`list_training_images`):
 
 - ``root/identities.csv`` (columns ``file``, ``identity``: an integer) with the images in
   ``root/images/`` -- the layout of celeba-subset (``$FIQA_CELEBA``);
-- one sub-folder per identity, ``root/<identity>/<image>`` (``.jpg .jpeg .png .bmp .webp``,
-  any case; other files are ignored), identities numbered in sorted folder-name order.
+- one sub-folder per identity, ``root/<identity>/<image>`` (the extensions of
+  :data:`fiqa_sdk.io.IMAGE_EXTENSIONS`, as the gate reads, any case; other files are ignored), identities numbered in sorted folder-name order.
 
 The cache is ``<cache>/<name>/faces.npy`` (``(N, 112, 112, 3)`` uint8 RGB, ArcFace template)
 plus ``index.csv`` (``row,file,identity,det_score``) and ``skipped.csv`` (``file,reason``).
@@ -29,7 +29,9 @@ import numpy as np
 from .._paths import cache_root, celeba_root  # noqa: F401 (cache_root re-exported)
 from ..errors import ConsistencyError, InvalidArgumentError
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+from ..io import IMAGE_EXTENSIONS  # noqa: E402 - the one set of image extensions
+
+IMAGE_SUFFIXES = tuple(sorted(IMAGE_EXTENSIONS))
 
 
 def __getattr__(name: str):
