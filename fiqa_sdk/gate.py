@@ -230,8 +230,9 @@ class QualityGate:
             raise GateError("scorer_options go to a scorer created by name; configure a Scorer "
                             "object when creating it")
         if isinstance(scorer, str):
-            kw = scorer_kwargs(scorer, self.pipeline.embedder if isinstance(embedder, str) and embedder == "arcface" else None,
-                               device, self.device)
+            own = self.pipeline.embedder if isinstance(embedder, str) and embedder == "arcface" \
+                else None
+            kw = scorer_kwargs(scorer, own, device, self.device)
             kw.update(self.scorer_options)
             try:
                 self.scorer = create_scorer(scorer, **kw)
@@ -285,13 +286,14 @@ class QualityGate:
                     from .quality.joint import JointRunner, joint_model
 
                     # a fusion scorer (diffiqa-r+norm) runs its regressor in the joint pass
-                    model = joint_model(getattr(self.scorer, "regressor", self.scorer),
-                                        self.pipeline.embedder)
+                    regressor = getattr(self.scorer, "regressor", self.scorer)
+                    model = joint_model(regressor, self.pipeline.embedder)
                     if model is None:
                         self._joint_wanted = False
                         return None
+                    # the graph is the regressor's: one cached file whoever asks for it
                     self._joint = JointRunner(model, device=self.device,
-                                              tag=f"joint-{self.scorer.name}")
+                                              tag=f"joint-{regressor.name}")
         return self._joint
 
     def _reports(self, images: Iterable[ImageInput], color: str | None, keep_crops: bool = True,

@@ -25,6 +25,13 @@ def default_model_path() -> Path:
     return arcface_onnx_path()
 
 
+def is_shipped_arcface(embedder: object) -> bool:
+    """Whether ``embedder`` is an :class:`ArcFaceEmbedder` of the shipped ``w600k_mbf.onnx``
+    (the model the distilled regressors and the fusion constants are tied to)."""
+    return (isinstance(embedder, ArcFaceEmbedder)
+            and Path(embedder.model_path).resolve() == default_model_path().resolve())
+
+
 class ArcFaceEmbedder(Embedder):
     """ArcFace ONNX embedder.
 

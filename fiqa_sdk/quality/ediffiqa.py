@@ -202,13 +202,10 @@ class RegressorScorer(Scorer):
     def reads_embedding_of(self, embedder: Any) -> bool:
         """Whether :meth:`score_embeddings` may be fed ``embedder``'s raw embeddings: this
         regressor's backbone is frozen and is exactly that embedder's model (same ONNX file)."""
-        from ..embed.arcface import ArcFaceEmbedder, default_model_path
+        from ..embed.arcface import is_shipped_arcface
 
-        if not self.frozen_backbone or not isinstance(embedder, ArcFaceEmbedder):
-            return False
-        base = self.meta.get("backbone", {})
-        return (base.get("base") == "w600k_mbf.onnx"
-                and Path(embedder.model_path).resolve() == default_model_path().resolve())
+        return (self.frozen_backbone and is_shipped_arcface(embedder)
+                and self.meta.get("backbone", {}).get("base") == "w600k_mbf.onnx")
 
     @torch.inference_mode()
     def score_embeddings(self, raw: np.ndarray) -> np.ndarray:

@@ -40,6 +40,23 @@ CONSTANTS_FILE = WEIGHTS_DIR / "norm_fusion.json"
 FUSABLE = ("diffiqa-r", "ediffiqa")
 
 
+def _regressor_class(name: str) -> type:
+    """The scorer class of a fusable regressor name (:data:`FUSABLE`)."""
+    from .ediffiqa import DifFIQARScorer, EDifFIQAScorer
+
+    return {"diffiqa-r": DifFIQARScorer, "ediffiqa": EDifFIQAScorer}[name]
+
+
+def _check_fusion(weight: float, *stds: float) -> float:
+    """``weight`` as a float in [0, 1], and every standard deviation positive."""
+    w = float(weight)
+    if not 0.0 <= w <= 1.0:
+        raise InvalidArgumentError(f"weight must be in [0, 1], got {weight!r}")
+    if not all(s > 0 for s in stds):
+        raise InvalidArgumentError("fusion constants need positive standard deviations")
+    return w
+
+
 def load_constants(path: str | Path | None = None) -> dict[str, Any]:
     """The fusion constants file (default: the shipped ``norm_fusion.json``)."""
     p = Path(path) if path is not None else CONSTANTS_FILE
@@ -95,10 +112,8 @@ def write_constants(path: str | Path, crops: np.ndarray, regressors: Sequence[st
     ArcFace log-norm on training ``crops`` (:func:`fusion_constants`) and write them as JSON:
     the format of the shipped ``norm_fusion.json``."""
     from ..embed import create_embedder
-    from .ediffiqa import DifFIQARScorer, EDifFIQAScorer
 
     emb = create_embedder(embedder) if isinstance(embedder, str) else embedder
-    classes = {"diffiqa-r": DifFIQARScorer, "ediffiqa": EDifFIQAScorer}
     out: dict[str, Any] = {
         "description": "z-score constants of NormFusionScorer (fiqa_sdk/quality/fusion.py): mean "
                        "and std of each regressor's fp32 score and of log ||e|| (ArcFace "
@@ -108,7 +123,7 @@ def write_constants(path: str | Path, crops: np.ndarray, regressors: Sequence[st
         "embedder": {"model": Path(getattr(emb, "model_path", "")).name},
         "regressors": {}}
     for name in regressors:
-        sc = classes[name](precision="fp32", backend="onnxruntime")
+        sc = _regressor_class(name)(precision="fp32", backend="onnxruntime")
         c = fusion_constants(sc, emb, crops)
         out["regressors"][name] = {**c["regressor"], "weights_sha256": sc.meta["sha256"]}
         out["log_norm"] = c["log_norm"]
@@ -130,13 +145,9 @@ def fold_norm_fusion(head: Any, head_stats: dict, log_norm_stats: dict, weight: 
 
     import torch
 
-    w = float(weight)
-    if not 0.0 <= w <= 1.0:
-        raise InvalidArgumentError(f"weight must be in [0, 1], got {weight!r}")
     mh, sh = float(head_stats["mean"]), float(head_stats["std"])
     ml, sl = float(log_norm_stats["mean"]), float(log_norm_stats["std"])
-    if not (sh > 0 and sl > 0):
-        raise InvalidArgumentError("fusion constants need positive standard deviations")
+    w = _check_fusion(weight, sh, sl)
     out = copy.deepcopy(head)
     with torch.no_grad():
         a, b = float(head.scale), float(head.bias)
@@ -228,19 +239,14 @@ class NormFusionScorer(Scorer):
                  weight: float = 0.5, constants: dict | None = None, device: str = "cpu",
                  name: str | None = None, **regressor_options: Any) -> None:
         from ..embed import create_embedder
-        from ..embed.arcface import ArcFaceEmbedder, default_model_path
-        from .ediffiqa import DifFIQARScorer, EDifFIQAScorer
+        from ..embed.arcface import is_shipped_arcface
 
-        w = float(weight)
-        if not 0.0 <= w <= 1.0:
-            raise InvalidArgumentError(f"weight must be in [0, 1], got {weight!r}")
-        self.weight = w
+        self.weight = _check_fusion(weight)
         if isinstance(regressor, str):
             if regressor not in FUSABLE:
                 raise InvalidArgumentError(f"regressor must be one of {', '.join(FUSABLE)} or a "
                                            f"Scorer, got {regressor!r}")
-            cls = {"diffiqa-r": DifFIQARScorer, "ediffiqa": EDifFIQAScorer}[regressor]
-            regressor = cls(device=device, **regressor_options)
+            regressor = _regressor_class(regressor)(device=device, **regressor_options)
         elif regressor_options:
             raise InvalidArgumentError("regressor options go to a regressor created by name")
         if not isinstance(regressor, Scorer):
@@ -258,12 +264,9 @@ class NormFusionScorer(Scorer):
         self.regressor_name = str(regressor.name)
         self.regressor_sha256 = str(getattr(regressor, "weights_sha256", ""))
         if constants is None:
-            shipped_embedder = (isinstance(self.embedder, ArcFaceEmbedder)
-                                and Path(self.embedder.model_path).resolve()
-                                == default_model_path().resolve())
             table = load_constants()
             entry = table.get("regressors", {}).get(self.regressor_name)
-            if not shipped_embedder or entry is None \
+            if not is_shipped_arcface(self.embedder) or entry is None \
                     or entry.get("weights_sha256", "")[:16] != self.regressor_sha256[:16]:
                 raise InvalidArgumentError(
                     f"no shipped fusion constants for {self.regressor_name!r} with these weights "
@@ -278,8 +281,7 @@ class NormFusionScorer(Scorer):
         except (KeyError, TypeError, ValueError) as exc:
             raise InvalidArgumentError(f"constants must hold regressor/log_norm mean and std: "
                                        f"{exc}") from None
-        if not (self.std_r > 0 and self.std_l > 0):
-            raise InvalidArgumentError("fusion constants need positive standard deviations")
+        _check_fusion(self.weight, self.std_r, self.std_l)
 
     @property
     def backend(self) -> str:

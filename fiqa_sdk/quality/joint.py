@@ -77,17 +77,15 @@ def joint_model(scorer: Any, embedder: Any) -> JointModel | None:
     (a MobileFaceNet regressor distilled from that model, its stem unchanged), or None when
     the two do not share a stem (another embedder, a custom backbone, a frozen-backbone
     regressor, which reads the embedding itself, or a stem that training changed)."""
-    from ..embed.arcface import ArcFaceEmbedder, default_model_path
+    from ..embed.arcface import is_shipped_arcface
     from ..nets.mobilefacenet import load_mobilefacenet
 
-    if not isinstance(scorer, RegressorScorer) or not isinstance(embedder, ArcFaceEmbedder):
+    if not isinstance(scorer, RegressorScorer) or not is_shipped_arcface(embedder):
         return None
     if scorer.frozen_backbone:
         return None
     bb = scorer.meta.get("backbone", {})
     if bb.get("arch") != "mobilefacenet" or bb.get("base") != "w600k_mbf.onnx":
-        return None
-    if Path(embedder.model_path).resolve() != default_model_path().resolve():
         return None
     cut = _regressor_cut(scorer)
     if cut is None:
