@@ -101,15 +101,16 @@ def _fusion(regressor: str):
     return factory
 
 
-for _reg, _file in (("diffiqa-r", "diffiqa_r_mbf.safetensors"),
-                    ("ediffiqa", "ediffiqa_mbf_x3.safetensors")):
+for _reg in ("diffiqa-r", "ediffiqa"):  # fiqa_sdk.quality.fusion.FUSABLE
+    _of = SCORERS.card(_reg)  # the fusion needs the regressor's weights (fp32) and the constants
     SCORERS.register(
         f"{_reg}+norm", f"{_reg} fused with the ArcFace embedding norm (z-score sum rule, equal "
         "weights, constants from the training faces)",
-        **{**_REG, "kind": "fusion"}, embedder="shared", weights=(_file, "norm_fusion.json"),
+        **{**_REG, "kind": "fusion"}, embedder="shared",
+        weights=(_of["weights"][0], "norm_fusion.json"),
         score="z-score units: 0 = a typical training face, about -6 to 3",
-        paper=f"{_PAPER_DIFFIQA if _reg == 'diffiqa-r' else _PAPER_EDIFFIQA} + the norm "
-              "(MagFace); fusion: fiqa-sdk (docs/benchmarks.md, dev benchmark)",
+        paper=f"{_of['paper']} + the norm (MagFace); fusion: fiqa-sdk (docs/benchmarks.md, "
+              "dev benchmark)",
     )(_fusion(_reg))
 
 
