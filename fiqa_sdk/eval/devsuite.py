@@ -61,15 +61,16 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from ..errors import ConsistencyError, EvaluationError
+from ..quality import scorers_of_kind
 from ._edc import FMRThreshold
 from .bench import _allowed_false_matches, edc_at_threshold, pair_scores, threshold_all_nonmated
 from .bootstrap import _Curve
 from .protocols import _mated_pairs
 
-#: Scorers of the dev suite by default: every shipped regressor and every baseline.
-DEV_SCORERS = ("diffiqa-r+norm", "ediffiqa+norm", "ediffiqa", "diffiqa-r", "ediffiqa-free",
-               "embedding-norm", "flip-consistency", "det-score", "face-area", "inter-eye",
-               "sharpness", "random")
+#: Scorers of the dev suite by default: every shipped fusion, regressor and baseline, read from
+#: the registry's cards, so that a new one is in the table without a change here (the DifFIQA
+#: teacher, about a CPU-second per face, has its own check: :mod:`.teacher_check`).
+DEV_SCORERS = scorers_of_kind("fusion", "regressor", "baseline")
 #: The baseline every scorer is compared with (paired differences).
 REFERENCE = "embedding-norm"
 #: Regressors are scored with the onnxruntime backend on one thread (same scores to ~1e-6).
