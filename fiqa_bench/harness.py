@@ -455,7 +455,8 @@ def list_text() -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """``fiqa-bench list`` / ``fiqa-bench run NAME [--quick] [--out PATH] [options]``.
+    """``fiqa-bench list`` / ``fiqa-bench run NAME [--quick] [--out PATH] [options]`` /
+    ``fiqa-bench SUITE [options]`` (:mod:`fiqa_bench.cli`).
 
     Returns
     -------
@@ -463,10 +464,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         0 on success, 2 on a usage error, 1 when the experiment fails with a fiqa_sdk error.
     """
     argv = list(sys.argv[1:] if argv is None else argv)
+    from . import cli
+
+    if argv[:1] and argv[0] in cli.SUITES:
+        return cli.main(argv)
     ap = argparse.ArgumentParser(prog=PROG, description="The experiments behind the numbers in "
-                                 "docs/: list them, or run one.")
+                                 "docs/: list them, or run one; and the evaluation suites "
+                                 "(quality, templates, alignment, runtime).")
     sub = ap.add_subparsers(dest="cmd", required=True)
     sub.add_parser("list", help="print the registered experiments")
+    for name, text in (("quality", "ISO/IEC 29794-1 EDC and pAUC of quality scorers on a "
+                        "protocol or on the hard-data dev suite (--suite dev)"),
+                       ("templates", "TAR of template methods (mean, best, quality-weighted, "
+                        "top-k)"),
+                       ("alignment", "EDC / pAUC of quality scorers under other detectors and "
+                        "landmark jitter"),
+                       ("runtime", "per-face runtime of the pipeline stages, DifFIQA and the "
+                        "regressors")):
+        sub.add_parser(name, help=f"{text} (`{name} --help`: its options)", add_help=False)
     run = sub.add_parser("run", help="run one experiment (`run NAME --help`: its options)",
                          add_help=False)
     run.add_argument("name", nargs="?")

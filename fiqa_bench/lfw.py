@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 import fiqa_sdk as fq
-from fiqa_sdk.eval.bench import pair_scores, threshold_all_nonmated
+from fiqa_sdk.eval.evaluate import pair_scores, threshold_all_nonmated
 from fiqa_sdk.eval.features import default_cache_dir, detect_all, embed_all
 from fiqa_sdk.eval.protocols import (QUICK_PAIRS_PER_FOLD, identity_protocol, lfw_all_vs_all,
                                      pairs_subset, read_lfw_pairs)

@@ -33,7 +33,7 @@ from .quality import SCORERS, Scorer, create_scorer
 from .types import FilterResult, QualityReport, Template
 
 #: The default scorer: the shipped scorer with the lowest pooled pAUC@0.3 on the hard-data dev
-#: benchmark (``fiqa bench quality --suite dev``; docs/benchmarks.md "Dev benchmark (hard data)"
+#: benchmark (``fiqa-bench quality --suite dev``; docs/benchmarks.md "Dev benchmark (hard data)"
 #: says how it was chosen). The gate, the CLI and the docs follow this one constant.
 DEFAULT_SCORER = "diffiqa-r+norm"
 #: Used when :data:`DEFAULT_SCORER`'s weights are missing: the FR model's embedding norm.

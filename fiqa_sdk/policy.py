@@ -395,7 +395,7 @@ def fuse_template(scores: Sequence[float], embeddings: np.ndarray,
     Returns ``(used, weights, embedding)``: the positions (into ``scores``) that take part,
     their weights (summing to 1) and the fused L2-normalised float32 embedding. This is the one
     code path of :meth:`fiqa_sdk.QualityGate.template` and of the template benchmark
-    (:mod:`fiqa_sdk.eval.templates`).
+    (:mod:`fiqa_bench.templates`).
 
     Parameters
     ----------

@@ -1,4 +1,4 @@
-"""Alignment-sensitivity benchmark (``fiqa bench alignment``, fiqa_sdk/eval/alignment.py)."""
+"""Alignment-sensitivity benchmark (``fiqa-bench alignment``, fiqa_bench/alignment.py)."""
 
 from __future__ import annotations
 
@@ -7,11 +7,11 @@ import json
 import numpy as np
 import pytest
 
-from fiqa_sdk.cli import main
+from fiqa_bench.cli import main as bench_main
 from fiqa_sdk.errors import EvaluationError
-from fiqa_sdk.eval import alignment as al
-from fiqa_sdk.eval.bench import edc_at_threshold
-from fiqa_sdk.eval._edc import FMRThreshold
+from fiqa_bench import alignment as al
+from fiqa_sdk.eval.evaluate import edc_at_threshold
+from fiqa_sdk.eval import FMRThreshold
 from fiqa_sdk.eval.features import FaceSet
 from fiqa_sdk.eval.protocols import QUICK_PAIRS_PER_FOLD, pairs_subset, read_lfw_pairs
 from fiqa_sdk.eval.verification import VerificationResult
@@ -197,26 +197,26 @@ def test_jittered_faces_are_embedded_and_cached_separately(lfw_root, retinaface,
     (["--pairs-per-fold", "0"], "pairs per fold"),
 ])
 def test_cli_argument_errors(argv, msg, tmp_path, capsys, lfw_root):
-    rc = main(["bench", "alignment", "--out", str(tmp_path / "out"), "--lfw", str(lfw_root),
+    rc = bench_main(["alignment", "--out", str(tmp_path / "out"), "--lfw", str(lfw_root),
                "--cache", str(tmp_path / "cache"), "--no-progress", *argv])
     err = capsys.readouterr().err
     assert rc == 1 and msg in err and "Traceback" not in err
-    assert err.strip().splitlines()[-1].startswith("fiqa: error:")
+    assert err.strip().splitlines()[-1].startswith("fiqa-bench: error:")
     assert not (tmp_path / "out").exists()
 
 
 def test_cli_out_is_a_file_and_missing_lfw(tmp_path, capsys):
     f = tmp_path / "file"
     f.write_text("")
-    assert main(["bench", "alignment", "--out", str(f), "--no-progress"]) == 1
+    assert bench_main(["alignment", "--out", str(f), "--no-progress"]) == 1
     assert "--out must be a folder" in capsys.readouterr().err
-    rc = main(["bench", "alignment", "--out", str(tmp_path / "o"), "--lfw", str(tmp_path),
+    rc = bench_main(["alignment", "--out", str(tmp_path / "o"), "--lfw", str(tmp_path),
                "--no-progress"])
     assert rc == 1 and "pairs file not found" in capsys.readouterr().err
 
 
 def test_cli_unknown_scorer(tmp_path, capsys, lfw_root):
-    rc = main(["bench", "alignment", "--quick", "--scorers", "no-such-scorer", "--out",
+    rc = bench_main(["alignment", "--quick", "--scorers", "no-such-scorer", "--out",
                str(tmp_path / "out"), "--lfw", str(lfw_root), "--cache", str(tmp_path / "c"),
                "--no-progress"])
     err = capsys.readouterr().err
@@ -226,12 +226,12 @@ def test_cli_unknown_scorer(tmp_path, capsys, lfw_root):
 def test_cli_quick_on_lfw(lfw_root, lfw_quick_cache, tmp_path, capsys):
     """The CI smoke test of the benchmark (about a minute of CPU from a cold cache)."""
     out, cache = tmp_path / "out", lfw_quick_cache
-    argv = ["bench", "alignment", "--quick", "--out", str(out), "--lfw", str(lfw_root),
+    argv = ["alignment", "--quick", "--out", str(out), "--lfw", str(lfw_root),
             "--cache", str(cache), "--no-progress"]
-    assert main(argv) == 0
+    assert bench_main(argv) == 0
     stdout = capsys.readouterr().out
     rec = json.loads((out / "alignment.json").read_text())
-    assert rec["command"] == "fiqa " + " ".join(argv) and rec["complete"] and rec["quick"]
+    assert rec["command"] == "fiqa-bench " + " ".join(argv) and rec["complete"] and rec["quick"]
     assert rec["n_mated"] == rec["n_nonmated"] == 10 * QUICK_PAIRS_PER_FOLD
     names = [c["condition"] for c in rec["conditions"]]
     assert names == ["retinaface", "retinaface ±4px"]

@@ -1,5 +1,5 @@
 """Evaluation protocols (LFW pairs / all-vs-all, identity folders, CSV), the blockwise threshold,
-quality-score caching and the ``fiqa bench quality`` command."""
+quality-score caching and the ``fiqa-bench quality`` command."""
 
 from __future__ import annotations
 
@@ -15,10 +15,10 @@ import numpy as np
 import pytest
 
 from fiqa_sdk.align import ARCFACE_TEMPLATE
-from fiqa_sdk.cli import main
+from fiqa_bench.cli import main as bench_main
 from fiqa_sdk.errors import EvaluationError
 from fiqa_sdk.eval import edc, threshold_at_fmr
-from fiqa_sdk.eval.bench import edc_at_threshold, threshold_all_nonmated
+from fiqa_sdk.eval.evaluate import edc_at_threshold, threshold_all_nonmated
 from fiqa_sdk.eval.features import FaceSet, score_all
 from fiqa_sdk.eval.protocols import (
     QUICK_PAIRS_PER_FOLD,
@@ -379,7 +379,7 @@ def test_score_all_checkpoints_resume_after_an_interruption(tmp_path):
 
 
 def test_parse_scorer_params():
-    from fiqa_sdk.eval.bench import make_scorers, parse_scorer_params
+    from fiqa_sdk.eval.evaluate import make_scorers, parse_scorer_params
 
     got = parse_scorer_params(["diffiqa.n=1", "diffiqa.fast=true", "random.seed=3",
                                "x.name=abc", "ediffiqa-free.batch_size=8"])
@@ -423,11 +423,11 @@ def test_cli_bench_quality_user_errors(tmp_path, capsys):
         (["--protocol", "folder", "--data", str(tmp_path / "f"), "--bootstrap", "1"], "bootstrap"),
     ]
     for extra, match in cases:
-        rc = main(["bench", "quality", "--out", out, *extra])
+        rc = bench_main(["quality", "--out", out, *extra])
         err = capsys.readouterr().err
         assert rc == 1, (extra, err)
         assert match in err and "Traceback" not in err and err.strip().splitlines()[-1].startswith(
-            "fiqa: error:"), (extra, err)
+            "fiqa-bench: error:"), (extra, err)
 
 
 @pytest.fixture(scope="module")
@@ -457,7 +457,7 @@ def lfw_mini(tmp_path_factory, lfw_root):
 def test_cli_bench_quality_smoke(lfw_mini, tmp_path, capsys):
     pytest.importorskip("matplotlib")
     out = tmp_path / "out"
-    rc = main(["bench", "quality", "--protocol", "lfw-all", "--lfw", str(lfw_mini),
+    rc = bench_main(["quality", "--protocol", "lfw-all", "--lfw", str(lfw_mini),
                "--scorers", "random", "det-score", "inter-eye", "sharpness", "embedding-norm",
                "flip-consistency", "--out", str(out), "--cache", str(tmp_path / "cache"),
                "--no-progress"])
@@ -485,7 +485,7 @@ def test_cli_bench_quality_smoke(lfw_mini, tmp_path, capsys):
 
     # the pairs protocol over the same images reuses nothing it should not, and a sample
     out2 = tmp_path / "out2"
-    rc = main(["bench", "quality", "--protocol", "lfw-pairs", "--lfw", str(lfw_mini), "--scorers",
+    rc = bench_main(["quality", "--protocol", "lfw-pairs", "--lfw", str(lfw_mini), "--scorers",
                "random", "sharpness", "--out", str(out2), "--cache", str(tmp_path / "cache"),
                "--no-plot", "--no-progress"])
     assert rc == 0, capsys.readouterr().err
@@ -495,14 +495,14 @@ def test_cli_bench_quality_smoke(lfw_mini, tmp_path, capsys):
 
     # shards fill the quality cache in parallel; the final run assembles them
     cache3 = tmp_path / "cache3"
-    base = ["bench", "quality", "--protocol", "lfw-all", "--lfw", str(lfw_mini), "--scorers",
+    base = ["quality", "--protocol", "lfw-all", "--lfw", str(lfw_mini), "--scorers",
             "random", "--scorer-param", "random.seed=5", "--cache", str(cache3), "--no-plot",
             "--no-progress"]
     for shard in ("0/2", "1/2"):
-        assert main([*base, "--out", str(tmp_path / "s"), "--shard", shard]) == 0
+        assert bench_main([*base, "--out", str(tmp_path / "s"), "--shard", shard]) == 0
     assert not (tmp_path / "s" / "quality.json").exists()
     assert len(list(cache3.glob("quality-*-random-*~part-*.npy"))) == 2
-    assert main([*base, "--out", str(tmp_path / "o3")]) == 0
+    assert bench_main([*base, "--out", str(tmp_path / "o3")]) == 0
     res3 = json.loads((tmp_path / "o3" / "quality.json").read_text())
     assert res3["scorer_params"] == {"random": {"seed": 5}}
     assert not list(cache3.glob("*~part-*"))
@@ -511,7 +511,7 @@ def test_cli_bench_quality_smoke(lfw_mini, tmp_path, capsys):
     # --bootstrap: identity redraws give each row an SE and interval, and the paired
     # differences from the best scorer; the pAUCs themselves are unchanged
     out4 = tmp_path / "out4"
-    rc = main(["bench", "quality", "--protocol", "lfw-all", "--lfw", str(lfw_mini), "--scorers",
+    rc = bench_main(["quality", "--protocol", "lfw-all", "--lfw", str(lfw_mini), "--scorers",
                "random", "embedding-norm", "--bootstrap", "50", "--out", str(out4), "--cache",
                str(tmp_path / "cache"), "--no-plot", "--no-progress"])
     captured = capsys.readouterr()
@@ -532,7 +532,7 @@ def test_cli_bench_quality_smoke(lfw_mini, tmp_path, capsys):
     with open(out4 / "quality.csv") as fh:
         assert "pauc_norm_0.3_se" in next(csv.DictReader(fh))
     # no failing mated pair in the pairs protocol: said, not an error
-    rc = main(["bench", "quality", "--protocol", "lfw-pairs", "--lfw", str(lfw_mini), "--scorers",
+    rc = bench_main(["quality", "--protocol", "lfw-pairs", "--lfw", str(lfw_mini), "--scorers",
                "random", "--bootstrap", "20", "--out", str(tmp_path / "out5"), "--cache",
                str(tmp_path / "cache"), "--no-plot", "--no-progress"])
     assert rc == 0, capsys.readouterr().err
@@ -544,7 +544,7 @@ def test_cli_bench_quality_without_matplotlib_names_the_extra(tmp_path, capsys, 
     import sys
 
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib -> ImportError
-    rc = main(["bench", "quality", "--protocol", "folder", "--data",
+    rc = bench_main(["quality", "--protocol", "folder", "--data",
                str(make_folder(tmp_path / "f")), "--out", str(tmp_path / "o")])
     err = capsys.readouterr().err
     assert rc == 1 and "fiqa-sdk[plot]" in err and "Traceback" not in err
@@ -552,7 +552,7 @@ def test_cli_bench_quality_without_matplotlib_names_the_extra(tmp_path, capsys, 
 
 def test_cli_bench_quality_bad_quality_embedder(tmp_path, capsys):
     pytest.importorskip("dlib")
-    rc = main(["bench", "quality", "--protocol", "folder", "--data",
+    rc = bench_main(["quality", "--protocol", "folder", "--data",
                str(make_folder(tmp_path / "f")), "--out", str(tmp_path / "o"),
                "--scorers", "flip-consistency", "--quality-embedder", "dlib", "--no-plot"])
     err = capsys.readouterr().err
@@ -562,10 +562,10 @@ def test_cli_bench_quality_bad_quality_embedder(tmp_path, capsys):
 def test_cli_bench_quality_lfw_xq(lfw_mini, tmp_path, capsys):
     """--protocol lfw-xq builds the degraded copy in the cache (not beside the data) and runs."""
     from fiqa_sdk.eval.features import default_cache_dir
-    from fiqa_sdk.eval.xq import lfw_xq_root
+    from fiqa_bench.xq import lfw_xq_root
 
     out = tmp_path / "xq"
-    rc = main(["bench", "quality", "--protocol", "lfw-xq", "--lfw", str(lfw_mini), "--scorers",
+    rc = bench_main(["quality", "--protocol", "lfw-xq", "--lfw", str(lfw_mini), "--scorers",
                "random", "sharpness", "--out", str(out), "--cache", str(tmp_path / "cache"),
                "--no-plot", "--no-progress"])
     assert rc == 0, capsys.readouterr().err
@@ -573,23 +573,23 @@ def test_cli_bench_quality_lfw_xq(lfw_mini, tmp_path, capsys):
     assert res["images"] == 12 and res["n_mated"] == 10
     root = lfw_xq_root(default_cache_dir())
     assert (root / "params.csv").is_file() and not (lfw_mini / "params.csv").exists()
-    rc = main(["bench", "quality", "--protocol", "lfw-xq-pairs", "--lfw", str(lfw_mini),
+    rc = bench_main(["quality", "--protocol", "lfw-xq-pairs", "--lfw", str(lfw_mini),
                "--scorers", "random", "--out", str(tmp_path / "xqp"), "--cache",
                str(tmp_path / "cache"), "--no-plot", "--no-progress"])
     assert rc == 0, capsys.readouterr().err
 
 
 def test_cli_bench_quality_quick_on_lfw(lfw_root, lfw_quick_cache, tmp_path, capsys):
-    """``fiqa bench quality --quick``: the 200 pairs.txt pairs the other ``--quick`` benchmarks
+    """``fiqa-bench quality --quick``: the 200 pairs.txt pairs the other ``--quick`` benchmarks
     use (detections and embeddings shared through ``lfw_quick_cache``), real scorers."""
     out = tmp_path / "out"
-    argv = ["bench", "quality", "--quick", "--scorers", "det-score", "inter-eye", "embedding-norm",
+    argv = ["quality", "--quick", "--scorers", "det-score", "inter-eye", "embedding-norm",
             "--out", str(out), "--lfw", str(lfw_root), "--cache", str(lfw_quick_cache),
             "--no-progress", "--no-plot"]
-    assert main(argv) == 0
+    assert bench_main(argv) == 0
     table = capsys.readouterr().out
     rec = json.loads((out / "quality.json").read_text())
-    assert rec["quick"] is True and rec["command"] == "fiqa " + " ".join(argv)
+    assert rec["quick"] is True and rec["command"] == "fiqa-bench " + " ".join(argv)
     assert rec["n_mated"] == rec["n_nonmated"] == 10 * QUICK_PAIRS_PER_FOLD
     assert [r["scorer"] for r in rec["results"]] == ["det-score", "inter-eye", "embedding-norm"]
     assert rec["images"] == len(pairs_subset(read_lfw_pairs(lfw_root), QUICK_PAIRS_PER_FOLD).paths)
@@ -598,7 +598,7 @@ def test_cli_bench_quality_quick_on_lfw(lfw_root, lfw_quick_cache, tmp_path, cap
 
 def test_cache_writes_use_private_temporary_names(tmp_path, monkeypatch):
     """Two processes finishing the same cache file at once must not rename each other's
-    temporary file (it happened with two `fiqa bench quality` runs over one FIQA_CACHE)."""
+    temporary file (it happened with two `fiqa-bench quality` runs over one FIQA_CACHE)."""
     import os
 
     from fiqa_sdk.eval import features

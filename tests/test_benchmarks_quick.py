@@ -312,7 +312,7 @@ def test_gate_filter_lfw_quick(lfw_root, lfw_quick_cache, tmp_path):
     assert all(0 <= c["pair_discard"] <= 1 and c["equal"] for c in edc["checks"])
     assert edc["gate_edc"]["n_mated"] == proto.n_mated
     assert edc["gate_edc"]["n_nonmated"] == proto.n_nonmated
-    # the gate (one joint pass) == `fiqa bench quality`'s features (embedder and scorer apart),
+    # the gate (one joint pass) == `fiqa-bench quality`'s features (embedder and scorer apart),
     # to float tolerance
     g, t = edc["gate_edc"], edc["toolkit_edc"]
     assert (g["n_mated"], g["n_nonmated"], g["mated_fails"]) == (t["n_mated"], t["n_nonmated"],
@@ -374,7 +374,7 @@ def test_score_ranges_quick(lfw_root, capsys):
 
 
 def test_xq_severity_spearman_quick(lfw_root, tmp_path, monkeypatch, capsys):
-    from fiqa_sdk.eval.bench import BASELINE_SCORERS
+    from fiqa_sdk.eval.evaluate import BASELINE_SCORERS
 
     monkeypatch.setenv("FIQA_CACHE", str(tmp_path / "cache"))  # lfw-xq images and features
     mod = _load_script("xq_severity_spearman")

@@ -65,7 +65,7 @@ def _load_script(name: str):
 
 # -- acceptance -----------------------------------------------------------------------------
 def test_psnr_and_degradations(crops):
-    from fiqa_sdk.eval import diffiqa_checks as dc
+    from fiqa_bench import diffiqa_checks as dc
 
     a = np.zeros((2, 4, 4, 3), np.uint8)
     b = a.copy()
@@ -93,7 +93,7 @@ class _Oracle(torch.nn.Module):
 
 
 def test_denoiser_psnr_with_an_oracle(crops, arcface):
-    from fiqa_sdk.eval import diffiqa_checks as dc
+    from fiqa_bench import diffiqa_checks as dc
 
     rows = dc.denoiser_psnr(_Oracle(crops[:2]), crops[:2], ts=(5,), embedder=arcface)
     for r in rows:  # the sampler returns the oracle's x0: exact restoration
@@ -103,7 +103,7 @@ def test_denoiser_psnr_with_an_oracle(crops, arcface):
 
 
 def test_acceptance_structure(crops, micro_weights, free_head):
-    from fiqa_sdk.eval import diffiqa_checks as dc
+    from fiqa_bench import diffiqa_checks as dc
 
     res = dc.run_acceptance(weights=micro_weights, crops=crops, psnr_faces=2, quality_faces=3,
                             ts=(5, 50), n=1, regressors={"ediffiqa-free": str(free_head)},
@@ -133,7 +133,7 @@ def test_acceptance_structure(crops, micro_weights, free_head):
 
 
 def test_aligned_lfw_faces(lfw_root, tmp_path):
-    from fiqa_sdk.eval.diffiqa_checks import aligned_lfw_faces
+    from fiqa_bench.diffiqa_checks import aligned_lfw_faces
 
     crops, files = aligned_lfw_faces(2, seed=0, lfw_root=lfw_root, cache_dir=tmp_path)
     assert crops.shape == (2, 112, 112, 3) and crops.dtype == np.uint8
@@ -157,7 +157,7 @@ def test_acceptance_script_quick(fake_lfw, micro_weights, tmp_path, capsys):
 # -- runtime --------------------------------------------------------------------------------
 def test_diffiqa_staged_matches_scorer(crops, micro_weights, arcface):
     import fiqa_sdk as fq
-    from fiqa_sdk.eval.runtime import StageTimer, diffiqa_staged
+    from fiqa_bench.runtime import StageTimer, diffiqa_staged
 
     for fast in (False, True):
         sc = fq.create_scorer("diffiqa", weights=micro_weights, embedder=arcface, n=2, fast=fast,
@@ -171,7 +171,7 @@ def test_diffiqa_staged_matches_scorer(crops, micro_weights, arcface):
 
 
 def test_runtime_structure(fake_lfw, micro_weights, free_head, monkeypatch):
-    from fiqa_sdk.eval import runtime as rt
+    from fiqa_bench import runtime as rt
     from fiqa_sdk.gate import QualityGate
 
     filtered = []
@@ -214,7 +214,7 @@ def test_runtime_structure(fake_lfw, micro_weights, free_head, monkeypatch):
 def test_runtime_int8_rows(fake_lfw, micro_weights, free_head):
     """``regressor_backends`` with onnxruntime-int8: a row where an int8 graph ships (the
     shipped ediffiqa), none for a regressor without one; unknown backends are refused."""
-    from fiqa_sdk.eval import runtime as rt
+    from fiqa_bench import runtime as rt
     from fiqa_sdk.quality.ediffiqa import shipped_weights
 
     regs = {"ediffiqa": str(shipped_weights("ediffiqa")), "ediffiqa-free": str(free_head)}
@@ -233,27 +233,27 @@ def test_runtime_int8_rows(fake_lfw, micro_weights, free_head):
 
 
 def test_runtime_cli_and_script(fake_lfw, micro_weights, tmp_path, capsys):
-    from fiqa_sdk.cli import main
+    from fiqa_bench.cli import main as bench_main
 
     args = ["--weights", str(micro_weights), "--lfw", str(fake_lfw), "--images", "1",
             "--repeats", "1", "--n", "1", "--fast-n", "1", "--threads", "1", "--no-gate"]
-    assert main(["bench", "runtime", *args, "--out", str(tmp_path / "cli")]) == 0
+    assert bench_main(["runtime", *args, "--out", str(tmp_path / "cli")]) == 0
     res = json.loads((tmp_path / "cli" / "runtime.json").read_text())
-    assert res["command"].startswith("fiqa bench runtime") and res["gate_images"] == 0
+    assert res["command"].startswith("fiqa-bench runtime") and res["gate_images"] == 0
     assert (tmp_path / "cli" / "runtime.md").read_text().startswith("1 LFW images")
     mod = _load_script("runtime")
     assert mod.main([*args, "--out", str(tmp_path / "rt.json")]) == 0
     assert bench_results(tmp_path / "rt.json")["benchmark"] == "runtime"
     assert "speed-up vs DifFIQA" in capsys.readouterr().out
-    assert main(["bench", "runtime", "--regressor", "bogus=x", "--out", str(tmp_path)]) == 1
+    assert bench_main(["runtime", "--regressor", "bogus=x", "--out", str(tmp_path)]) == 1
 
 
 def test_runtime_quick_mode(fake_lfw, micro_weights, tmp_path):
-    """`fiqa bench runtime --quick` itself (the CI smoke run of the breakdown benchmark)."""
-    from fiqa_sdk.cli import main
-    from fiqa_sdk.eval import runtime as rt
+    """`fiqa-bench runtime --quick` itself (the CI smoke run of the breakdown benchmark)."""
+    from fiqa_bench.cli import main as bench_main
+    from fiqa_bench import runtime as rt
 
-    assert main(["bench", "runtime", "--quick", "--weights", str(micro_weights), "--lfw",
+    assert bench_main(["runtime", "--quick", "--weights", str(micro_weights), "--lfw",
                  str(fake_lfw), "--threads", "1", "--out", str(tmp_path / "q")]) == 0
     res = json.loads((tmp_path / "q" / "runtime.json").read_text())
     assert res["quick"] is True and res["images"] == rt.QUICK_IMAGES

@@ -8,7 +8,7 @@ import pytest
 import fiqa_sdk as fq
 from fiqa_sdk.errors import EvaluationError
 from fiqa_sdk.eval import FMRThreshold, bootstrap_pauc
-from fiqa_sdk.eval.bench import edc_at_threshold
+from fiqa_sdk.eval.evaluate import edc_at_threshold
 
 
 def _data(seed=1, m=3000, groups=200):

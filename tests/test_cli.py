@@ -95,7 +95,6 @@ def test_console_entry_point_installed():
     (["assess", "--bogus"], "fiqa assess"),
     (["filter", ".", "--discard", "0.2", "--bogus"], "fiqa filter"),
     (["list", "extra"], "fiqa list"),
-    (["bench", "templates", "--out", "x", "--bogus"], "fiqa bench templates"),
     (["export", "onnx", "--scorer", "ediffiqa", "--out", "x.onnx", "--bogus"], "fiqa export onnx"),
 ])
 def test_unknown_option_prints_the_subcommand_usage(argv, prog, capsys):
@@ -105,6 +104,25 @@ def test_unknown_option_prints_the_subcommand_usage(argv, prog, capsys):
     err = capsys.readouterr().err
     assert err.startswith(f"usage: {prog} ") and f"{prog}: error: unrecognized arguments:" in err
     assert "Traceback" not in err
+
+
+def test_bench_suites_unknown_option_prints_their_usage(capsys):
+    from fiqa_bench.cli import main as bench_main
+
+    with pytest.raises(SystemExit) as e:
+        bench_main(["templates", "--out", "x", "--bogus"])
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("usage: fiqa-bench templates ") and "unrecognized arguments: --bogus" in err
+
+
+def test_fiqa_bench_points_to_the_research_harness(capsys):
+    """``fiqa bench ...`` moved to ``fiqa-bench ...``: the old command line gets the new one."""
+    assert main(["bench", "quality", "--suite", "dev", "--out", "x"]) == 1
+    err = capsys.readouterr().err
+    assert "fiqa-bench quality --suite dev --out x" in err and "Traceback" not in err
+    assert main(["bench"]) == 1
+    assert "fiqa-bench quality | templates" in capsys.readouterr().err
 
 
 def test_unknown_option_subprocess_shows_assess_usage():

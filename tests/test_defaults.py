@@ -58,7 +58,7 @@ def test_backend_options_turn_the_joint_pass_off(astronaut):
 
 
 def test_scorer_backend_auto(monkeypatch):
-    from fiqa_sdk import _cpu
+    from fiqa_sdk import cpu as _cpu
 
     for forced, want in (("1", "int8"), ("0", "fp32")):
         monkeypatch.setenv("FIQA_INT8", forced)

@@ -1,4 +1,4 @@
-"""The hard-data dev suite (``fiqa bench quality --suite dev``), lfw-occ and the teacher check."""
+"""The hard-data dev suite (``fiqa-bench quality --suite dev``), lfw-occ and the teacher check."""
 
 from __future__ import annotations
 
@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 
 from fiqa_sdk.errors import EvaluationError, FiqaError
-from fiqa_sdk.eval import devsuite
-from fiqa_sdk.eval._edc import threshold_at_fmr
+from fiqa_bench import devsuite
+from fiqa_sdk.eval import threshold_at_fmr
 from fiqa_sdk.eval.bootstrap import bootstrap_pauc
-from fiqa_sdk.eval.devsuite_images import dev_relpaths
-from fiqa_sdk.eval.occ import apply_occ, build_lfw_occ, occ_params
+from fiqa_bench.devsuite_images import dev_relpaths
+from fiqa_bench.occ import apply_occ, build_lfw_occ, occ_params
 
 
 def _fake_tree(root: Path, counts: dict[str, int]) -> Path:
@@ -111,11 +111,11 @@ def test_cross_mated_pairs_excludes_same_photo():
 
 
 def _set(name, hard, rng, n_ids=40, per=5, shift=0.0):
-    from fiqa_sdk.eval._edc import FMRThreshold
-    from fiqa_sdk.eval.protocols import _mated_pairs
+    from fiqa_sdk.eval import FMRThreshold
+    from fiqa_sdk.eval.protocols import same_label_pairs
 
     labels = np.repeat(np.arange(n_ids), per)
-    mated = _mated_pairs(labels)
+    mated = same_label_pairs(labels)
     qa = rng.normal(size=len(labels))
     scores = 0.4 + 0.2 * (qa[mated].min(1)) + rng.normal(0, 0.2, len(mated)) + shift
     qualities = {"embedding-norm": qa[mated], "random": rng.normal(size=(len(mated), 2))}
@@ -154,31 +154,31 @@ def test_summarize_pooled_is_mean_of_sets_and_verdict():
 
 
 def test_cli_suite_rejects_protocol_options(tmp_path, capsys):
-    from fiqa_sdk.cli import main
+    from fiqa_bench.cli import main as bench_main
 
-    assert main(["bench", "quality", "--suite", "dev", "--protocol", "lfw-all", "--out",
+    assert bench_main(["quality", "--suite", "dev", "--protocol", "lfw-all", "--out",
                  str(tmp_path / "o")]) != 0
     assert "take no --protocol" in capsys.readouterr().err
-    assert main(["bench", "quality", "--sets", "xq-arcface", "--out", str(tmp_path / "o")]) != 0
+    assert bench_main(["quality", "--sets", "xq-arcface", "--out", str(tmp_path / "o")]) != 0
     assert "--sets applies to --suite dev only" in capsys.readouterr().err
     with pytest.raises(EvaluationError, match="unknown dev set"):
         devsuite.prepare_sets(tmp_path, ["nope"], [])
 
 
 def test_cli_suite_dev_quick_on_lfw(lfw_root, tmp_path, capsys):
-    """``fiqa bench quality --suite dev --quick`` on real LFW: 12 identities x 4 images in each
+    """``fiqa-bench quality --suite dev --quick`` on real LFW: 12 identities x 4 images in each
     pool, the ArcFace sets (real detector, embedder, lfw-xq and lfw-occ images)."""
-    from fiqa_sdk.cli import main
+    from fiqa_bench.cli import main as bench_main
 
     out = tmp_path / "dev"
-    argv = ["bench", "quality", "--suite", "dev", "--quick", "--lfw", str(lfw_root),
+    argv = ["quality", "--suite", "dev", "--quick", "--lfw", str(lfw_root),
             "--sets", "xq-arcface", "occ-cross-arcface", "clean-arcface",
             "--scorers", "embedding-norm", "sharpness", "random", "--bootstrap", "100",
             "--cache", str(tmp_path / "cache"), "--out", str(out), "--no-progress"]
-    assert main(argv) == 0
+    assert bench_main(argv) == 0
     table = capsys.readouterr().out
     rec = json.loads((out / "quality.json").read_text())
-    assert rec["quick"] is True and rec["command"] == "fiqa " + " ".join(argv)
+    assert rec["quick"] is True and rec["command"] == "fiqa-bench " + " ".join(argv)
     sets = {s["set"]: s for s in rec["summary"]["sets"]}
     assert set(sets) == {"xq-arcface", "occ-cross-arcface", "clean-arcface"}
     assert sets["xq-arcface"]["n_mated"] == 12 * 6 and sets["occ-cross-arcface"]["n_mated"] == 144
@@ -193,7 +193,7 @@ def test_cli_suite_dev_quick_on_lfw(lfw_root, tmp_path, capsys):
 @pytest.mark.slow
 def test_teacher_check_quick_on_lfw(lfw_root, tmp_path):
     """``--teacher-check --quick``: the shipped denoiser in fast mode; eq. 7 = mean of terms."""
-    from fiqa_sdk.eval.teacher_check import run_teacher_check
+    from fiqa_bench.teacher_check import run_teacher_check
 
     res = run_teacher_check(lfw_root, params={"fast": True}, quick=True, boot=50,
                             cache_dir=tmp_path)

@@ -30,7 +30,7 @@ FMR = 1e-3
 
 @pytest.fixture(scope="module")
 def gate():
-    # the subject of an LFW image is its central face, as in `fiqa bench quality`
+    # the subject of an LFW image is its central face, as in `fiqa-bench quality`
     return QualityGate(face_policy="central")
 
 
@@ -123,11 +123,11 @@ def test_every_discard_count_matches_edc(data):
 
 
 def test_gate_matches_toolkit_features(data, tmp_path):
-    """`fiqa bench quality`'s code path (cached features) gives the gate's numbers."""
-    from fiqa_sdk.eval import bench, protocols
+    """`fiqa-bench quality`'s code path (cached features) gives the gate's numbers."""
+    from fiqa_sdk.eval import evaluate as bench, protocols
 
     proto = protocols.identity_protocol(data["paths"], data["ids"])
-    out = bench.run_quality_bench(proto, scorers=[default_scorer_name()],
+    out = bench.evaluate_scorers(proto, scorers=[default_scorer_name()],
                                   face_policy="central", fmr=FMR, cache_dir=tmp_path)
     tool = out.rows[0].edc
     edc = data["edc"]

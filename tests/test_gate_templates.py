@@ -1,4 +1,4 @@
-"""Template benchmark (`fiqa bench templates`): sampling, TAR maths, and a quick run on LFW."""
+"""Template benchmark (`fiqa-bench templates`): sampling, TAR maths, and a quick run on LFW."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import pytest
 
 import fiqa_sdk as fq
 from fiqa_sdk import policy
-from fiqa_sdk.eval import templates as tb
+from fiqa_bench import templates as tb
 from fiqa_sdk.eval.features import default_cache_dir
 from fiqa_sdk.gate import QualityGate, default_scorer_name
 
@@ -72,11 +72,11 @@ def test_fuse_all_matches_policy_and_skips_unscored():
 
 @pytest.mark.lfw
 def test_quick_bench_lfw(lfw_root, tmp_path, capsys):
-    """`fiqa bench templates --quick` on LFW: a real run, cross-checked against the gate."""
-    from fiqa_sdk.cli import main
+    """`fiqa-bench templates --quick` on LFW: a real run, cross-checked against the gate."""
+    from fiqa_bench.cli import main as bench_main
 
     out = tmp_path / "tb"
-    assert main(["bench", "templates", "--quick", "--datasets", "lfw", "--lfw", str(lfw_root),
+    assert bench_main(["templates", "--quick", "--datasets", "lfw", "--lfw", str(lfw_root),
                  "--out", str(out), "--no-progress"]) == 0
     table = capsys.readouterr().out
     res = json.loads((out / "templates.json").read_text())
@@ -123,7 +123,7 @@ def test_quick_bench_lfw(lfw_root, tmp_path, capsys):
 
     # --scorer is honoured; "mean" does not depend on the scorer
     out2 = tmp_path / "tb2"
-    assert main(["bench", "templates", "--quick", "--datasets", "lfw", "--lfw", str(lfw_root),
+    assert bench_main(["templates", "--quick", "--datasets", "lfw", "--lfw", str(lfw_root),
                  "--scorer", "sharpness", "--methods", "mean", "best", "--out", str(out2),
                  "--no-progress"]) == 0
     (d2,) = json.loads((out2 / "templates.json").read_text())["datasets"]
@@ -134,12 +134,12 @@ def test_quick_bench_lfw(lfw_root, tmp_path, capsys):
 
 
 def test_cli_bench_templates_errors(tmp_path, capsys):
-    from fiqa_sdk.cli import main
+    from fiqa_bench.cli import main as bench_main
 
     f = tmp_path / "file"
     f.write_text("x")
-    assert main(["bench", "templates", "--out", str(f)]) == 1
-    assert main(["bench", "templates", "--out", str(tmp_path / "o"), "--datasets", "lfw",
+    assert bench_main(["templates", "--out", str(f)]) == 1
+    assert bench_main(["templates", "--out", str(tmp_path / "o"), "--datasets", "lfw",
                  "--lfw", str(tmp_path / "nope")]) == 1
     err = capsys.readouterr().err
-    assert "Traceback" not in err and err.count("fiqa: error:") == 2
+    assert "Traceback" not in err and err.count("fiqa-bench: error:") == 2

@@ -189,8 +189,8 @@ def tiny_lfw(astronaut, tmp_path_factory) -> Path:
 
 
 def test_runtime_throughput(tiny_lfw, tmp_path, capsys):
-    from fiqa_sdk.cli import main
-    from fiqa_sdk.eval import runtime as rt
+    from fiqa_bench.cli import main as bench_main
+    from fiqa_bench import runtime as rt
 
     res = rt.run_regressor_throughput(images=2, rounds=1, batch_sizes=(1, 2), threads=(1, 2),
                                       lfw_root=tiny_lfw, cache_dir=tmp_path / "c")
@@ -204,11 +204,11 @@ def test_runtime_throughput(tiny_lfw, tmp_path, capsys):
     assert torch.get_num_threads() == 1  # restored
     assert "| ediffiqa | onnxruntime | 2 | 2 |" in rt.throughput_markdown(res)
     out = tmp_path / "out"
-    assert main(["bench", "runtime", "--throughput", "--quick", "--images", "2", "--batch-sizes",
+    assert bench_main(["runtime", "--throughput", "--quick", "--images", "2", "--batch-sizes",
                  "2", "--thread-counts", "1", "--backends", "onnxruntime", "--lfw", str(tiny_lfw),
                  "--out", str(out)]) == 0
     got = json.loads((out / "runtime-throughput.json").read_text())
-    assert got["command"].startswith("fiqa bench runtime --throughput") and len(got["rows"]) == 1
+    assert got["command"].startswith("fiqa-bench runtime --throughput") and len(got["rows"]) == 1
     assert "faces/s" in (out / "runtime-throughput.md").read_text()
     with pytest.raises(fq.errors.EvaluationError):
         rt.run_regressor_throughput(images=0)
@@ -393,7 +393,7 @@ def test_int8_cli_and_gate(capsys, tmp_path):
 
 
 def test_runtime_throughput_int8(tiny_lfw, tmp_path):
-    from fiqa_sdk.eval import runtime as rt
+    from fiqa_bench import runtime as rt
 
     res = rt.run_regressor_throughput(images=2, rounds=1, batch_sizes=(2,), threads=(1,),
                                       backends=("torch", "onnxruntime-int8"), lfw_root=tiny_lfw,

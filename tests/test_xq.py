@@ -14,7 +14,7 @@ from PIL import Image
 
 from fiqa_sdk.errors import FiqaError
 from fiqa_sdk.eval.protocols import lfw_all_vs_all, read_lfw_pairs
-from fiqa_sdk.eval.xq import (
+from fiqa_bench.xq import (
     PARAM_FIELDS,
     XQ_SPEC,
     XQ_VERSION,

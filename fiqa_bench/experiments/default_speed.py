@@ -33,8 +33,8 @@ from pathlib import Path
 import numpy as np
 
 import fiqa_sdk as fq
+from fiqa_sdk.cpu import has_int8_dot, usable_cpus
 from fiqa_sdk.eval.protocols import default_lfw_root
-from fiqa_sdk.eval.runtime import has_int8_dot, usable_cpus
 
 from ..harness import experiment
 

@@ -9,7 +9,7 @@ a. PSNR of x_t = q_sample(x, t) and of its restoration x_hat (the scorer's DDIM 
    and the fast mode's one-step x0 prediction) against the clean aligned crop, t = 5 and 50.
 b. Fraction of faces whose blurred (sigma 3 px) / downscaled (16 px, bilinear) / noisy
    (sigma 25 grey levels) copy scores lower than the original, for diffiqa (acceptance: >= 90%
-   on each), the baselines and any --regressor. Details: fiqa_sdk/eval/diffiqa_checks.py.
+   on each), the baselines and any --regressor. Details: fiqa_bench/diffiqa_checks.py.
 
 Prints Markdown tables and writes JSON to --out (default results/diffiqa_acceptance.json).
 --weights defaults to $FIQA_DIFFIQA_WEIGHTS, else the shipped denoiser. Run with OMP_NUM_THREADS=1 on a shared
@@ -22,12 +22,12 @@ from __future__ import annotations
 from ..harness import experiment
 
 #: ``--quick`` (the CI smoke run): faces of the PSNR and of the degradation check; DifFIQA
-#: repeats as ``fiqa_sdk.eval.diffiqa_checks.QUICK_N``
+#: repeats as ``fiqa_bench.diffiqa_checks.QUICK_N``
 QUICK_PSNR_FACES, QUICK_QUALITY_FACES = 4, 6
 
 def arguments(ap) -> None:
     """The experiment's own options (the harness adds ``--quick`` and ``--out``)."""
-    from fiqa_sdk.eval import diffiqa_checks as dc
+    from .. import diffiqa_checks as dc
 
     ap.add_argument("--weights", default=None, help="DifFIQA denoiser .safetensors (+ .json)")
     ap.add_argument("--faces", type=int, default=None, help="faces of both checks (default 200)")
@@ -58,8 +58,8 @@ def arguments(ap) -> None:
             "degradation on LFW",
             arguments=arguments, default_out="results/diffiqa_acceptance.json")
 def run(args, ctx) -> dict:
-    """The result of :func:`fiqa_sdk.eval.diffiqa_checks.run_acceptance`."""
-    from fiqa_sdk.eval import diffiqa_checks as dc
+    """The result of :func:`fiqa_bench.diffiqa_checks.run_acceptance`."""
+    from .. import diffiqa_checks as dc
 
     full = 200
     base = args.faces if args.faces is not None else None
@@ -71,7 +71,7 @@ def run(args, ctx) -> dict:
         n = args.n
     else:
         n = dc.QUICK_N if args.quick else (None if args.fast else 10)
-    from fiqa_sdk.eval.diffiqa_checks import default_weights  # $FIQA_DIFFIQA_WEIGHTS or None
+    from ..diffiqa_checks import default_weights  # $FIQA_DIFFIQA_WEIGHTS or None
 
     weights = args.weights if args.weights is not None else default_weights()
     log = ctx.log

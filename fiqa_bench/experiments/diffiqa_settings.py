@@ -25,7 +25,7 @@ denoiser has seen; the pick is then checked on LFW:
         --settings chain:5:1 fast:20:2 --out runs/diffiqa-settings-lfw
 
 does the same decomposition on LFW ``pairs.txt`` (7,701 images; RetinaFace central face, the
-detections and comparison embeddings shared with ``fiqa bench quality``'s cache
+detections and comparison embeddings shared with ``fiqa-bench quality``'s cache
 ``$FIQA_CACHE/lfw``), one threshold at FMR 1e-3 per comparison model.
 
 ``--quick`` (the CI smoke run, well under a minute from a cold cache) runs the same code on a
@@ -199,7 +199,7 @@ def aligned_crops(paths: list[str], faces) -> tuple[list[np.ndarray], list[int]]
 def lfw_pairs(args) -> _Evaluation:
     from fiqa_sdk.detect import create_detector
     from fiqa_sdk.embed import create_embedder
-    from fiqa_sdk.eval import bench, protocols
+    from fiqa_sdk.eval import evaluate as bench, protocols
     from fiqa_sdk.eval.features import default_cache_dir, detect_all, embed_all, score_all
 
     proto = protocols.read_lfw_pairs(args.lfw)

@@ -4,7 +4,7 @@
     fiqa-bench run dlib_vs_retinaface --quick     # smoke run (CI): the 200 --quick pairs
 
 Both detectors run on the 7,701 images of ``pairs.txt`` with the *central* face policy, as in
-``fiqa bench alignment`` (detections and ArcFace embeddings cached under $FIQA_CACHE/lfw, shared
+``fiqa-bench alignment`` (detections and ArcFace embeddings cached under $FIQA_CACHE/lfw, shared
 with the other LFW benchmarks). Reports
 
 - **landmark offsets**, over the images where both found a face: the Euclidean distance, in
@@ -12,7 +12,7 @@ with the other LFW benchmarks). Reports
   alignment's eyes, nose, mouth corners): median and 90th percentile over all landmarks
   (``pooled``), and of the per-image mean over the 5 (``per_image_mean``);
 - **failing mated pairs** with ArcFace comparisons of each detector's aligned crops (images
-  without a face get the median landmarks of the detector's found faces, as in ``fiqa bench
+  without a face get the median landmarks of the detector's found faces, as in ``fiqa-bench
   alignment``), at the threshold for FMR ``--fmr`` over the 3,000 non-mated pairs: how many fail
   (score < threshold), and how many of dlib's contain an image dlib found no face in.
 
@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fiqa_sdk.eval.bench import pair_scores
+from fiqa_sdk.eval.evaluate import pair_scores
 
 from ..harness import experiment
 

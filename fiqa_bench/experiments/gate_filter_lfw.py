@@ -17,8 +17,8 @@ kept, at the decision threshold fixed at FMR 1e-3 over all non-mated pairs befor
 must equal the EDC's FNMR at the matching pair-discard fraction. The EDC is computed from the
 gate's own scores and embeddings with the toolkit (``fq.eval.edc`` for lfw-pairs; for lfw-all
 the blockwise threshold over all 87.3M non-mated pairs and ``edc_at_threshold``, the code of
-``fiqa bench quality``). The script also compares the gate's per-image scores and embeddings
-with the toolkit's cached features (``fiqa_sdk.eval.features``, as ``fiqa bench quality`` uses)
+``fiqa-bench quality``). The script also compares the gate's per-image scores and embeddings
+with the toolkit's cached features (``fiqa_sdk.eval.features``, as ``fiqa-bench quality`` uses)
 and reports both EDCs' pAUC. Exit status 1 when a count or an equality fails.
 
 ``--quick`` (the CI smoke run, well under a minute from a cold cache): without
@@ -41,6 +41,7 @@ from pathlib import Path
 import numpy as np
 
 import fiqa_sdk as fq
+from fiqa_sdk.eval.evaluate import json_number
 from fiqa_sdk import policy
 from fiqa_sdk.errors import EvaluationError, InvalidArgumentError
 from fiqa_sdk.eval.protocols import default_lfw_root
@@ -51,10 +52,6 @@ from ..harness import experiment
 def rss_mb() -> float:
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
-
-
-def _num(x: float) -> float | None:
-    return None if math.isnan(x) else float(x)
 
 
 #: ``--quick``: the first this many LFW images; with ``--edc-protocol``, the first this many
@@ -84,7 +81,7 @@ def _protocol(name: str, root: Path, quick: bool = False):
 def edc_check(gate, res, proto_name: str, root: Path, fractions, fmr: float, cache: Path,
               face_policy: str, quick: bool = False) -> dict:
     """The kept-set FNMR == EDC FNMR check, and the comparison with the toolkit's features."""
-    from fiqa_sdk.eval import bench
+    from fiqa_sdk.eval import evaluate as bench
     from fiqa_sdk.eval.features import detect_all, embed_all, score_all
 
     proto, mated_pairs, nonmated_pairs, labels = _protocol(proto_name, root, quick)
@@ -117,9 +114,9 @@ def edc_check(gate, res, proto_name: str, root: Path, fractions, fmr: float, cac
         ok &= equal
         rows.append({"image_discard": f, "images_kept": int(keep.sum()), "quality_cut": cut,
                      "pair_discard": d, "mated_pairs_kept": n_both, "mated_fails_kept": fails,
-                     "fnmr_kept": _num(fnmr), "edc_fnmr_at_pair_discard": _num(at),
+                     "fnmr_kept": json_number(fnmr), "edc_fnmr_at_pair_discard": json_number(at),
                      "equal": bool(equal)})
-    # the toolkit's own features (cached), as `fiqa bench quality` computes them
+    # the toolkit's own features (cached), as `fiqa-bench quality` computes them
     det = fq.create_detector("retinaface")
     emb_model = fq.create_embedder("arcface")
     scorer = bench.make_scorers([gate.scorer.name], emb_model)[0]
@@ -138,8 +135,8 @@ def edc_check(gate, res, proto_name: str, root: Path, fractions, fmr: float, cac
     def summary(e):
         return {"threshold": e.threshold, "fmr_achieved": e.fmr_achieved, "fnmr0": e.fnmr0,
                 "mated_fails": int(round(e.fnmr0 * e.n_mated)),
-                "pauc_norm_0.2": _num(e.pauc(0.2, normalized=True)),
-                "pauc_norm_0.3": _num(e.pauc(0.3, normalized=True)),
+                "pauc_norm_0.2": json_number(e.pauc(0.2, normalized=True)),
+                "pauc_norm_0.3": json_number(e.pauc(0.3, normalized=True)),
                 "n_mated": e.n_mated, "n_nonmated": e.n_nonmated}
 
     return {
@@ -183,7 +180,7 @@ def arguments(ap) -> None:
     ap.add_argument("--face-policy", default="largest",
                     choices=["largest", "central", "confidence"],
                     help="the gate's face policy (default largest, the gate's default; use "
-                         "central with --edc-protocol, as `fiqa bench quality` does on LFW)")
+                         "central with --edc-protocol, as `fiqa-bench quality` does on LFW)")
     ap.add_argument("--limit", type=int, default=None, help="first N images only (quick runs)")
     ap.add_argument("--edc-protocol", default=None, choices=["lfw-pairs", "lfw-all"],
                     help="check the kept sets against the EDC toolkit on this protocol")

@@ -3,9 +3,9 @@
     fiqa-bench run lfw_all_threshold                  # all 13,233 images, ArcFace
     fiqa-bench run lfw_all_threshold --quick          # smoke run (CI): 312 images
 
-Runs :func:`fiqa_sdk.eval.bench.threshold_all_nonmated` -- the blockwise exact threshold that
-``fiqa bench quality --protocol lfw-all`` uses (1,024 probe images per matrix product, only the
-top k + 1 non-mated scores kept) -- on the cached detections and embeddings of ``fiqa bench
+Runs :func:`fiqa_sdk.eval.evaluate.threshold_all_nonmated` -- the blockwise exact threshold that
+``fiqa-bench quality --protocol lfw-all`` uses (1,024 probe images per matrix product, only the
+top k + 1 non-mated scores kept) -- on the cached detections and embeddings of ``fiqa-bench
 quality`` ($FIQA_CACHE/lfw, RetinaFace, central face policy, fallback landmarks), and reports:
 
 - ``seconds``: its wall time (median of ``--repeats`` calls, no memory tracing);
@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fiqa_sdk.eval.bench import pair_scores, threshold_all_nonmated
+from fiqa_sdk.eval.evaluate import pair_scores, threshold_all_nonmated
 
 from ..harness import experiment
 

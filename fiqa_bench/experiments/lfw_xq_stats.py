@@ -4,10 +4,10 @@ nominal inter-eye distance.
     fiqa-bench run lfw_xq_stats                  # 50 images built, inter-eye on pairs.txt
     fiqa-bench run lfw_xq_stats --quick          # 10 images, inter-eye on 100 images
 
-1. Build time: ``fiqa_sdk.eval.xq.build_lfw_xq`` over the first ``--build-images`` LFW images of
+1. Build time: ``fiqa_bench.xq.build_lfw_xq`` over the first ``--build-images`` LFW images of
    ``pairs.txt`` (sorted relative paths) into a fresh temporary folder, wall time per image
    (degradation, JPEG encoding, checksums and manifest included).
-2. Inter-eye distance: RetinaFace landmarks (``central`` face, as ``fiqa bench quality``) of the
+2. Inter-eye distance: RetinaFace landmarks (``central`` face, as ``fiqa-bench quality``) of the
    images of LFW ``pairs.txt`` (7,701; cached under ``$FIQA_CACHE/lfw``, shared with the other
    LFW benchmarks), distance between the two eye landmarks in pixels of the 250 x 250 image:
    median and quartiles over the images with a detected face. lfw-xq's resolution component
@@ -28,7 +28,7 @@ from ..harness import experiment
 
 
 def build_time(lfw: Path, relpaths: list[str]) -> dict:
-    from fiqa_sdk.eval.xq import build_lfw_xq
+    from ..xq import build_lfw_xq
 
     with tempfile.TemporaryDirectory(prefix="lfw-xq-time-") as tmp:
         t0 = time.perf_counter()

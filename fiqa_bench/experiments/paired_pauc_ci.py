@@ -6,7 +6,7 @@ scorers can be noise. This script redraws the *identities* (clusters: all mated 
 drawn identity come with it, an identity drawn twice counts twice) with replacement, keeps the
 decision threshold of the full protocol (FMR 1e-3 over all its non-mated pairs), and computes
 both scorers' normalized pAUC on the same redrawn mated pairs (:func:`fiqa_sdk.eval.bootstrap_pauc`;
-``fiqa bench quality --bootstrap N`` gives every scorer's standard error the same way). It reports each scorer's pAUC,
+``fiqa-bench quality --bootstrap N`` gives every scorer's standard error the same way). It reports each scorer's pAUC,
 the difference A - B with its bootstrap standard error and 95 % percentile interval, and the
 share of redraws in which A is lower (better) than B.
 
@@ -14,8 +14,8 @@ share of redraws in which A is lower (better) than B.
         --a ediffiqa --b embedding-norm --boot 2000
     fiqa-bench run paired_pauc_ci --quick       # smoke run (tests)
 
-Uses the caches of ``fiqa bench quality`` ($FIQA_CACHE/lfw): run that command first with both
-scorers so that no scorer is computed here. Scorer options as in ``fiqa bench quality``
+Uses the caches of ``fiqa-bench quality`` ($FIQA_CACHE/lfw): run that command first with both
+scorers so that no scorer is computed here. Scorer options as in ``fiqa-bench quality``
 (``--scorer-param ediffiqa.threads=2``). ``--quick`` (seconds on a warm cache): all-vs-all over
 the 312 images of the other ``--quick`` benchmarks, ``inter-eye`` vs ``random``, 50 redraws, and
 the threshold at FMR 1e-5 (at 1e-3 ArcFace fails none of their mated pairs); options given
@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 import fiqa_sdk as fq
-from fiqa_sdk.eval.bench import (make_scorers, mated_pair_identities, pair_scores,
+from fiqa_sdk.eval.evaluate import (make_scorers, mated_pair_identities, pair_scores,
                                  parse_scorer_params)
 from fiqa_sdk.errors import InvalidArgumentError
 from fiqa_sdk.eval.features import default_cache_dir, score_all

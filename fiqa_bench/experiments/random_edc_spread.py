@@ -9,7 +9,7 @@ number can be judged against the noise.
     fiqa-bench run random_edc_spread --protocol lfw-all --seeds 200
     fiqa-bench run random_edc_spread --quick [--protocol lfw-pairs]   # smoke run (CI)
 
-Uses the cached detections and embeddings of ``fiqa bench quality`` ($FIQA_CACHE/lfw).
+Uses the cached detections and embeddings of ``fiqa-bench quality`` ($FIQA_CACHE/lfw).
 
 ``--quick`` (well under a minute from a cold cache): 20 seeds on the 200 pairs of the other
 ``--quick`` benchmarks (the first 10 mated + 10 non-mated pairs of each fold; ``lfw-all``:
@@ -23,7 +23,7 @@ import json
 
 import numpy as np
 
-from fiqa_sdk.eval.bench import edc_at_threshold, pair_scores
+from fiqa_sdk.eval.evaluate import edc_at_threshold, pair_scores
 
 from ..harness import experiment
 from ..lfw import protocol_threshold

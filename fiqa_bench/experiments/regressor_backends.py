@@ -25,7 +25,7 @@ implementation running every layer at matrix-multiply efficiency would reach. ``
 measures and prints just that (no faces needed; nothing written unless ``--out`` is given).
 Fidelity: Spearman, max and mean abs difference of each variant's scores from the torch fp32
 scores on 1,000 held-out celeba faces (in neither calibration set). ``--lfw-pairs``: normalized
-pAUC@0.2/0.3 on LFW pairs.txt with ArcFace comparisons (as ``fiqa bench quality --protocol
+pAUC@0.2/0.3 on LFW pairs.txt with ArcFace comparisons (as ``fiqa-bench quality --protocol
 lfw-pairs``; detections and embeddings come from the ``$FIQA_CACHE/lfw`` cache) of torch fp32
 and of each int8 variant. Models are written to ``--work`` (default $FIQA_CACHE/regressor-backends).
 ``--profile``: instead of the timing runs, onnxruntime's profiler (``SessionOptions.enable_profiling``)
@@ -361,7 +361,7 @@ def render_profile(profiles: dict[str, dict], macs: dict[str, int], sources: dic
 def lfw_pairs_pauc(variants: dict[str, Path | None], log) -> dict:
     """Normalized pAUC@0.2/0.3 (LFW pairs.txt, ArcFace comparisons) of the torch ediffiqa
     (``None``) and of ONNX graphs run by onnxruntime (registered under temporary names)."""
-    from fiqa_sdk.eval import bench, protocols
+    from fiqa_sdk.eval import evaluate as bench, protocols
     from fiqa_sdk.eval.features import default_cache_dir
     from fiqa_sdk.quality import SCORERS
     from fiqa_sdk.quality.ediffiqa import OnnxRegressorScorer
@@ -384,7 +384,7 @@ def lfw_pairs_pauc(variants: dict[str, Path | None], log) -> dict:
             SCORERS.register(reg, f"experiment: {name}")(factory)
         names.append(reg)
     proto = protocols.read_lfw_pairs()
-    res = bench.run_quality_bench(proto, scorers=names, cache_dir=default_cache_dir() / "lfw",
+    res = bench.evaluate_scorers(proto, scorers=names, cache_dir=default_cache_dir() / "lfw",
                                   protocol_name="lfw-pairs", log=log)
     out = {}
     for r in res.rows:
@@ -570,8 +570,8 @@ def run(args, ctx) -> dict:
         if unknown:
             raise InvalidArgumentError(f"unknown int8 variants {unknown}; choose from {sorted(int8_paths)}")
         lfw = lfw_pairs_pauc({"torch": None, **{k: int8_paths[k] for k in chosen}}, log)
-    from fiqa_sdk.eval.diffiqa_checks import machine_info
-    from fiqa_sdk.eval.runtime import process_priority
+    from ..diffiqa_checks import machine_info
+    from ..runtime import process_priority
 
     result = {"benchmark": "regressor-backends", "faces": str(faces_path), "rounds": rounds,
               "batches": batches, "held_out_faces": len(held), "calibration_faces": len(calib),

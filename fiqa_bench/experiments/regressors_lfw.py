@@ -2,7 +2,7 @@
 
 One run evaluates any number of regressor weights files side by side, e.g. the shipped scorers
 and the eps / theta ablation (eDifFIQA paper, Table 10), with the same detections, embeddings,
-decision thresholds and caches as ``fiqa bench quality``. Regressors distilled with the same
+decision thresholds and caches as ``fiqa-bench quality``. Regressors distilled with the same
 ``--cut`` share one pass of the frozen MobileFaceNet front per batch
 (:class:`fiqa_sdk.quality.ediffiqa.SharedStem`): the scores are the scorers' own (tested), the
 cost is one stem pass plus one tail per regressor.
@@ -22,7 +22,7 @@ Writes ``OUT/<protocol>-<embedder>.json`` and prints one Markdown table. Without
 
 ``--quick`` (the CI smoke test; about a minute from a cold cache): lfw-pairs only, the first
 10 mated + 10 non-mated pairs of each fold (200 pairs, ~390 images; the same
-subset as `fiqa bench alignment --quick`), baselines random, inter-eye and
+subset as `fiqa-bench alignment --quick`), baselines random, inter-eye and
 embedding-norm. Its numbers are far too noisy to compare scorers; it checks the plumbing.
 """
 
@@ -90,9 +90,11 @@ def run(args, ctx) -> dict:
 
     import fiqa_sdk as fq
     from fiqa_sdk.errors import InvalidArgumentError, WeightsError
-    from fiqa_sdk.eval import bench, protocols
+    from fiqa_sdk.eval import evaluate as bench, protocols
     from fiqa_sdk.eval.features import default_cache_dir
     from fiqa_sdk.quality.ediffiqa import RegressorScorer, SharedStem, shipped_weights
+
+    from ..report import markdown_table
 
     torch.set_num_threads(args.threads)
     stem = SharedStem(args.cut)
@@ -137,21 +139,21 @@ def run(args, ctx) -> dict:
         elif proto_name == "lfw-all":
             proto = protocols.lfw_all_vs_all(lfw)
         else:
-            from fiqa_sdk.eval import xq
+            from .. import xq
 
             root = xq.build_lfw_xq(lfw, default_cache_dir())
             proto = (protocols.read_lfw_pairs(root) if proto_name == "lfw-xq-pairs"
                      else protocols.lfw_all_vs_all(root))
         for ev in args.eval_embedders:
             t0 = time.time()
-            res = bench.run_quality_bench(
+            res = bench.evaluate_scorers(
                 proto, scorers=scorers, eval_embedder=ev, quality_embedder=arc,
                 face_policy="central", cache_dir=cache, protocol_name=proto_name,
                 log=lambda m: print(f"[{proto_name}/{ev}] {m}", file=sys.stderr, flush=True))
             res.meta["seconds"]["total"] = round(time.time() - t0, 1)
             results[f"{proto_name}-{ev}"] = res.as_dict()
             tables.append(f"### {proto_name}, comparisons by {ev} "
-                          f"(FNMR_0 {res.meta['fnmr0']:.5f})\n\n" + bench.markdown_table(res))
+                          f"(FNMR_0 {res.meta['fnmr0']:.5f})\n\n" + markdown_table(res))
     text = "\n\n".join(tables)
     md = ctx.artifact("tables.md")
     if md is not None:

@@ -7,7 +7,7 @@
 Spearman rank correlation between each scorer's quality and minus the image's documented
 degradation ``severity`` (params.csv of lfw-xq): positive = the scorer gives degraded images
 lower quality. Reported over all 13,233 images (half are clean, severity 0) and over the
-degraded half only. Uses the same caches as ``fiqa bench quality --protocol lfw-xq``, so after
+degraded half only. Uses the same caches as ``fiqa-bench quality --protocol lfw-xq``, so after
 that run it only reads scores.
 
 ``--quick``: the first 60 LFW images (sorted paths) only: just those are degraded into the
@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 import fiqa_sdk as fq
-from fiqa_sdk.eval.bench import BASELINE_SCORERS, make_scorers
+from fiqa_sdk.eval.evaluate import BASELINE_SCORERS, make_scorers
 from fiqa_sdk.eval.features import default_cache_dir, detect_all, score_all
 from fiqa_sdk.eval.protocols import default_lfw_root, lfw_all_vs_all
 
@@ -46,7 +46,7 @@ def run(args, ctx) -> dict:
     """One row per scorer: Spearman of quality with -severity (all, degraded)."""
     from scipy.stats import spearmanr
 
-    from fiqa_sdk.eval.xq import build_lfw_xq, read_xq_params
+    from ..xq import build_lfw_xq, read_xq_params
 
     lfw = Path(args.lfw or default_lfw_root())
     if args.quick:

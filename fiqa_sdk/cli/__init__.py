@@ -5,12 +5,6 @@
                                   keep/reject each image of a folder by face quality
                                   (--engine ray --out result.parquet: on Ray Data, resumable)
     fiqa list                     registered detectors, embedders and scorers
-    fiqa bench quality ...        EDC / pAUC of quality scorers on LFW or an identity folder / CSV
-                                  (--weights SCORER=PATH for trained models)
-    fiqa bench templates ...      TAR of template methods (mean, best, quality-weighted, top-k)
-    fiqa bench alignment ...      EDC / pAUC of quality scorers under other detectors and landmark
-                                  jitter (--quick: a one-minute smoke run)
-    fiqa bench runtime ...        per-face runtime of the pipeline stages, DifFIQA, regressors
     fiqa train ddpm ...           train the DifFIQA denoiser (resumable; --t-max, --init-from)
     fiqa train labels ...         DifFIQA pseudo-labels of the training faces (cached, shardable)
     fiqa train ediffiqa ...       distill eDifFIQA (MobileFaceNet + MLP head)
@@ -20,6 +14,10 @@
                                   export a distilled regressor to ONNX and check its parity
                                   (--int8 --calibration FACES.npy: a static int8 graph)
     fiqa --version
+
+The evaluation suites (``fiqa-bench quality | templates | alignment | runtime``) and the
+experiments behind the docs' numbers (``fiqa-bench run NAME``) are the research harness,
+package ``fiqa_bench`` (``fiqa bench ...`` only points there).
 
 One module per sub-command (``assess``, ``filter``, ``listing``, ``bench``, ``train``,
 ``export``), each with ``NAME``, ``HELP``, ``HEAVY``, ``add_parser(subparsers)`` and
@@ -78,8 +76,8 @@ def build_parser(full: bool = True) -> argparse.ArgumentParser:
 
 def _deepest_parser(parser: argparse.ArgumentParser,
                     args: argparse.Namespace) -> argparse.ArgumentParser:
-    """The (sub-)parser of the command line's innermost sub-command, e.g. ``fiqa bench
-    quality``'s, so that a usage error prints that command's usage."""
+    """The (sub-)parser of the command line's innermost sub-command, e.g. ``fiqa train
+    ddpm``'s, so that a usage error prints that command's usage."""
     while True:
         for action in parser._actions:  # noqa: SLF001 - argparse has no public walk
             if isinstance(action, argparse._SubParsersAction):  # noqa: SLF001

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import shlex
 import sys
 
 #: Exit codes of ``fiqa`` (docs/cli.md): success; an error (a one-line ``fiqa: error: ...``);
@@ -15,17 +14,3 @@ EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_SOME_FAILED, EXIT_INTERRUPTED = 0, 1, 2, 3
 def progress_flag(args: argparse.Namespace) -> bool:
     """``--progress`` / ``--no-progress``, by default on when stderr is a terminal."""
     return sys.stderr.isatty() if args.progress is None else bool(args.progress)
-
-
-def command_line(args: argparse.Namespace) -> str:
-    """The command line as typed (``fiqa bench ...``), recorded in benchmark outputs."""
-    return "fiqa " + shlex.join(getattr(args, "argv", None) or sys.argv[1:])
-
-
-def logger(prefix: str):
-    """A function printing ``prefix: message`` lines on stderr (progress of a long command)."""
-
-    def log(msg: str) -> None:
-        print(f"{prefix}: {msg}", file=sys.stderr, flush=True)
-
-    return log

@@ -4,7 +4,10 @@ The public names (docs/api.md, "fq.eval"): :func:`edc` (FNMR-EDC at a threshold 
 target FMR), :func:`fmr_edc`, :func:`pauc`, :func:`threshold_at_fmr`,
 :func:`combine_pair_qualities`, the result types :class:`EDCResult`, :class:`EDCCurve` and
 :class:`FMRThreshold` (from :mod:`fiqa_sdk.eval._edc`, whose module docstring fixes the
-conventions), and the identity bootstrap :func:`bootstrap_pauc` / :class:`BootstrapResult`.
+conventions), the identity bootstrap :func:`bootstrap_pauc` / :class:`BootstrapResult`, and
+:func:`evaluate_scorers` (detect, embed and score the images of a protocol, with the feature
+cache of :mod:`fiqa_sdk.eval.features`, and return each scorer's EDC as a
+:class:`ScorerEvaluation`; it writes no report).
 Comparison scores are similarities (a match is ``score >= threshold``); invalid inputs raise
 :class:`~fiqa_sdk.errors.EvaluationError`. Definitions: docs/concepts.md; results:
 docs/benchmarks.md.
@@ -25,5 +28,7 @@ from __future__ import annotations
 from ._edc import *  # noqa: F401,F403 - the public names are _edc's __all__
 from ._edc import __all__ as _edc_all
 from .bootstrap import BootstrapResult, bootstrap_pauc  # noqa: F401
+from .evaluate import ScorerEvaluation, ScorerRow, evaluate_scorers  # noqa: F401
 
-__all__ = [*_edc_all, "BootstrapResult", "bootstrap_pauc"]
+__all__ = [*_edc_all, "BootstrapResult", "bootstrap_pauc", "ScorerEvaluation", "ScorerRow",
+           "evaluate_scorers"]

@@ -115,7 +115,7 @@ class BootstrapResult:
         return out
 
 
-class _Curve:
+class PairQualityCurve:
     """One scorer's mated pairs sorted into tie groups of pair quality, once; a redraw's
     normalized pAUCs from per-group weighted counts."""
 
@@ -214,7 +214,7 @@ def bootstrap_pauc(mated_scores, mated_qualities: Mapping[str, np.ndarray], grou
         if q.shape != scores.shape:
             raise EvaluationError(f"qualities of {name} {q.shape} do not match the mated scores "
                                   f"{scores.shape}")
-        curves.append(_Curve(q, is_error))
+        curves.append(PairQualityCurve(q, is_error))
     _, gid = np.unique(g, return_inverse=True)
     n_groups = int(gid.max()) + 1
     ones = np.ones(scores.size)

@@ -31,12 +31,12 @@ from ..errors import EvaluationError, FiqaError
 from ..io import load_image
 
 
-def _key(*parts: object) -> str:
+def cache_key(*parts: object) -> str:
     return hashlib.sha1(json.dumps([str(p) for p in parts]).encode()).hexdigest()[:16]
 
 
-def _paths_key(paths: Sequence[str | Path]) -> str:
-    return _key(*[str(p) for p in paths])
+def paths_key(paths: Sequence[str | Path]) -> str:
+    return cache_key(*[str(p) for p in paths])
 
 
 def _progress(it, enabled: bool, desc: str, total: int, unit: str = "img"):
@@ -169,10 +169,10 @@ def detect_all(paths: Sequence[str | Path], detector: Detector, policy: str = "l
     score = np.full(n, np.nan, np.float32)
     todo = np.ones(n, dtype=bool)
     cache = None
-    model_key = _key(repr(vars_of(detector)), policy)
+    model_key = cache_key(repr(vars_of(detector)), policy)
     no_cond = np.zeros((n, 0), np.float32)
     if cache_dir is not None:
-        key = _key(repr(vars_of(detector)), policy, _paths_key(paths))
+        key = cache_key(repr(vars_of(detector)), policy, paths_key(paths))
         cache = Path(cache_dir) / f"faces-{detector.name}-{key}.npz"
         if cache.is_file():
             z = np.load(cache)
@@ -207,7 +207,7 @@ def detect_all(paths: Sequence[str | Path], detector: Detector, policy: str = "l
     return fs
 
 
-def _used_faces(faces: FaceSet, fallback: bool):
+def used_faces(faces: FaceSet, fallback: bool):
     """(use, landmarks, bbox, det_score) after the fallback for images without a face."""
     use = faces.found.copy()
     lmk = faces.landmarks.copy()
@@ -227,7 +227,7 @@ def vars_of(obj: object) -> dict:
             if isinstance(v, (int, float, str, bool, tuple)) and not k.startswith("_")}
 
 
-def _aligned_crops(paths: Sequence[str], lmk: np.ndarray, rows: np.ndarray, size: int = 112,
+def aligned_crops(paths: Sequence[str], lmk: np.ndarray, rows: np.ndarray, size: int = 112,
                    dst: np.ndarray | None = None) -> tuple[list[np.ndarray], list[int]]:
     """Crops of ``rows`` aligned from cached landmarks; unreadable images are skipped."""
     crops, ok = [], []
@@ -252,15 +252,15 @@ def embed_all(faces: FaceSet, embedder: Embedder, fallback: bool = True,
     model from the same landmarks are reused.
     """
     n = len(faces.paths)
-    use, lmk, _, _ = _used_faces(faces, fallback)
+    use, lmk, _, _ = used_faces(faces, fallback)
     cond = np.where(use[:, None], lmk.reshape(n, 10), np.nan)
-    model_key = _key("emb", repr(vars_of(embedder)))
+    model_key = cache_key("emb", repr(vars_of(embedder)))
     cache = None
     out = None
     todo = use.copy()
     if cache_dir is not None:
         lmk_key = hashlib.sha1(np.nan_to_num(faces.landmarks).tobytes()).hexdigest()
-        key = _key(repr(vars_of(embedder)), fallback, _paths_key(faces.paths), lmk_key)
+        key = cache_key(repr(vars_of(embedder)), fallback, paths_key(faces.paths), lmk_key)
         cache = Path(cache_dir) / f"emb-{faces.detector}-{embedder.name}-{key}.npy"
         if cache.is_file():
             out = np.load(cache)
@@ -280,7 +280,7 @@ def embed_all(faces: FaceSet, embedder: Embedder, fallback: bool = True,
     idx = np.flatnonzero(todo)
     for start in _progress(range(0, len(idx), batch_size), progress, f"embed ({embedder.name})",
                            (len(idx) + batch_size - 1) // batch_size, unit="batch"):
-        crops, ok = _aligned_crops(faces.paths, lmk, idx[start : start + batch_size],
+        crops, ok = aligned_crops(faces.paths, lmk, idx[start : start + batch_size],
                                    embedder.input_size, embedder.template)
         if not crops:
             continue
@@ -314,7 +314,7 @@ def scorer_key(scorer: object) -> str:
         if isinstance(value, Embedder):
             parts.append((attr, value.name, repr({k: v for k, v in vars_of(value).items()
                                                   if k not in _RUNTIME_ATTRS})))
-    return _key(*parts)
+    return cache_key(*parts)
 
 
 def face_objects(faces: FaceSet, indices: Sequence[int], fallback: bool = True) -> list:
@@ -366,7 +366,7 @@ def score_all(faces: FaceSet, scorers: Sequence, fallback: bool = True,
     ``rows`` only assembles them.
     """
     n = len(faces.paths)
-    use, lmk, bbox, det = _used_faces(faces, fallback)
+    use, lmk, bbox, det = used_faces(faces, fallback)
     cond = np.concatenate([lmk.reshape(n, 10), bbox, det[:, None]], axis=1)
     cond[~use] = np.nan
     subset = None
@@ -379,16 +379,16 @@ def score_all(faces: FaceSet, scorers: Sequence, fallback: bool = True,
     results: list[np.ndarray | None] = [None] * len(scorers)
     caches: list[Path | None] = [None] * len(scorers)
     partials: list[Path | None] = [None] * len(scorers)
-    keys = [_key("quality", scorer_key(sc)) for sc in scorers]
+    keys = [cache_key("quality", scorer_key(sc)) for sc in scorers]
     todo_rows: dict[int, np.ndarray] = {}
     spent = [0.0] * len(scorers)
     if cache_dir is not None:
         det_key = hashlib.sha1(np.nan_to_num(faces.landmarks).tobytes()
                                + np.nan_to_num(faces.bbox).tobytes()
                                + np.nan_to_num(faces.det_score).tobytes()).hexdigest()
-        tag = "all" if subset is None else _key(*np.flatnonzero(subset).tolist())[:8]
+        tag = "all" if subset is None else cache_key(*np.flatnonzero(subset).tolist())[:8]
         for s, scorer in enumerate(scorers):
-            key = _key(scorer_key(scorer), fallback, _paths_key(faces.paths), det_key)
+            key = cache_key(scorer_key(scorer), fallback, paths_key(faces.paths), det_key)
             caches[s] = Path(cache_dir) / f"quality-{faces.detector}-{scorer.name}-{key}.npy"
             partials[s] = caches[s].with_name(f"{caches[s].stem}~part-{tag}.npy")
             if caches[s].is_file():
@@ -425,7 +425,7 @@ def score_all(faces: FaceSet, scorers: Sequence, fallback: bool = True,
         last_save = time.perf_counter()
         for start in _progress(range(0, len(idx), batch_size), progress, f"quality ({names})",
                                (len(idx) + batch_size - 1) // batch_size, unit="batch"):
-            crops, ok = _aligned_crops(faces.paths, lmk, idx[start : start + batch_size])
+            crops, ok = aligned_crops(faces.paths, lmk, idx[start : start + batch_size])
             if not crops:
                 continue
             batch = np.stack(crops)

@@ -4,7 +4,7 @@
   (:class:`PairsProtocol`).
 - :func:`lfw_all_vs_all`, :func:`folder_protocol`, :func:`csv_protocol`: every mated pair of a
   set of identity-labelled images and every non-mated pair (implicit, scored blockwise by
-  :mod:`fiqa_sdk.eval.bench`) or a seeded uniform sample of them (:class:`IdentityProtocol`).
+  :mod:`fiqa_sdk.eval.evaluate`) or a seeded uniform sample of them (:class:`IdentityProtocol`).
 """
 
 from __future__ import annotations
@@ -160,7 +160,7 @@ class IdentityProtocol:
         return self.nonmated_pairs is not None
 
 
-def _mated_pairs(labels: np.ndarray) -> np.ndarray:
+def same_label_pairs(labels: np.ndarray) -> np.ndarray:
     """Every unordered same-label pair ``(i, j)``, ``i < j``, ordered by ``i`` then ``j``."""
     order = np.argsort(labels, kind="stable")
     counts = np.bincount(labels)
@@ -257,7 +257,7 @@ def identity_protocol(paths, identities, max_nonmated: int | None = None, seed: 
         raise EvaluationError(f"{source}: image listed more than once: {dup}")
     names, labels = np.unique(np.asarray(identities, dtype=object).astype(str), return_inverse=True)
     labels = labels.astype(np.int64).reshape(-1)
-    mated = _mated_pairs(labels)
+    mated = same_label_pairs(labels)
     if len(mated) == 0:
         raise EvaluationError(
             f"{source}: no mated pairs (every identity has a single image); need an identity "

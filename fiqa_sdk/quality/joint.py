@@ -115,7 +115,7 @@ class JointRunner:
 
     def __init__(self, model: JointModel, device: str = "cpu", threads: int | None = None,
                  tag: str = "joint") -> None:
-        from .._cpu import usable_cpus
+        from ..cpu import usable_cpus
         from .._onnx import make_session
         from .regressor_onnx import cached_graph
 

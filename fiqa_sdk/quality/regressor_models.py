@@ -311,7 +311,7 @@ class SharedStem:
     """The frozen front ``blocks[:cut]`` of the base MobileFaceNet, shared by several regressors.
 
     Regressors distilled with the same ``cut`` differ only after it; scoring one batch with
-    several of them (ablations, ``fiqa bench quality`` over many regressors) then runs the stem
+    several of them (ablations, ``fiqa-bench quality`` over many regressors) then runs the stem
     once: the last batch's activations are memoised, keyed by a hash of its pixels.
     """
 

@@ -136,15 +136,15 @@ def resolve_backend(backend: str, precision: str, threads: int | None, device: s
     ``backend="auto"`` is ``"torch"`` on CUDA (``device="cuda"``, or ``"auto"`` with a CUDA
     device) and ``"onnxruntime"`` on the CPU, the faster of the two there (docs/benchmarks.md
     "eDifFIQA throughput"), with ``threads`` (when None) every core the process may use
-    (:func:`fiqa_sdk._cpu.usable_cpus`). ``precision="auto"`` is ``"int8"`` when ``backend`` was
+    (:func:`fiqa_sdk.cpu.usable_cpus`). ``precision="auto"`` is ``"int8"`` when ``backend`` was
     ``"auto"`` too and chose the onnxruntime CPU backend, the CPU has int8 dot-product
-    instructions (:func:`fiqa_sdk._cpu.has_int8_dot`) and the shipped int8 graph of these weights
+    instructions (:func:`fiqa_sdk.cpu.has_int8_dot`) and the shipped int8 graph of these weights
     records a rank fidelity to the fp32 scores of at least :data:`MIN_INT8_SPEARMAN`; with
     ``calibration`` (crops only an int8 graph uses) and the onnxruntime backend it is
     ``"int8"`` too; else ``"fp32"``. A backend the caller named keeps fp32 unless int8 is asked
     for; plain int8 kernels were slower than fp32 on a CPU without those instructions.
     """
-    from .._cpu import has_int8_dot, usable_cpus
+    from ..cpu import has_int8_dot, usable_cpus
     from .._torch import torch_device
 
     chosen_backend = backend == "auto"

@@ -106,7 +106,7 @@ class HeldOutVerification:
     """
 
     def __init__(self, emb: np.ndarray, ids: np.ndarray, fmr: float = 1e-3) -> None:
-        from ..eval.bench import pair_scores, threshold_all_nonmated
+        from ..eval.evaluate import pair_scores, threshold_all_nonmated
 
         e = np.asarray(emb, np.float32)
         e = e / np.linalg.norm(e, axis=1, keepdims=True)
@@ -122,7 +122,7 @@ class HeldOutVerification:
         self.fnmr0 = float(np.mean(self.scores < self.threshold.threshold))
 
     def pauc(self, quality: np.ndarray, limits: tuple[float, ...] = (0.2, 0.3)) -> dict:
-        from ..eval.bench import edc_at_threshold
+        from ..eval.evaluate import edc_at_threshold
 
         res = edc_at_threshold(self.scores, np.asarray(quality, np.float64)[self.mated],
                                self.threshold, self.fmr, self.n_nonmated)

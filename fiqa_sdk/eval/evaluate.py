@@ -1,4 +1,6 @@
-"""Quality-scorer benchmark: ISO/IEC 29794-1 EDC and pAUC of scorers on a verification protocol.
+"""Evaluate quality scorers: ISO/IEC 29794-1 EDC and pAUC of scorers on a verification protocol
+(:func:`evaluate_scorers`, which returns results and writes nothing; the research harness
+``fiqa-bench quality`` adds the tables and figures).
 
 Steps (each cached under the cache folder, see :mod:`fiqa_sdk.eval.features`):
 
@@ -33,7 +35,6 @@ landmarks) and counted.
 
 from __future__ import annotations
 
-import csv
 import json
 import math
 import time
@@ -47,7 +48,7 @@ from ..errors import ConsistencyError, EvaluationError, FiqaError
 from ._edc import EDCResult, FMRThreshold, _step_curve, combine_pair_qualities, threshold_at_fmr
 from .protocols import IdentityProtocol, PairsProtocol, nonmated_count
 
-#: The baseline scorers run by default (``fiqa bench quality`` without ``--scorers``).
+#: The baseline scorers evaluated by default (also ``fiqa-bench quality`` without ``--scorers``).
 BASELINE_SCORERS = ("random", "det-score", "inter-eye", "sharpness", "embedding-norm",
                     "flip-consistency")
 
@@ -59,7 +60,7 @@ DEFAULT_LIMITS = (0.2, 0.3)
 # --------------------------------------------------------------------------------------------
 
 
-def _allowed_false_matches(fmr: float, k_total: int) -> int:
+def allowed_false_matches(fmr: float, k_total: int) -> int:
     """Largest k with k / K <= fmr (the same rule as :func:`threshold_at_fmr`)."""
     k = min(int(np.floor(fmr * k_total)), k_total - 1)
     if k + 1 <= k_total - 1 and (k + 1) / k_total <= fmr:
@@ -106,7 +107,7 @@ def threshold_all_nonmated(embeddings: np.ndarray, labels: np.ndarray, fmr: floa
     k_total = nonmated_count(lab)
     if k_total == 0:
         raise EvaluationError("no non-mated pairs: all images have the same identity")
-    need = _allowed_false_matches(float(fmr), k_total) + 1
+    need = allowed_false_matches(float(fmr), k_total) + 1
     top = np.zeros(0, dtype=np.float32)
     floor = -np.inf  # once `top` holds `need` values, only larger ones can enter it
     seen = 0
@@ -186,27 +187,28 @@ class ScorerRow:
         d: dict[str, Any] = {"scorer": self.scorer, "setting": self.setting,
                              "quality_model": self.quality_model}
         for lim in self.limits:
-            d[f"pauc_norm_{lim:g}"] = _num(self.edc.pauc(lim, normalized=True))
+            d[f"pauc_norm_{lim:g}"] = json_number(self.edc.pauc(lim, normalized=True))
         if self.bootstrap is not None:
             for lim in self.limits:
                 b = self.bootstrap[lim]
                 d[f"pauc_norm_{lim:g}_se"] = b["se"]
                 d[f"pauc_norm_{lim:g}_ci_low"], d[f"pauc_norm_{lim:g}_ci_high"] = b["interval"]
         for lim in self.limits:
-            d[f"pauc_{lim:g}"] = _num(self.edc.pauc(lim, normalized=False))
-        d.update(fnmr0=_num(self.edc.fnmr0), threshold=_num(self.edc.threshold),
-                 fmr_achieved=_num(self.edc.fmr_achieved), n_mated=self.edc.n_mated,
+            d[f"pauc_{lim:g}"] = json_number(self.edc.pauc(lim, normalized=False))
+        d.update(fnmr0=json_number(self.edc.fnmr0), threshold=json_number(self.edc.threshold),
+                 fmr_achieved=json_number(self.edc.fmr_achieved), n_mated=self.edc.n_mated,
                  n_nonmated=self.edc.n_nonmated, quality_seconds=round(self.seconds, 1))
         return d
 
 
-def _num(x: float) -> float | None:
+def json_number(x: float) -> float | None:
+    """``x`` as a float for a JSON result, None where it is NaN (JSON has no NaN)."""
     x = float(x)
     return None if math.isnan(x) else x
 
 
 @dataclass
-class QualityBenchResult:
+class ScorerEvaluation:
     meta: dict[str, Any]
     rows: list[ScorerRow] = field(default_factory=list)
 
@@ -296,7 +298,7 @@ def check_fmr_limits(fmr: float, limits: Sequence[float]) -> tuple[float, tuple[
     return fmr, limits
 
 
-def run_quality_bench(
+def evaluate_scorers(
     protocol: PairsProtocol | IdentityProtocol,
     scorers: Sequence[str] = BASELINE_SCORERS,
     eval_embedder: Any = "arcface",
@@ -316,7 +318,7 @@ def run_quality_bench(
     shard: tuple[int, int] | None = None,
     bootstrap: int = 0,
     bootstrap_seed: int = 0,
-) -> QualityBenchResult | None:
+) -> ScorerEvaluation | None:
     """Run quality scorers on a protocol and return their EDC results (see the module doc).
 
     ``shard=(i, k)`` only fills the quality cache for every k-th image starting at i (for
@@ -457,7 +459,7 @@ def run_quality_bench(
         meta["identities"] = len(protocol.identities)
     if boot_meta is not None:
         meta["bootstrap"] = boot_meta
-    return QualityBenchResult(meta, rows)
+    return ScorerEvaluation(meta, rows)
 
 
 def mated_pair_identities(protocol: PairsProtocol | IdentityProtocol,
@@ -496,122 +498,3 @@ def _bootstrap_rows(rows, protocol, mated_pairs, mated_scores, qualities, thr, l
             res.difference(n, best, lim) for n in res.names if n != best]}
     meta["vs_best"] = vs_best
     return meta
-
-
-# --------------------------------------------------------------------------------------------
-# Output
-# --------------------------------------------------------------------------------------------
-
-
-def write_table(result: QualityBenchResult, out_dir: str | Path) -> tuple[Path, Path]:
-    """Write ``quality.json`` (metadata + one record per scorer) and ``quality.csv``."""
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    js = out_dir / "quality.json"
-    js.write_text(json.dumps(result.as_dict(), indent=2) + "\n")
-    rows = [r.as_dict() for r in result.rows]
-    cs = out_dir / "quality.csv"
-    with open(cs, "w", newline="") as fh:
-        cols = ["protocol", "eval_embedder"] + list(rows[0])
-        w = csv.DictWriter(fh, fieldnames=cols)
-        w.writeheader()
-        for r in rows:
-            w.writerow({"protocol": result.meta["protocol"],
-                        "eval_embedder": result.meta["eval_embedder"], **r})
-    return js, cs
-
-
-def command_line(script: str, argv: Sequence[str] | None = None) -> str:
-    """How a benchmark script was run, for its result file: ``python SCRIPT ARGS`` (``argv``:
-    the arguments given to its ``main``; default ``sys.argv[1:]``)."""
-    import shlex
-    import sys
-
-    return f"python {script} " + shlex.join(sys.argv[1:] if argv is None else list(argv))
-
-
-def write_json(result: dict, path: str | Path) -> Path:
-    """Write a benchmark result as indented JSON (creating the folder); returns the path."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(result, indent=2) + "\n")
-    return path
-
-
-def pyplot():
-    """``matplotlib.pyplot`` on the Agg backend (files only); a clear error if missing."""
-    from .._deps import require
-
-    require("matplotlib", "plot")
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def save_figure(fig, path: str | Path) -> Path:
-    """Lay out, write (creating the folder) and close a figure; returns the path."""
-    import matplotlib.pyplot as plt
-
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path)
-    plt.close(fig)
-    return path
-
-
-def plot_edc(result: QualityBenchResult, path: str | Path, max_discard: float = 0.5,
-             title: str | None = None) -> Path:
-    """PNG of the FNMR-EDC of each scorer (step-wise), the pAUC limits marked."""
-    plt = pyplot()
-    fig, ax = plt.subplots(figsize=(9.5, 5), dpi=110)
-    lim0 = result.rows[0].limits[0] if result.rows else 0.2
-    ymax = 0.0
-    for r in result.rows:
-        x, y = r.edc.discard_fractions, r.edc.fnmr
-        keep = np.searchsorted(x, max_discard, side="right") + 1  # one point past the edge
-        x, y = x[:keep], y[:keep]
-        if np.isfinite(y).any():
-            ymax = max(ymax, float(np.nanmax(y)))
-        pa = r.edc.pauc(lim0, normalized=True)
-        ax.step(x, y, where="post", lw=1.4, label=f"{r.scorer} ({pa:.3f})")
-    for lim in (result.rows[0].limits if result.rows else DEFAULT_LIMITS):
-        ax.axvline(lim, color="grey", ls="--", lw=0.8)
-        ax.text(lim, 0.99, f" pAUC limit {lim:g}", transform=ax.get_xaxis_transform(),
-                va="top", ha="left", color="grey", fontsize=8)
-    m = result.meta
-    ax.set_xlim(0, max_discard)
-    ax.set_ylim(0, ymax * 1.12 if ymax > 0 else 1.0)
-    ax.set_xlabel("fraction of mated pairs discarded (lowest pair quality first)")
-    ax.set_ylabel(f"FNMR at FMR {m['fmr_target']:g} (threshold {m['threshold']:.3f})")
-    ax.set_title(title or f"EDC, {m['protocol']}: {m['n_mated']:,} mated / {m['n_nonmated']:,} "
-                 f"non-mated pairs, comparison {m['eval_embedder']}", fontsize=9)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, title=f"scorer (normalized pAUC@{lim0:g})", title_fontsize=8,
-              loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
-    return save_figure(fig, path)
-
-
-def markdown_table(result: QualityBenchResult) -> str:
-    """The result as a markdown table (one row per scorer)."""
-    lims = result.rows[0].limits if result.rows else DEFAULT_LIMITS
-
-    def f(x, d=3):
-        return "n/a" if x is None else f"{x:.{d}f}"
-
-    boot = any(r.bootstrap is not None for r in result.rows)
-    head = ["scorer", "setting"] + [f"pAUC@{x:g} norm." for x in lims] + \
-        ([f"SE@{x:g} (bootstrap)" for x in lims] if boot else []) + \
-        [f"pAUC@{x:g} raw" for x in lims] + ["FNMR_0", "threshold", "mated", "non-mated"]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    for r in result.rows:
-        d = r.as_dict()
-        cells = [r.scorer, r.setting] + [f(d[f"pauc_norm_{x:g}"]) for x in lims] + \
-            ([f(d.get(f"pauc_norm_{x:g}_se")) for x in lims] if boot else []) + \
-            [f(d[f"pauc_{x:g}"], 5) for x in lims] + \
-            [f(d["fnmr0"], 4), f(d["threshold"], 4), f"{d['n_mated']:,}", f"{d['n_nonmated']:,}"]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines)

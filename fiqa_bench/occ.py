@@ -4,7 +4,7 @@ Every image gets a **probe copy** (the originals are the high-quality gallery of
 suite's cross-quality sets). The degradation of an image is decided from its relative file name
 only: numpy ``Generator(PCG64(seed))`` with ``seed`` = the first 16 bytes of
 ``sha256("lfw-occ/<OCC_VERSION>/<Name/Name_NNNN.jpg>")``, parameters drawn in a fixed order
-whether or not their component is applied (as :mod:`fiqa_sdk.eval.xq`).
+whether or not their component is applied (as :mod:`fiqa_bench.xq`).
 
 Geometry: LFW deep-funneled faces sit at nearly the same place in the 250x250 image. The
 occluders are placed relative to :data:`NOMINAL_LANDMARKS` (median RetinaFace landmarks of
@@ -54,7 +54,7 @@ from typing import Any, Iterable
 import numpy as np
 from PIL import Image
 
-from ..errors import FiqaError
+from fiqa_sdk.errors import FiqaError
 
 OCC_VERSION = "v1"
 FINAL_JPEG_QUALITY = 95

@@ -1,4 +1,4 @@
-"""Images of the hard-data development benchmark (``fiqa bench quality --suite dev``).
+"""Images of the hard-data development benchmark (``fiqa-bench quality --suite dev``).
 
 The dev suite's sets all draw on one fixed, documented subset of LFW, :func:`dev_relpaths`:
 the identities with at least :data:`DEV_MIN_IMAGES` images, at most :data:`DEV_MAX_PER_ID` of
@@ -17,14 +17,14 @@ import hashlib
 import os
 from pathlib import Path
 
-from ..errors import EvaluationError
+from fiqa_sdk.errors import EvaluationError
 
 DEV_VERSION = "v1"
 DEV_MIN_IMAGES = 4
 DEV_MAX_PER_ID = 15
 QUICK_IDENTITIES = 12
 QUICK_PER_ID = 4
-#: The teacher check's subset (``fiqa bench quality --teacher-check``): identities in sha256
+#: The teacher check's subset (``fiqa-bench quality --teacher-check``): identities in sha256
 #: order of ``"fiqa-dev/v1/teacher/<Name>"``, at most this many images each.
 TEACHER_IDENTITIES = 40
 TEACHER_PER_ID = 5

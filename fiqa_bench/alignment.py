@@ -38,15 +38,17 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from ..align import jitter_landmarks
-from ..errors import EvaluationError
-from ..quality import scorers_of_kind
-from ._edc import EDCResult, threshold_at_fmr
-from .bench import (BASELINE_SCORERS, DEFAULT_LIMITS, _num, check_fmr_limits, edc_at_threshold,
-                    make_scorers, pair_scores, pyplot, save_figure)
-from .features import FaceSet
-from .protocols import PairsProtocol
-from .verification import VerificationResult, kfold_accuracy
+from fiqa_sdk.align import jitter_landmarks
+from fiqa_sdk.errors import EvaluationError
+from fiqa_sdk.quality import scorers_of_kind
+from fiqa_sdk.eval import EDCResult, threshold_at_fmr
+from fiqa_sdk.eval.evaluate import (BASELINE_SCORERS, DEFAULT_LIMITS, check_fmr_limits,
+                                    edc_at_threshold, json_number, make_scorers, pair_scores)
+
+from .report import pyplot, save_figure
+from fiqa_sdk.eval.features import FaceSet
+from fiqa_sdk.eval.protocols import PairsProtocol
+from fiqa_sdk.eval.verification import VerificationResult, kfold_accuracy
 
 #: Detectors of the detector conditions (all registered detectors with 5-point landmarks).
 DETECTORS = ("retinaface", "mtcnn", "dlib", "scrfd")
@@ -178,11 +180,11 @@ class ConditionResult:
             "condition": c.name, "detector": c.detector, "jitter_px": c.jitter,
             "images": self.images, "no_face": self.no_face,
             "accuracy": self.verification.accuracy, "accuracy_std": self.verification.std,
-            "threshold": _num(self.threshold), "fmr_achieved": self.fmr_achieved,
+            "threshold": json_number(self.threshold), "fmr_achieved": self.fmr_achieved,
             "fnmr0": self.fnmr0,
-            "scorers": {s: {**{f"pauc_norm_{lim:g}": _num(self.pauc(s, lim))
+            "scorers": {s: {**{f"pauc_norm_{lim:g}": json_number(self.pauc(s, lim))
                                for lim in self.limits},
-                            **{f"pauc_{lim:g}": _num(e.pauc(lim, normalized=False))
+                            **{f"pauc_{lim:g}": json_number(e.pauc(lim, normalized=False))
                                for lim in self.limits}}
                         for s, e in self.edc.items()},
             "seconds": {k: round(v, 1) for k, v in self.seconds.items()},
@@ -240,7 +242,7 @@ class AlignmentBenchResult:
             d = c.as_dict()
             for s, rec in d["scorers"].items():
                 for lim in c.limits:
-                    rec[f"delta_pauc_norm_{lim:g}"] = _num(self.delta(s, lim, c))
+                    rec[f"delta_pauc_norm_{lim:g}"] = json_number(self.delta(s, lim, c))
             conds.append(d)
         return {**self.meta, "conditions": conds, "summary": self.summary()}
 
@@ -294,7 +296,7 @@ def run_alignment_bench(
     """
     import fiqa_sdk as fq
 
-    from .features import default_cache_dir, detect_all, embed_all, score_all
+    from fiqa_sdk.eval.features import default_cache_dir, detect_all, embed_all, score_all
 
     say = log or (lambda msg: None)
     fmr, limits = check_fmr_limits(fmr, limits)

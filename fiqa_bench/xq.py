@@ -69,7 +69,7 @@ from typing import Any, Iterable
 import numpy as np
 from PIL import Image
 
-from ..errors import FiqaError
+from fiqa_sdk.errors import FiqaError
 
 XQ_VERSION = "v1"
 

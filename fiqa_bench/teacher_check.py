@@ -1,8 +1,8 @@
 """The teacher check: a DifFIQA denoiser on a fixed subset of the dev suite, eq. 7 by terms.
 
-``fiqa bench quality --teacher-check --weights diffiqa=PATH [--scorer-param diffiqa.n=1 ...]``
+``fiqa-bench quality --teacher-check --weights diffiqa=PATH [--scorer-param diffiqa.n=1 ...]``
 scores a denoiser checkpoint on the **teacher subset** of the dev suite
-(:func:`~fiqa_sdk.eval.devsuite_images.dev_relpaths` ``subset="teacher"``: 40 identities of
+(:func:`~fiqa_bench.devsuite_images.dev_relpaths` ``subset="teacher"``: 40 identities of
 the dev subset in sha256 order of ``"fiqa-dev/v1/teacher/<Name>"``, at most 5 images each, so
 200 images in each of the pools xq, occ and clean: 600 faces scored) and its two ArcFace hard
 sets, ``xq-arcface`` (all-vs-all within the lfw-xq versions) and
@@ -29,7 +29,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from ..errors import EvaluationError
+from fiqa_sdk.errors import EvaluationError
 from .devsuite import prepare_sets, summarize
 
 TEACHER_SETS = ("xq-arcface", "occ-cross-arcface")
@@ -38,10 +38,10 @@ DEFAULT_PARAMS = {"n": 1}
 
 
 def _terms_for(scorer, faces, cache_dir: Path, progress: bool, log) -> dict[str, np.ndarray]:
-    from .features import _aligned_crops, _key, _paths_key, _used_faces, scorer_key
+    from fiqa_sdk.eval.features import aligned_crops, cache_key, paths_key, used_faces, scorer_key
 
-    use, lmk, _, _ = _used_faces(faces, True)
-    key = _key("teacher-terms", scorer_key(scorer), _paths_key(faces.paths),
+    use, lmk, _, _ = used_faces(faces, True)
+    key = cache_key("teacher-terms", scorer_key(scorer), paths_key(faces.paths),
                hashlib.sha1(np.ascontiguousarray(lmk, dtype=np.float32).tobytes()).hexdigest())
     cache = Path(cache_dir) / f"teacher-terms-{key}.npz"
     if cache.is_file():
@@ -52,7 +52,7 @@ def _terms_for(scorer, faces, cache_dir: Path, progress: bool, log) -> dict[str,
     t0 = time.perf_counter()
     for s in range(0, n, 32):
         rows = np.arange(s, min(n, s + 32))
-        crops, ok = _aligned_crops(faces.paths, lmk, rows)
+        crops, ok = aligned_crops(faces.paths, lmk, rows)
         if len(ok) != len(rows):
             raise EvaluationError("teacher check: some images could not be read")
         terms = scorer.terms(np.stack(crops))
@@ -84,9 +84,9 @@ def run_teacher_check(lfw_root=None, weights=None, params: dict | None = None,
 
     ``students``: more scorers (e.g. the regressors distilled from the teacher) evaluated on
     the same faces and redraws, for teacher-vs-distillation comparisons."""
-    from ..quality import create_scorer
+    from fiqa_sdk.quality import create_scorer
     from .devsuite import _scorer_objects
-    from .features import default_cache_dir
+    from fiqa_sdk.eval.features import default_cache_dir
 
     t0 = time.perf_counter()
     kw = {**DEFAULT_PARAMS, **dict(params or {})}

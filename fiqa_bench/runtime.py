@@ -24,7 +24,7 @@ Regressors may also be timed with ``regressor_backends=("torch", "onnxruntime")`
 ``NAME@onnxruntime`` per regressor (the same model run by onnxruntime, see
 :mod:`fiqa_sdk.quality.regressor_onnx`), with its own gate timing.
 
-:func:`run_regressor_throughput` (``fiqa bench runtime --throughput``) times the regressors
+:func:`run_regressor_throughput` (``fiqa-bench runtime --throughput``) times the regressors
 alone on batched aligned crops: every (backend, threads) variant at every batch size, side by
 side in interleaved rounds, with each variant's max abs score difference from torch on 1 thread.
 
@@ -44,8 +44,8 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from .._cpu import has_int8_dot, usable_cpus  # noqa: F401 (re-exported for benchmarks)
-from ..errors import EvaluationError, InvalidArgumentError
+from fiqa_sdk.errors import EvaluationError, InvalidArgumentError
+
 from .diffiqa_checks import lfw_sample, machine_info, parse_regressors, weights_info
 
 PIPELINE_STAGES = ("decode", "detect", "align", "embed")
@@ -77,7 +77,7 @@ def _check_variants(backends: Sequence[str], what: str) -> list[str]:
 def _variant_scorer(name: str, path: str, variant: str, **kw: Any):
     """Regressor ``name`` (weights ``path``) for a :data:`THROUGHPUT_VARIANTS` key: its backend
     and, unless fp32, its precision (InvalidArgumentError, e.g. no shipped int8 graph)."""
-    from ..quality import create_scorer
+    from fiqa_sdk.quality import create_scorer
 
     backend, precision = THROUGHPUT_VARIANTS[variant]
     if precision != "fp32":
@@ -106,7 +106,7 @@ def diffiqa_staged(scorer, crops: np.ndarray, timer: StageTimer, prefix: str = "
     ``scorer.score``; ``perturb`` is cut in two and ``_score_chunk`` gets its copies)."""
     import torch
 
-    from ..train.ddpm import from_model_range, to_model_range
+    from fiqa_sdk.train.ddpm import from_model_range, to_model_range
 
     chunk = max(1, scorer.batch_size // scorer.copies)
     out = np.empty(len(crops))
@@ -170,13 +170,13 @@ def run_runtime_bench(weights: str | Path | None = None,
     import cv2
     import torch
 
-    from ..align import align_face
-    from ..detect import create_detector, select_faces
-    from ..embed import create_embedder
-    from ..embed.base import l2_normalize
-    from ..gate import QualityGate
-    from ..quality import create_scorer
-    from ..quality.diffiqa import DifFIQAScorer, load_denoiser
+    from fiqa_sdk.align import align_face
+    from fiqa_sdk.detect import create_detector, select_faces
+    from fiqa_sdk.embed import create_embedder
+    from fiqa_sdk.embed.base import l2_normalize
+    from fiqa_sdk.gate import QualityGate
+    from fiqa_sdk.quality import create_scorer
+    from fiqa_sdk.quality.diffiqa import DifFIQAScorer, load_denoiser
 
     if images < 1 or repeats < 1:
         raise EvaluationError("images and repeats must be >= 1")
@@ -430,8 +430,8 @@ def run_regressor_throughput(regressors: Mapping[str, str] | Sequence[str] | Non
     """
     import torch
 
-    from ..quality import create_scorer
-    from ..quality.ediffiqa import shipped_weights
+    from fiqa_sdk.quality import create_scorer
+    from fiqa_sdk.quality.ediffiqa import shipped_weights
     from .diffiqa_checks import aligned_lfw_faces
 
     if images < 1 or rounds < 1 or not batch_sizes or any(int(b) < 1 for b in batch_sizes):
@@ -521,12 +521,12 @@ def throughput_markdown(result: dict) -> str:
 
 
 # --------------------------------------------------------------------------------------------
-# ``fiqa bench runtime``
+# ``fiqa-bench runtime``
 # --------------------------------------------------------------------------------------------
 
 
 def add_cli_parser(bench_subparsers) -> None:
-    """Register ``fiqa bench runtime`` on the ``fiqa bench`` sub-parsers."""
+    """Register ``fiqa-bench runtime`` on the suites' sub-parsers."""
     r = bench_subparsers.add_parser(
         "runtime", help="per-face runtime breakdown: pipeline stages, DifFIQA, regressors, gate",
         description="Time decode / detect / align / embed, DifFIQA (default and fast: forward, "
@@ -540,7 +540,7 @@ def add_cli_parser(bench_subparsers) -> None:
 
 
 def add_runtime_arguments(parser, threads_default: int | None = None) -> None:
-    """Every option of ``fiqa bench runtime`` but ``--out`` (shared with
+    """Every option of ``fiqa-bench runtime`` but ``--out`` (shared with
     ``fiqa-bench run runtime``, whose ``--threads`` defaults to 1)."""
     parser.add_argument("--weights", default=None,
                         help="DifFIQA denoiser .safetensors with its .json sidecar (default "
@@ -574,7 +574,7 @@ def add_runtime_arguments(parser, threads_default: int | None = None) -> None:
 
 
 def add_throughput_arguments(parser) -> None:
-    """The regressor-backend options shared by ``fiqa bench runtime`` and
+    """The regressor-backend options shared by ``fiqa-bench runtime`` and
     ``fiqa-bench run runtime``."""
     parser.add_argument("--regressor-backend", nargs="+", default=["torch"],
                         choices=list(THROUGHPUT_VARIANTS), metavar="BACKEND",
@@ -614,7 +614,7 @@ def throughput_from_args(args, log: Callable[[str], None] | None = None) -> dict
 
 
 def run_from_args(args, log: Callable[[str], None] | None = None) -> dict:
-    """:func:`run_runtime_bench` from parsed options (``fiqa bench runtime`` and
+    """:func:`run_runtime_bench` from parsed options (``fiqa-bench runtime`` and
     ``fiqa-bench run runtime``): ``--quick`` / default sizes, ``$FIQA_DIFFIQA_WEIGHTS``;
     :func:`run_regressor_throughput` with ``--throughput``."""
     from .diffiqa_checks import default_weights
@@ -653,10 +653,10 @@ def _cli_runtime(args) -> int:
         raise EvaluationError(f"--out must be a folder, but {out} is a file")
 
     def log(msg: str) -> None:
-        print(f"fiqa bench runtime: {msg}", file=sys.stderr, flush=True)
+        print(f"fiqa-bench runtime: {msg}", file=sys.stderr, flush=True)
 
     result = run_from_args(args, log)
-    result["command"] = "fiqa " + shlex.join(getattr(args, "argv", None) or sys.argv[1:])
+    result["command"] = "fiqa-bench " + shlex.join(getattr(args, "argv", None) or sys.argv[1:])
     out.mkdir(parents=True, exist_ok=True)
     stem = "runtime-throughput" if args.throughput else "runtime"
     table = render(result)

@@ -41,9 +41,9 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from .._paths import celeba_root
-from ..errors import ConsistencyError, EvaluationError, GateError
-from ..policy import fuse_template
+from fiqa_sdk.train.data import celeba_root
+from fiqa_sdk.errors import ConsistencyError, EvaluationError, GateError
+from fiqa_sdk.policy import fuse_template
 
 #: Template methods of the benchmark: the reference ``single`` plus the gate's methods.
 METHODS = ("single", "mean", "best", "quality_weighted", "top_k")
@@ -87,7 +87,7 @@ def _labelled(name: str, paths: Sequence[Path], ids: Sequence[str]) -> LabelledI
 
 def lfw_images(root: str | Path | None = None) -> LabelledImages:
     """Every LFW image with its identity (the folder name), in sorted order."""
-    from .protocols import default_lfw_root
+    from fiqa_sdk.eval.protocols import default_lfw_root
 
     root = Path(root) if root is not None else default_lfw_root()
     img = root / "images"
@@ -243,7 +243,7 @@ def verification_pairs(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.n
 
 def tar_at_far(mated: np.ndarray, nonmated: np.ndarray, far: float) -> dict[str, Any]:
     """TAR at a target FAR with the toolkit's threshold rule (:func:`threshold_at_fmr`)."""
-    from ._edc import threshold_at_fmr
+    from fiqa_sdk.eval import threshold_at_fmr
 
     k_total = int(nonmated.size)
     allowed = k_total * far
@@ -306,9 +306,9 @@ def template_features(
     """
     import fiqa_sdk as fq
 
-    from ..gate import default_scorer_name
-    from .bench import make_scorers
-    from .features import default_cache_dir, detect_all, embed_all, score_all
+    from fiqa_sdk.gate import default_scorer_name
+    from fiqa_sdk.eval.evaluate import make_scorers
+    from fiqa_sdk.eval.features import default_cache_dir, detect_all, embed_all, score_all
 
     sampling = sample_templates(data.labels, k, seed, min_templates, max_templates, identities)
     used = np.unique(sampling.members)

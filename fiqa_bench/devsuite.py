@@ -1,18 +1,18 @@
-"""The hard-data development benchmark: ``fiqa bench quality --suite dev``.
+"""The hard-data development benchmark: ``fiqa-bench quality --suite dev``.
 
 Every quality-scorer choice of the project is made on this suite, not on LFW (where the EDC
 rests on 171 failing mated pairs from a handful of images). It runs the scorers on a fixed
-subset of LFW (:mod:`fiqa_sdk.eval.devsuite_images`: 610 identities with >= 4 images, at most
+subset of LFW (:mod:`fiqa_bench.devsuite_images`: 610 identities with >= 4 images, at most
 15 each, 4,578 images) in three versions, the **pools**:
 
 - ``clean``: the LFW deep-funneled images themselves (the high-quality gallery);
-- ``xq``: their ``lfw-xq`` v1 versions (:mod:`fiqa_sdk.eval.xq`: half of the images degraded
+- ``xq``: their ``lfw-xq`` v1 versions (:mod:`fiqa_bench.xq`: half of the images degraded
   by a seeded capture chain: exposure, blur, resolution, noise, JPEG);
-- ``occ``: their ``lfw-occ`` v1 probe copies (:mod:`fiqa_sdk.eval.occ`: seeded sunglasses /
+- ``occ``: their ``lfw-occ`` v1 probe copies (:mod:`fiqa_bench.occ`: seeded sunglasses /
   mask / hand / cap occluders and a yaw-like pose warp, some with resolution loss and JPEG).
 
 ``xq`` holds all 4,578 images; ``clean`` and ``occ`` the first
-:data:`~fiqa_sdk.eval.devsuite_images.CROSS_PER_ID` (6) of each identity (3,174 images), to keep
+:data:`~fiqa_bench.devsuite_images.CROSS_PER_ID` (6) of each identity (3,174 images), to keep
 the suite affordable on a CPU. ``--quick`` (and the teacher check's subset) use the same images
 in every pool.
 
@@ -30,10 +30,10 @@ set                    comparisons                                              
 
 Cross sets: the mated pairs are (gallery image i, probe image j) of one identity with i and j
 different source photographs; the non-mated pairs are *all* gallery x probe pairs of different
-identities, scored blockwise (as :func:`~fiqa_sdk.eval.bench.threshold_all_nonmated`). All-vs-all
+identities, scored blockwise (as :func:`~fiqa_sdk.eval.evaluate.threshold_all_nonmated`). All-vs-all
 sets use every mated and every non-mated pair. One decision threshold per set at FMR = 1e-3;
 pair quality = min of the two images' qualities; FNMR-EDC and normalized pAUC as
-:mod:`fiqa_sdk.eval.bench`. "Failing" mated pairs = mated comparisons below that threshold;
+:mod:`fiqa_sdk.eval.evaluate`. "Failing" mated pairs = mated comparisons below that threshold;
 each set's count is reported.
 
 **Bootstrap.** All sets share one identity universe (the subset's identities), so the redraws
@@ -60,12 +60,12 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from ..errors import ConsistencyError, EvaluationError
-from ..quality import scorers_of_kind
-from ._edc import FMRThreshold
-from .bench import _allowed_false_matches, edc_at_threshold, pair_scores, threshold_all_nonmated
-from .bootstrap import _Curve
-from .protocols import _mated_pairs
+from fiqa_sdk.errors import ConsistencyError, EvaluationError
+from fiqa_sdk.quality import scorers_of_kind
+from fiqa_sdk.eval import FMRThreshold
+from fiqa_sdk.eval.evaluate import json_number, allowed_false_matches, edc_at_threshold, pair_scores, threshold_all_nonmated
+from fiqa_sdk.eval.bootstrap import PairQualityCurve
+from fiqa_sdk.eval.protocols import same_label_pairs
 
 #: Scorers of the dev suite by default: every shipped fusion, regressor and baseline, read from
 #: the registry's cards, so that a new one is in the table without a change here (the DifFIQA
@@ -121,7 +121,7 @@ def threshold_cross_nonmated(gallery: np.ndarray, probe: np.ndarray, g_labels: n
                              p_labels: np.ndarray, fmr: float = 1e-3, block_size: int = 1024,
                              ) -> tuple[FMRThreshold, int]:
     """Threshold at ``fmr`` over *all* gallery x probe cosine scores of different identities,
-    blockwise (top-k selection, exact as :func:`~fiqa_sdk.eval.bench.threshold_all_nonmated`)."""
+    blockwise (top-k selection, exact as :func:`~fiqa_sdk.eval.evaluate.threshold_all_nonmated`)."""
     g = np.ascontiguousarray(gallery, dtype=np.float32)
     p = np.ascontiguousarray(probe, dtype=np.float32)
     if not (np.isfinite(g).all() and np.isfinite(p).all()):
@@ -133,7 +133,7 @@ def threshold_cross_nonmated(gallery: np.ndarray, probe: np.ndarray, g_labels: n
     k_total = int(len(gl) * len(pl) - int((ng * npb).sum()))
     if k_total <= 0:
         raise EvaluationError("no non-mated gallery x probe pairs")
-    need = _allowed_false_matches(float(fmr), k_total) + 1
+    need = allowed_false_matches(float(fmr), k_total) + 1
     top = np.zeros(0, dtype=np.float32)
     floor = -np.inf
     for r0 in range(0, len(g), block_size):
@@ -155,13 +155,13 @@ def threshold_cross_nonmated(gallery: np.ndarray, probe: np.ndarray, g_labels: n
 
 def cross_mated_pairs(labels: np.ndarray) -> np.ndarray:
     """``(M, 2)`` (gallery i, probe j) of one identity, ``i != j`` (pools share the image order)."""
-    pairs = _mated_pairs(np.asarray(labels))
+    pairs = same_label_pairs(np.asarray(labels))
     return np.concatenate([pairs, pairs[:, ::-1]]).astype(np.int64)
 
 
 def _scorer_objects(names, weights, params):
-    from ..quality import SCORERS
-    from .bench import make_scorers
+    from fiqa_sdk.quality import SCORERS
+    from fiqa_sdk.eval.evaluate import make_scorers
 
     p = {k: dict(v) for k, v in (params or {}).items()}
     for n in names:  # the regressors (their cards list precisions) run on onnxruntime
@@ -198,7 +198,7 @@ def prepare_sets(lfw_root, sets: Sequence[str], scorers: Sequence, quick: bool =
     import fiqa_sdk as fq
 
     from .devsuite_images import CROSS_PER_ID, dev_relpaths, first_per_identity, lfw_images_root
-    from .features import default_cache_dir, detect_all, embed_all, score_all
+    from fiqa_sdk.eval.features import default_cache_dir, detect_all, embed_all, score_all
 
     say = log or (lambda m: None)
     unknown = [s for s in sets if s not in SET_NAMES]
@@ -259,7 +259,7 @@ def prepare_sets(lfw_root, sets: Sequence[str], scorers: Sequence, quick: bool =
             e = emb(spec.pool, spec.embedder)
             labels = pool_labels[spec.pool]
             thr, k = threshold_all_nonmated(e, labels, fmr)
-            mated = _mated_pairs(labels)
+            mated = same_label_pairs(labels)
             scores = pair_scores(e, mated)
             q = {n: v[mated] for n, v in quals[spec.pool].items()}
             images = len(labels)
@@ -293,7 +293,7 @@ def joint_bootstrap(data: Sequence[SetData], names: Sequence[str], limits: Seque
     for sd in data:
         err = sd.mated_scores < sd.threshold.threshold
         pq = {n: np.min(sd.qualities[n], axis=1) for n in names}
-        curves.append((err, [_Curve(pq[n], err) for n in names]))
+        curves.append((err, [PairQualityCurve(pq[n], err) for n in names]))
     n_ids = int(max(int(sd.pair_ids.max()) for sd in data)) + 1
     rng = np.random.default_rng(int(seed))
     draws = []
@@ -324,7 +324,7 @@ def summarize(data: Sequence[SetData], names: Sequence[str], limits: Sequence[fl
             res = edc_at_threshold(sd.mated_scores, sd.qualities[n], sd.threshold, fmr,
                                    sd.n_nonmated)
             point[i, j] = [res.pauc(lim, normalized=True) for lim in limits]
-            rows.append({"scorer": n, **{f"pauc_norm_{lim:g}": _num(point[i, j, k])
+            rows.append({"scorer": n, **{f"pauc_norm_{lim:g}": json_number(point[i, j, k])
                                          for k, lim in enumerate(limits)}})
         sets.append({"set": sd.spec.name, "hard": sd.spec.hard, "kind": sd.spec.kind,
                      "pool": sd.spec.pool, "gallery": sd.spec.gallery,
@@ -380,7 +380,7 @@ def summarize(data: Sequence[SetData], names: Sequence[str], limits: Sequence[fl
             pd_ = draws[keep][:, hard].mean(axis=1)
             boot_meta["pooled_redraws"] = int(keep.sum())
         for j, n in enumerate(names):
-            row = {"scorer": n, **{f"pauc_norm_{lim:g}": _num(pp[j, k])
+            row = {"scorer": n, **{f"pauc_norm_{lim:g}": json_number(pp[j, k])
                                    for k, lim in enumerate(limits)}}
             for k, lim in enumerate(limits):
                 if pd_ is None:
@@ -394,11 +394,6 @@ def summarize(data: Sequence[SetData], names: Sequence[str], limits: Sequence[fl
     return {"reference": reference, "limits": list(limits), "sets": sets,
             "pooled": {"sets": [s["set"] for s in sets if s["hard"]], "rows": pooled_rows},
             "bootstrap": boot_meta, "verdict": verdict}
-
-
-def _num(x: float) -> float | None:
-    x = float(x)
-    return None if np.isnan(x) else x
 
 
 def _verdict(sets, pooled_rows, names, limits, reference) -> dict[str, Any]:
@@ -521,7 +516,7 @@ def _from_embedding(free, cache_dir, progress):
     the raw embedding ``e / ||e|| * ||e||``, no second backbone pass."""
     import fiqa_sdk as fq
 
-    from .features import default_cache_dir, embed_all, score_all
+    from fiqa_sdk.eval.features import default_cache_dir, embed_all, score_all
 
     emb = fq.create_embedder("arcface")
     norm = fq.create_scorer("embedding-norm", embedder=emb)

@@ -36,8 +36,8 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from ..errors import EvaluationError, InvalidArgumentError
-from ..quality import scorers_of_kind
+from fiqa_sdk.errors import EvaluationError, InvalidArgumentError
+from fiqa_sdk.quality import scorers_of_kind
 
 #: Forward levels of the PSNR check.
 DEFAULT_TS = (5, 50)
@@ -62,7 +62,7 @@ QUICK_N = 1
 
 
 # --------------------------------------------------------------------------------------------
-# shared helpers (also used by fiqa_sdk.eval.runtime)
+# shared helpers (also used by fiqa_bench.runtime)
 # --------------------------------------------------------------------------------------------
 
 
@@ -76,7 +76,7 @@ def weights_info(weights: str | Path | None) -> dict:
     """Path, sha256 and training state of a DifFIQA denoiser (from its sidecar)."""
     import json
 
-    from ..quality.diffiqa import DEFAULT_WEIGHTS
+    from fiqa_sdk.quality.diffiqa import DEFAULT_WEIGHTS
 
     path = Path(weights) if weights is not None else DEFAULT_WEIGHTS
     info: dict[str, Any] = {"path": str(path), "shipped": weights is None}
@@ -125,7 +125,7 @@ def parse_regressors(items: Sequence[str] | Mapping[str, str] | None) -> dict[st
 def lfw_sample(root: str | Path | None = None, n: int | None = None, seed: int = 0) -> list[str]:
     """A seeded random order of LFW's images (``root/images/<identity>/<file>.jpg``), the
     first ``n`` of it (all when None)."""
-    from .protocols import default_lfw_root
+    from fiqa_sdk.eval.protocols import default_lfw_root
 
     root = Path(root) if root else default_lfw_root()
     paths = sorted(str(p) for p in (root / "images").glob("*/*.jpg"))
@@ -141,8 +141,8 @@ def aligned_lfw_faces(n: int, seed: int = 0, lfw_root: str | Path | None = None,
                       progress: bool = False) -> tuple[np.ndarray, list[str]]:
     """``n`` aligned 112x112 RGB crops of a seeded sample of LFW (or of ``paths``) and their
     files. Images without a detected face are skipped (the sample is drawn with a margin)."""
-    from ..detect import create_detector
-    from .features import _aligned_crops, detect_all
+    from fiqa_sdk.detect import create_detector
+    from fiqa_sdk.eval.features import aligned_crops, detect_all
 
     det = create_detector(detector)
     pool = list(paths) if paths is not None else lfw_sample(lfw_root, None, seed)
@@ -154,7 +154,7 @@ def aligned_lfw_faces(n: int, seed: int = 0, lfw_root: str | Path | None = None,
         start += len(take)
         faces = detect_all(take, det, policy=policy, cache_dir=cache_dir, progress=progress)
         rows = np.flatnonzero(faces.found)
-        got, ok = _aligned_crops(faces.paths, faces.landmarks, rows)
+        got, ok = aligned_crops(faces.paths, faces.landmarks, rows)
         for c, i in zip(got, ok):
             if len(crops) < n:
                 crops.append(c)
@@ -216,12 +216,12 @@ def denoiser_psnr(model, crops: np.ndarray, ts: Sequence[int] = DEFAULT_TS, seed
     """
     import torch
 
-    from ..quality.diffiqa import DifFIQAScorer, load_denoiser
+    from fiqa_sdk.quality.diffiqa import DifFIQAScorer, load_denoiser
 
     if not isinstance(model, torch.nn.Module):
         model = load_denoiser(model)[0]
     if embedder is None:
-        from ..embed import create_embedder
+        from fiqa_sdk.embed import create_embedder
 
         embedder = create_embedder("arcface")
     rows = []
@@ -310,9 +310,9 @@ def run_acceptance(weights: str | Path | None = None, psnr_faces: int = 200,
     """
     import torch
 
-    from ..embed import create_embedder
-    from ..quality import create_scorer
-    from ..quality.diffiqa import DifFIQAScorer, load_denoiser
+    from fiqa_sdk.embed import create_embedder
+    from fiqa_sdk.quality import create_scorer
+    from fiqa_sdk.quality.diffiqa import DifFIQAScorer, load_denoiser
 
     t_start = time.perf_counter()
     regressors = parse_regressors(regressors)
@@ -327,11 +327,11 @@ def run_acceptance(weights: str | Path | None = None, psnr_faces: int = 200,
         need = max(psnr_faces, quality_faces)
         files: list[str] = []
         if crops is None:
-            from .features import default_cache_dir
+            from fiqa_sdk.eval.features import default_cache_dir
 
             if cache_dir is None:
                 cache_dir = default_cache_dir() / "lfw"
-            from ..detect import create_detector
+            from fiqa_sdk.detect import create_detector
 
             crops, files = aligned_lfw_faces(need, seed, lfw_root,
                                              detector=create_detector("retinaface", **ort),
