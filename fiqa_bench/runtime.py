@@ -10,8 +10,9 @@ detected face), and the result is the per-face median over ``repeats`` runs:
   prediction, ``n = 2``: 4 passes): ``forward`` (drawing the per-face noise + ``q_sample``),
   ``backward`` (the DDIM chain, or one x0 prediction; includes the uint8 conversion of the
   copies), ``quality`` (embedding the original, mirror, noisy and restored copies + cosines, i.e.
-  the scorer's own ``_score_chunk`` on the perturbed copies). The stages are the scorer's code
-  cut at its phase boundaries (:func:`diffiqa_staged`, checked to give the scorer's scores);
+  the scorer's own ``score_copies`` on the perturbed copies). The stages are the scorer's public
+  phases, ``forward_noise`` / ``restore`` / ``score_copies`` (:func:`diffiqa_staged`, checked to
+  give the scorer's scores);
 - the baselines ``embedding-norm`` and ``flip-consistency`` and each regressor given
   (``ediffiqa``, ``ediffiqa-free``, ``diffiqa-r``): ``score`` = one ``Scorer.score`` call on the
   aligned crops (one forward pass per face, batches of ``regressor_batch``);
@@ -102,42 +103,19 @@ class StageTimer:
 
 def diffiqa_staged(scorer, crops: np.ndarray, timer: StageTimer, prefix: str = "") -> np.ndarray:
     """A :class:`~fiqa_sdk.quality.diffiqa.DifFIQAScorer`'s scores of validated crops, with the
-    forward / backward / quality phases timed separately (same chunks, noise and formula as
-    ``scorer.score``; ``perturb`` is cut in two and ``_score_chunk`` gets its copies)."""
-    import torch
-
-    from fiqa_sdk.train.ddpm import from_model_range, to_model_range
-
+    forward / backward / quality phases timed separately: the scorer's own public phases
+    (:meth:`~fiqa_sdk.quality.diffiqa.DifFIQAScorer.forward_noise`, ``restore``,
+    ``score_copies``) on the same chunks, so the scores are ``scorer.score``'s."""
     chunk = max(1, scorer.batch_size // scorer.copies)
     out = np.empty(len(crops))
-    dev = scorer.device
     for i in range(0, len(crops), chunk):
         part = crops[i : i + chunk]
-        c = len(part)
-        shape = (c, scorer.copies, 112, 112, 3)
-        with torch.inference_mode():
-            with timer(prefix + "forward"):
-                x = to_model_range(part).to(dev)
-                views = [x, x.flip(-1)] if scorer.flip else [x]
-                start = torch.stack(views, 1).repeat_interleave(scorer.n, dim=1)
-                start = start.reshape(c * scorer.copies, 3, 112, 112)
-                fwd, bwd = scorer._noise(part)
-                x_t = scorer.schedule.q_sample(start, scorer.t, fwd)
-            with timer(prefix + "backward"):
-                if scorer.fast:
-                    tt = torch.full((len(x_t),), scorer.t, dtype=torch.long, device=dev)
-                    x_hat = scorer._denoise(x_t, tt).clamp(-1, 1)
-                else:
-                    x_hat = scorer.schedule.restore(scorer._denoise, x_t, scorer.t, scorer.eta, bwd)
-                copies = (from_model_range(x_t).reshape(shape),
-                          from_model_range(x_hat).reshape(shape))
+        with timer(prefix + "forward"):
+            x_t, backward_noise = scorer.forward_noise(part)
+        with timer(prefix + "backward"):
+            noisy, restored = scorer.restore(x_t, backward_noise)
         with timer(prefix + "quality"):
-            # an instance attribute shadows the method for this one call
-            scorer.perturb = lambda _crops, _c=copies: _c
-            try:
-                out[i : i + c] = scorer._score_chunk(part)
-            finally:
-                del scorer.perturb
+            out[i : i + len(part)] = scorer.score_copies(part, noisy, restored)
     return np.clip(out, -1.0, 1.0)
 
 
@@ -288,7 +266,7 @@ def run_runtime_bench(weights: str | Path | None = None,
             sizes |= {(k % chunk) * sc.copies for k in (images, gate_images) if k % chunk}
             for s in sorted(sizes):
                 with torch.inference_mode():
-                    sc._denoise(torch.zeros(s, 3, 112, 112), torch.full((s,), max(sc.t - 1, 0)))
+                    sc.denoise(torch.zeros(s, 3, 112, 112), torch.full((s,), max(sc.t - 1, 0)))
         one_run(1, skip=slow)  # their UNet shapes are warm; a full face takes seconds
 
         runs = []

@@ -251,7 +251,7 @@ class QualityGate:
         self._quality_from_embedding = bool(reads and reads(self.pipeline.embedder))
         # The joint path: the scorer shares the embedder's stem, so one pass gives both.
         self._joint_wanted = (isinstance(scorer, str) and self.device == "cpu"
-                              and not {"backend", "precision", "shared_stem"} & set(self.scorer_options)
+                              and not {"backend", "precision"} & set(self.scorer_options)
                               and not self._quality_from_embedding)
         self._joint: Any = None
         self._joint_lock = threading.Lock()

@@ -511,7 +511,7 @@ def test_private_import_checker_fails_on_bad_code():
     src = """
 import fiqa_sdk as fq
 import fiqa_sdk._weights
-from fiqa_sdk.eval import _edc
+from fiqa_sdk.eval import _private
 from fiqa_sdk.eval.evaluate import _helper, public
 from fiqa_sdk import __version__
 x = fq.eval._secret
@@ -519,7 +519,7 @@ y = fq.QualityGate
 z = public._inner
 """
     assert private_imports(ast.parse(src), "b") == [
-        "b:3 fiqa_sdk._weights", "b:4 fiqa_sdk.eval._edc", "b:5 fiqa_sdk.eval.evaluate._helper",
+        "b:3 fiqa_sdk._weights", "b:4 fiqa_sdk.eval._private", "b:5 fiqa_sdk.eval.evaluate._helper",
         "b:7 fq.eval._secret", "b:9 public._inner"]
 
 

@@ -318,7 +318,7 @@ def test_regressors_lfw_ensemble(astronaut, astronaut_face, tmp_path):
     import fiqa_sdk as fq
     from fiqa_sdk.errors import InvalidArgumentError
     from fiqa_sdk.eval.features import scorer_key
-    from fiqa_sdk.quality.ediffiqa import SharedStem
+    from fiqa_bench.stem import SharedStem, StemRegressorScorer
 
     crops = np.asarray(graded_crops(astronaut, astronaut_face, 6, seed=3))
     a, b = fq.create_scorer("diffiqa-r"), fq.create_scorer("ediffiqa-free")
@@ -327,7 +327,7 @@ def test_regressors_lfw_ensemble(astronaut, astronaut_face, tmp_path):
         np.testing.assert_allclose(ens.score(crops), (a.score(crops) + b.score(crops)) / 2,
                                    atol=1e-5)
         assert ens.name == "mean2" and ens.members == 2 and ens.fr_model == a.fr_model
-        assert (ens._stem is not None) == (stem is not None)
+        assert isinstance(ens, StemRegressorScorer) == (stem is not None)
     assert scorer_key(ens) != scorer_key(regressors_lfw.ensemble_scorer("mean2", [a, a]))
     with pytest.raises(InvalidArgumentError):  # the shipped ediffiqa is itself an ensemble
         regressors_lfw.ensemble_scorer("x", [fq.create_scorer("ediffiqa"), a])

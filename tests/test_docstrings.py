@@ -40,7 +40,7 @@ ENTRY_POINTS: dict[str, list[str]] = {
     "policy.py": ["check_fraction", "check_threshold", "discard_count", "discard_lowest",
                   "apply_threshold", "calibrate_threshold", "template_weights",
                   "fuse_embeddings", "fuse_template", "cosine"],
-    "eval/_edc.py": ["combine_pair_qualities", "threshold_at_fmr", "edc", "fmr_edc", "pauc"],
+    "eval/metrics.py": ["combine_pair_qualities", "threshold_at_fmr", "edc", "fmr_edc", "pauc"],
     "eval/bootstrap.py": ["bootstrap_pauc"],
     "io.py": ["load_image"],
     "align.py": ["align_face", "align_faces"],
@@ -49,7 +49,7 @@ ENTRY_POINTS: dict[str, list[str]] = {
 
 #: Modules whose examples need nothing but numpy (importing them loads no model, no image
 #: library): their doctests are run by :func:`test_numpy_only_examples_run`.
-NUMPY_ONLY_MODULES = ("fiqa_sdk.policy", "fiqa_sdk.eval._edc", "fiqa_sdk.eval.bootstrap",
+NUMPY_ONLY_MODULES = ("fiqa_sdk.policy", "fiqa_sdk.eval.metrics", "fiqa_sdk.eval.bootstrap",
                       "fiqa_sdk.eval")
 
 #: Files whose docstrings may quote measurements (not part of the library's contract text).

@@ -242,7 +242,6 @@ def test_seed_ensemble_is_the_mean_of_its_members(trained, trained_seed1, tmp_pa
         OnnxRegressorScorer,
         RegressorEnsemble,
         RegressorScorer,
-        SharedStem,
         export_onnx,
         save_ensemble,
     )
@@ -272,11 +271,13 @@ def test_seed_ensemble_is_the_mean_of_its_members(trained, trained_seed1, tmp_pa
     np.testing.assert_allclose(built.score(crops), q, atol=1e-6)
     with pytest.raises(InvalidArgumentError, match="already an ensemble"):
         RegressorEnsemble.from_files([path, members[0]])
-    # one stem pass for all members, the same scores
-    shared = RegressorScorer(path, shared_stem=SharedStem(cut=15), name="ens-stem")
+    # one stem pass for all members (the research harness's shared stem), the same scores
+    from fiqa_bench.stem import SharedStem, StemRegressorScorer
+
+    shared = StemRegressorScorer(path, SharedStem(cut=15), name="ens-stem")
     np.testing.assert_allclose(shared.score(crops), q, atol=1e-5)
-    with pytest.raises(ValueError, match="cut 15"):
-        RegressorScorer(path, shared_stem=SharedStem(cut=16))
+    with pytest.raises(InvalidArgumentError, match="cut 15"):
+        StemRegressorScorer(path, SharedStem(cut=16))
     # ONNX export of the whole ensemble (the members' tails in one graph)
     o = OnnxRegressorScorer(export_onnx(ens, tmp_path / "ens.onnx"))
     np.testing.assert_allclose(o.score(crops), q, atol=1e-4)
@@ -417,18 +418,21 @@ def test_regressors_without_shipped_weights_say_so(monkeypatch, tmp_path):
 
 
 def test_shared_stem_gives_the_same_scores(trained, tmp_path):
-    from fiqa_sdk.quality.ediffiqa import RegressorScorer, SharedStem
+    from fiqa_bench.stem import SharedStem, StemRegressorScorer
+    from fiqa_sdk.errors import InvalidArgumentError
 
     summary, crops = trained
     plain = fq.create_scorer("ediffiqa", weights=summary["weights"])
     stem = SharedStem(cut=15)
-    a = RegressorScorer(summary["weights"], shared_stem=stem, name="a")
-    b = RegressorScorer(summary["weights"], shared_stem=stem, name="b")
+    a = StemRegressorScorer(summary["weights"], stem, name="a")
+    b = StemRegressorScorer(summary["weights"], stem, name="b")
     np.testing.assert_allclose(a.score(crops), plain.score(crops), atol=1e-5)
     np.testing.assert_allclose(b.score(crops), plain.score(crops), atol=1e-5)
     assert a.name == "a" and a.weights_sha256 == plain.weights_sha256
-    with pytest.raises(ValueError, match="differ"):
-        RegressorScorer(summary["weights"], shared_stem=SharedStem(cut=17))
+    with pytest.raises(InvalidArgumentError, match="differ"):
+        StemRegressorScorer(summary["weights"], SharedStem(cut=17))
+    with pytest.raises(InvalidArgumentError, match="shared stem runs the torch model"):
+        StemRegressorScorer(summary["weights"], stem, backend="onnxruntime")
 
 
 def test_gate_reads_quality_from_its_own_embedding(free_weights, astronaut):

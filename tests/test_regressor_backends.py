@@ -139,8 +139,6 @@ def test_onnxruntime_reproduces_recorded_scores(name, expected, astronaut, astro
 
 
 def test_bad_options_raise_typed_errors():
-    from fiqa_sdk.quality.ediffiqa import RegressorScorer, SharedStem
-
     for bad in ("tensorrt", "ONNXRUNTIME", None, 1):
         with pytest.raises(InvalidArgumentError, match="backend"):
             fq.create_scorer("ediffiqa", backend=bad)
@@ -149,8 +147,6 @@ def test_bad_options_raise_typed_errors():
             fq.create_scorer("ediffiqa", backend="onnxruntime", threads=bad)
     with pytest.raises(InvalidArgumentError, match="batch_size"):
         fq.create_scorer("ediffiqa", batch_size=0)
-    with pytest.raises(InvalidArgumentError, match="shared_stem"):
-        RegressorScorer(shared_stem=SharedStem(cut=15), backend="onnxruntime")
 
 
 # -- the gate -------------------------------------------------------------------------------

@@ -4,7 +4,7 @@ One run evaluates any number of regressor weights files side by side, e.g. the s
 and the eps / theta ablation (eDifFIQA paper, Table 10), with the same detections, embeddings,
 decision thresholds and caches as ``fiqa-bench quality``. Regressors distilled with the same
 ``--cut`` share one pass of the frozen MobileFaceNet front per batch
-(:class:`fiqa_sdk.quality.ediffiqa.SharedStem`): the scores are the scorers' own (tested), the
+(:class:`fiqa_bench.stem.SharedStem`): the scores are the scorers' own (tested), the
 cost is one stem pass plus one tail per regressor.
 
     fiqa-bench run regressors_lfw \\
@@ -41,10 +41,12 @@ def ensemble_scorer(name: str, members: list, stem=None):
     ``InvalidArgumentError`` / ``WeightsError`` for members that cannot form one."""
     from fiqa_sdk.quality.ediffiqa import RegressorEnsemble, RegressorScorer
 
+    from ..stem import StemRegressorScorer
+
     ens = RegressorEnsemble.from_regressors([(m.model, m.meta) for m in members],
                                             [m.name for m in members])
     if stem is not None and stem.matches(ens):
-        return RegressorScorer(ens, shared_stem=stem, name=name)
+        return StemRegressorScorer(ens, stem, name=name)
     return RegressorScorer(ens, name=name)
 
 
@@ -92,9 +94,10 @@ def run(args, ctx) -> dict:
     from fiqa_sdk.errors import InvalidArgumentError, WeightsError
     from fiqa_sdk.eval import evaluate as bench, protocols
     from fiqa_sdk.eval.features import default_cache_dir
-    from fiqa_sdk.quality.ediffiqa import RegressorScorer, SharedStem, shipped_weights
+    from fiqa_sdk.quality.ediffiqa import RegressorScorer, shipped_weights
 
     from ..report import markdown_table
+    from ..stem import SharedStem, StemRegressorScorer
 
     torch.set_num_threads(args.threads)
     stem = SharedStem(args.cut)
@@ -108,8 +111,8 @@ def run(args, ctx) -> dict:
         if not sep:
             raise InvalidArgumentError(f"--regressor takes NAME=PATH, got {item!r}")
         try:
-            scorers.append(RegressorScorer(path, shared_stem=stem, name=name))
-        except ValueError:  # another cut: score it whole
+            scorers.append(StemRegressorScorer(path, stem, name=name))
+        except InvalidArgumentError:  # another cut: score it whole
             scorers.append(RegressorScorer(path, name=name))
     by_name = {s.name: s for s in scorers}
     for item in args.ensemble:

@@ -3,7 +3,7 @@
 The public names (docs/api.md, "fq.eval"): :func:`edc` (FNMR-EDC at a threshold fixed at a
 target FMR), :func:`fmr_edc`, :func:`pauc`, :func:`threshold_at_fmr`,
 :func:`combine_pair_qualities`, the result types :class:`EDCResult`, :class:`EDCCurve` and
-:class:`FMRThreshold` (from :mod:`fiqa_sdk.eval._edc`, whose module docstring fixes the
+:class:`FMRThreshold` (from :mod:`fiqa_sdk.eval.metrics`, whose module docstring fixes the
 conventions), the identity bootstrap :func:`bootstrap_pauc` / :class:`BootstrapResult`, and
 :func:`evaluate_scorers` (detect, embed and score the images of a protocol, with the feature
 cache of :mod:`fiqa_sdk.eval.features`, and return each scorer's EDC as a
@@ -25,10 +25,10 @@ Examples
 
 from __future__ import annotations
 
-from ._edc import *  # noqa: F401,F403 - the public names are _edc's __all__
-from ._edc import __all__ as _edc_all
+from .metrics import *  # noqa: F401,F403 - the public names are metrics' __all__
+from .metrics import __all__ as _metrics_all
 from .bootstrap import BootstrapResult, bootstrap_pauc  # noqa: F401
 from .evaluate import ScorerEvaluation, ScorerRow, evaluate_scorers  # noqa: F401
 
-__all__ = [*_edc_all, "BootstrapResult", "bootstrap_pauc", "ScorerEvaluation", "ScorerRow",
+__all__ = [*_metrics_all, "BootstrapResult", "bootstrap_pauc", "ScorerEvaluation", "ScorerRow",
            "evaluate_scorers"]

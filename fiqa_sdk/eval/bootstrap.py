@@ -26,7 +26,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from ..errors import EvaluationError
-from ._edc import FMRThreshold, _check_limit, _normalize, _pauc_steps, combine_pair_qualities
+from .metrics import FMRThreshold, _check_limit, _normalize, _pauc_steps, combine_pair_qualities
 
 __all__ = ["BootstrapResult", "bootstrap_pauc"]
 

@@ -15,7 +15,7 @@ Steps (each cached under the cache folder, see :mod:`fiqa_sdk.eval.features`):
    "model-free";
 4. fix one decision threshold at the target FMR (1e-3) over all non-mated comparison scores,
    then compute the FNMR-EDC of the mated pairs (pair quality = min of the two images) and its
-   raw and normalized pAUC (see :mod:`fiqa_sdk.eval._edc`).
+   raw and normalized pAUC (see :mod:`fiqa_sdk.eval.metrics`).
 
 Non-mated pairs. With an explicit list (LFW pairs.txt, or a seeded sample) the scores are
 computed pair by pair (:func:`pair_scores`). With *all* non-mated pairs of an
@@ -45,7 +45,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from ..errors import ConsistencyError, EvaluationError, FiqaError
-from ._edc import EDCResult, FMRThreshold, _step_curve, combine_pair_qualities, threshold_at_fmr
+from .metrics import EDCResult, FMRThreshold, _step_curve, combine_pair_qualities, threshold_at_fmr
 from .protocols import IdentityProtocol, PairsProtocol, nonmated_count
 
 #: The baseline scorers evaluated by default (also ``fiqa-bench quality`` without ``--scorers``).

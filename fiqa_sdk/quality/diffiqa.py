@@ -187,7 +187,9 @@ class DifFIQAScorer(Scorer):
                 f"fast={self.fast}, device={self.device.type!r})")
 
     # -- diffusion ---------------------------------------------------------------------
-    def _denoise(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    def denoise(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """The UNet's output for noisy images ``x`` ``(B, 3, 112, 112)`` in [-1, 1] at steps
+        ``t`` ``(B,)``, run ``unet_batch`` samples per pass (float32)."""
         step = self.unet_batch or len(x)
         if len(x) > step:
             return torch.cat([self._denoise_pass(x[i : i + step], t[i : i + step])
@@ -214,11 +216,13 @@ class DifFIQAScorer(Scorer):
         return torch.cat(fwd).to(dev), [torch.cat(b).to(dev) for b in bwd]
 
     @torch.inference_mode()
-    def perturb(self, aligned: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Noisy and restored copies of validated crops, each ``(N, copies, 112, 112, 3)``
-        uint8 RGB; copy ``k < n`` comes from the face, ``k >= n`` from its mirror."""
+    def forward_noise(self, aligned: np.ndarray) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """The forward phase of :meth:`perturb`: the noisy copies ``x_t`` of validated crops,
+        ``(N * copies, 3, 112, 112)`` in [-1, 1] (face-major; copy ``k < n`` of a face comes
+        from the face, ``k >= n`` from its mirror), and the noise of the backward phase (one
+        tensor per stochastic step), all drawn from each face's own seed."""
         from ..align import as_face_batch
-        from .._preprocess import from_model_range, to_model_range
+        from .._preprocess import to_model_range
 
         aligned = as_face_batch(aligned)
         c = len(aligned)
@@ -227,14 +231,28 @@ class DifFIQAScorer(Scorer):
         start = torch.stack(views, 1).repeat_interleave(self.n, dim=1)  # (c, copies, ...)
         start = start.reshape(c * self.copies, 3, 112, 112)
         fwd, bwd = self._noise(aligned)
-        x_t = self.schedule.q_sample(start, self.t, fwd)
+        return self.schedule.q_sample(start, self.t, fwd), bwd
+
+    @torch.inference_mode()
+    def restore(self, x_t: torch.Tensor, backward_noise: list[torch.Tensor]
+                ) -> tuple[np.ndarray, np.ndarray]:
+        """The backward phase of :meth:`perturb`: restore the output of :meth:`forward_noise`
+        with the denoiser; returns the noisy and restored copies as :meth:`perturb` does."""
+        from .._preprocess import from_model_range
+
         if self.fast:
             tt = torch.full((len(x_t),), self.t, dtype=torch.long, device=self.device)
-            x_hat = self._denoise(x_t, tt).clamp(-1, 1)
+            x_hat = self.denoise(x_t, tt).clamp(-1, 1)
         else:
-            x_hat = self.schedule.restore(self._denoise, x_t, self.t, self.eta, bwd)
-        shape = (c, self.copies, 112, 112, 3)
+            x_hat = self.schedule.restore(self.denoise, x_t, self.t, self.eta, backward_noise)
+        shape = (len(x_t) // self.copies, self.copies, 112, 112, 3)
         return from_model_range(x_t).reshape(shape), from_model_range(x_hat).reshape(shape)
+
+    def perturb(self, aligned: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Noisy and restored copies of validated crops, each ``(N, copies, 112, 112, 3)``
+        uint8 RGB; copy ``k < n`` comes from the face, ``k >= n`` from its mirror
+        (:meth:`forward_noise`, then :meth:`restore`)."""
+        return self.restore(*self.forward_noise(aligned))
 
     # -- scoring -----------------------------------------------------------------------
     def _score(self, aligned: np.ndarray, faces: Sequence[Face] | None) -> np.ndarray:
@@ -246,6 +264,15 @@ class DifFIQAScorer(Scorer):
 
     def _score_chunk(self, crops: np.ndarray) -> np.ndarray:
         return np.mean(list(self._terms_chunk(crops).values()), axis=0)
+
+    def score_copies(self, aligned: np.ndarray, noisy: np.ndarray,
+                     restored: np.ndarray) -> np.ndarray:
+        """Eq. 7 of validated crops from their :meth:`perturb` output (the quality phase alone:
+        the same values as :meth:`score` on these faces, before its clipping to [-1, 1])."""
+        from ..align import as_face_batch
+
+        return np.mean(list(self._terms_chunk(as_face_batch(aligned), (noisy, restored))
+                            .values()), axis=0)
 
     #: The cosine terms of eq. 7 (each against the unflipped original's embedding).
     TERMS = ("noisy", "restored", "flip", "noisy_flip", "restored_flip")
@@ -262,9 +289,10 @@ class DifFIQAScorer(Scorer):
         parts = [self._terms_chunk(aligned[i : i + chunk]) for i in range(0, len(aligned), chunk)]
         return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]} if parts else {}
 
-    def _terms_chunk(self, crops: np.ndarray) -> dict[str, np.ndarray]:
+    def _terms_chunk(self, crops: np.ndarray, copies: tuple[np.ndarray, np.ndarray] | None = None
+                     ) -> dict[str, np.ndarray]:
         c, n = len(crops), self.n
-        x_t, x_hat = self.perturb(crops)
+        x_t, x_hat = self.perturb(crops) if copies is None else copies
         parts = [crops] + ([crops[:, :, ::-1]] if self.flip else [])
         emb = self.embedder.embed(np.concatenate(
             parts + [x_t.reshape(-1, 112, 112, 3), x_hat.reshape(-1, 112, 112, 3)]))

@@ -40,9 +40,8 @@ from ..types import Face
 from .base import Scorer, model_digest
 # The networks, weight files and ensembles live in their own modules (no cycle: the scorers
 # import them, never the other way round); their names stay importable from here.
-from .regressor_models import (SHIPPED, RegressorEnsemble, SharedStem,  # noqa: F401
-                               _split_at, load_regressor, save_ensemble, save_regressor,
-                               shipped_weights)
+from .regressor_models import (SHIPPED, RegressorEnsemble, load_regressor,  # noqa: F401
+                               save_ensemble, save_regressor, shipped_weights, split_regressor)
 from .regressor_nets import NormResidualHead, QualityRegressor, build_backbone, make_head  # noqa: F401
 
 class RegressorScorer(Scorer):
@@ -64,13 +63,10 @@ class RegressorScorer(Scorer):
         onnxruntime's default threads; None with ``backend="auto"``: every usable core).
     verify : bool
         Check the weights' sha256 against the sidecar.
-    shared_stem : SharedStem or None
-        Run the frozen front of the backbone through a :class:`SharedStem` (same scores, one
-        stem pass for several regressors). Refused if this model's front differs from it.
     name : str or None
         Display name (default: the method), e.g. to tell ablation variants apart.
     backend : {"auto", "torch", "onnxruntime"}
-        ``"auto"`` (default): onnxruntime on the CPU, torch on CUDA (and with ``shared_stem``);
+        ``"auto"`` (default): onnxruntime on the CPU, torch on CUDA;
         ``self.backend`` tells the choice. ``"torch"``: the torch model. ``"onnxruntime"``: the
         same model exported to ONNX once (cached in ``$FIQA_CACHE/onnx``, see
         :mod:`fiqa_sdk.quality.regressor_onnx`) and run by onnxruntime: the same scores as torch
@@ -101,7 +97,7 @@ class RegressorScorer(Scorer):
 
     def __init__(self, weights: str | Path | QualityRegressor | None = None, device: str = "cpu",
                  batch_size: int = 64, threads: int | None = None, verify: bool = True,
-                 shared_stem: SharedStem | None = None, name: str | None = None,
+                 name: str | None = None,
                  backbone: nn.Module | None = None, backend: str = "auto",
                  precision: str = "auto", calibration: Any = None) -> None:
         from .regressor_onnx import check_backend, check_precision, resolve_backend
@@ -111,12 +107,6 @@ class RegressorScorer(Scorer):
         precision = check_precision(precision, backend)
         if calibration is not None and precision not in ("int8", "auto"):
             raise InvalidArgumentError("calibration is only used with precision='int8'")
-        if shared_stem is not None:
-            if backend == "auto":
-                backend = "torch"
-            if backend != "torch":
-                raise InvalidArgumentError("shared_stem runs the torch model; it cannot be "
-                                           f"combined with backend={backend!r}")
         if isinstance(weights, (QualityRegressor, RegressorEnsemble)):
             self.model, self.meta = weights, {}
         else:
@@ -142,8 +132,6 @@ class RegressorScorer(Scorer):
         if self.batch_size < 1:
             raise InvalidArgumentError(f"batch_size must be >= 1, got {batch_size!r}")
         self.threads = threads
-        self._stem = shared_stem
-        self._tail = None
         self._ort = None
         if self.backend == "onnxruntime":
             from .regressor_onnx import OrtRegressor
@@ -156,14 +144,6 @@ class RegressorScorer(Scorer):
                 src = self._ort.source
                 self.int8_sha256 = (sha256_bytes(src) if isinstance(src, bytes)
                                     else file_sha256(src))
-        if shared_stem is not None:
-            if not shared_stem.matches(self.model):
-                own = getattr(self.model, "cut", None) or self.meta.get("config", {}).get("cut")
-                raise InvalidArgumentError(f"{self.name} (trained with cut {own}) cannot run on the "
-                                 f"shared stem (cut {shared_stem.cut}): its first "
-                                 f"{shared_stem.cut} blocks differ from the stem's; score "
-                                 "without shared_stem")
-            self._tail = _split_at(self.model, shared_stem.cut)[1]
 
     @torch.inference_mode()
     def _score(self, aligned: np.ndarray, faces: Sequence[Face] | None) -> np.ndarray:
@@ -178,10 +158,7 @@ class RegressorScorer(Scorer):
             out = np.empty(len(aligned))
             for i in range(0, len(aligned), self.batch_size):
                 batch = aligned[i : i + self.batch_size]
-                if self._stem is not None:
-                    q = self._tail(self._stem(batch).to(self.device))
-                else:
-                    q = self.model.quality(to_model_range(batch).to(self.device))
+                q = self.model.quality(to_model_range(batch).to(self.device))
                 out[i : i + len(batch)] = q.float().cpu().numpy()
             return out
         finally:

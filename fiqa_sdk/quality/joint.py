@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from .ediffiqa import RegressorScorer
-from .regressor_models import RegressorEnsemble, _same_weights
+from .regressor_models import RegressorEnsemble, same_weights
 from .regressor_nets import QualityRegressor
 
 
@@ -94,7 +94,7 @@ def joint_model(scorer: Any, embedder: Any) -> JointModel | None:
     model = scorer.model.cpu()
     front = (model.stem if isinstance(model, RegressorEnsemble)
              else nn.Sequential(*model.backbone.blocks[:cut]))
-    if not _same_weights(base.split(cut)[0], front):
+    if not same_weights(base.split(cut)[0], front):
         return None
     return JointModel(base, model, cut).eval().requires_grad_(False)
 

@@ -1,7 +1,7 @@
 """Distilled regressors as files and as groups: weight files (a safetensors file with the head
 and the backbone tensors training changed, plus a JSON sidecar), the seed ensemble
-(:class:`RegressorEnsemble`, one shared frozen stem) and :class:`SharedStem`. The scorers that
-run them: :mod:`fiqa_sdk.quality.ediffiqa`.
+(:class:`RegressorEnsemble`, one shared frozen stem) and how a regressor splits into that stem
+and its tail (:func:`split_regressor`). The scorers that run them: :mod:`fiqa_sdk.quality.ediffiqa`.
 """
 
 from __future__ import annotations
@@ -11,12 +11,10 @@ import json
 from pathlib import Path
 from typing import Any, Sequence
 
-import numpy as np
 import torch
 from torch import nn
 
 from .._paths import WEIGHTS_DIR
-from .._torch import torch_device
 from .._weights import verify_file
 from ..errors import InvalidArgumentError, WeightsError
 from .regressor_nets import QualityRegressor, build_backbone
@@ -119,7 +117,7 @@ class RegressorEnsemble(nn.Module):
                                            f"got {cut}")
         ref = nn.Sequential(*members[0].backbone.blocks[:cut])
         for i, m in enumerate(members[1:], 1):
-            if not _same_weights(ref, nn.Sequential(*m.backbone.blocks[:cut])):
+            if not same_weights(ref, nn.Sequential(*m.backbone.blocks[:cut])):
                 raise WeightsError(f"ensemble member {i}'s first {cut} blocks differ from member "
                                    "0's: the members must share the frozen stem")
         self.cut = cut
@@ -286,14 +284,15 @@ def _load_member_state(model: QualityRegressor, state: dict[str, torch.Tensor], 
                            f"{unexpected[:3]}")
 
 
-def _same_weights(a: nn.Module, b: nn.Module) -> bool:
+def same_weights(a: nn.Module, b: nn.Module) -> bool:
     """Whether two modules hold the same tensors under the same names (on any device)."""
     sa, sb = a.state_dict(), b.state_dict()
     return sa.keys() == sb.keys() and all(torch.equal(sa[k].cpu(), sb[k].cpu()) for k in sa)
 
 
-def _split_at(model: nn.Module, cut: int) -> tuple[nn.Module, Any] | None:
-    """``(stem, tail)`` of a MobileFaceNet regressor or ensemble cut before block ``cut``:
+def split_regressor(model: nn.Module, cut: int) -> tuple[nn.Module, Any] | None:
+    """``(stem, tail)`` of a MobileFaceNet regressor or ensemble cut before block ``cut``
+    (e.g. to run one frozen stem for several regressors, as the research harness does):
     ``stem`` runs ``blocks[:cut]`` and ``tail(h)`` maps its output to the quality. None when the
     model cannot be cut there (another backbone, or an ensemble cut elsewhere)."""
     if isinstance(model, RegressorEnsemble):
@@ -305,40 +304,3 @@ def _split_at(model: nn.Module, cut: int) -> tuple[nn.Module, Any] | None:
         return None
     tail = nn.Sequential(*blocks[cut:])
     return nn.Sequential(*blocks[:cut]), lambda h: model.head(tail(h)).squeeze(-1)
-
-
-class SharedStem:
-    """The frozen front ``blocks[:cut]`` of the base MobileFaceNet, shared by several regressors.
-
-    Regressors distilled with the same ``cut`` differ only after it; scoring one batch with
-    several of them (ablations, ``fiqa-bench quality`` over many regressors) then runs the stem
-    once: the last batch's activations are memoised, keyed by a hash of its pixels.
-    """
-
-    def __init__(self, cut: int, device: str = "cpu") -> None:
-        from ..embed.arcface import default_model_path
-        from ..nets.mobilefacenet import load_mobilefacenet
-
-        self.cut = int(cut)
-        self.device = torch_device(device)
-        self.stem = load_mobilefacenet(default_model_path()).split(self.cut)[0].to(self.device).eval()
-        self._key: bytes | None = None
-        self._value: torch.Tensor | None = None
-
-    def matches(self, model: nn.Module) -> bool:
-        """Whether ``model`` (a :class:`QualityRegressor` or :class:`RegressorEnsemble`) can be
-        cut at this stem's block and its front holds exactly this stem's weights."""
-        split = _split_at(model, self.cut)
-        return split is not None and _same_weights(self.stem, split[0])
-
-    @torch.inference_mode()
-    def __call__(self, batch: np.ndarray) -> torch.Tensor:
-        import hashlib
-
-        key = hashlib.blake2b(np.ascontiguousarray(batch).tobytes(), digest_size=16).digest()
-        if key != self._key:
-            from .._preprocess import to_model_range
-
-            self._value = self.stem(to_model_range(batch).to(self.device))
-            self._key = key
-        return self._value
