@@ -74,15 +74,13 @@ def default_weights() -> Path | None:
 
 def weights_info(weights: str | Path | None) -> dict:
     """Path, sha256 and training state of a DifFIQA denoiser (from its sidecar)."""
-    import json
-
+    from .._weights import read_sidecar, sidecar_path
     from ..quality.diffiqa import DEFAULT_WEIGHTS
 
     path = Path(weights) if weights is not None else DEFAULT_WEIGHTS
     info: dict[str, Any] = {"path": str(path), "shipped": weights is None}
-    sidecar = path.with_suffix(".json")
-    if sidecar.is_file():
-        meta = json.loads(sidecar.read_text())
+    if sidecar_path(path).is_file():
+        meta = read_sidecar(path, verify=False, missing_ok=True)
         tr = meta.get("training", {})
         info.update(sha256=meta.get("sha256"), parameters=meta.get("parameters"),
                     preset=tr.get("preset"), steps=tr.get("steps", meta.get("steps")),
