@@ -106,7 +106,7 @@ def diffiqa_staged(scorer, crops: np.ndarray, timer: StageTimer, prefix: str = "
     ``scorer.score``; ``perturb`` is cut in two and ``_score_chunk`` gets its copies)."""
     import torch
 
-    from ..train.ddpm import from_model_range, to_model_range
+    from .._preprocess import from_model_range, to_model_range
 
     chunk = max(1, scorer.batch_size // scorer.copies)
     out = np.empty(len(crops))
