@@ -1,8 +1,15 @@
-"""Locating and verifying weight files. Nothing here downloads anything."""
+"""Locating and verifying weight files, and their JSON sidecars. Nothing here downloads anything.
+
+A weights file the SDK writes (``<name>.safetensors``, an int8 ``<name>.onnx``) has a sidecar
+``<name>.json`` next to it: the ``sha256`` of the weights file and what is needed to rebuild
+and describe the model. :func:`write_sidecar` and :func:`read_sidecar` are the only code that
+writes and reads them.
+"""
 
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 
 from .errors import WeightsError
@@ -82,3 +89,106 @@ def verify_bytes(data: bytes, name: str, expected: str | None = None) -> bytes:
         if actual != expected:
             raise _mismatch(name, expected, actual)
     return data
+
+
+def sidecar_path(weights: str | Path) -> Path:
+    """The JSON sidecar of a weights file: ``<name>.json`` next to ``<name>.<suffix>``.
+
+    Parameters
+    ----------
+    weights : path
+        The weights file (``.safetensors``, ``.onnx``, ...); it need not exist.
+
+    Returns
+    -------
+    pathlib.Path
+        ``weights`` with its last suffix replaced by ``.json``.
+
+    Examples
+    --------
+    >>> sidecar_path("weights/ediffiqa_mbf_x3.int8.onnx").name
+    'ediffiqa_mbf_x3.int8.json'
+    """
+    return Path(weights).with_suffix(".json")
+
+
+def write_sidecar(weights: str | Path, meta: dict, *, newline: bool = True) -> dict:
+    """Write the sidecar of ``weights``: ``meta`` plus the weights file's ``sha256``.
+
+    Parameters
+    ----------
+    weights : path
+        The weights file, already written; it is hashed here.
+    meta : dict
+        The sidecar's other entries (JSON-able). A ``sha256`` key already in ``meta`` keeps its
+        place and gets the file's digest; otherwise ``sha256`` comes last.
+    newline : bool
+        End the file with a newline (the DifFIQA denoiser's sidecars have none).
+
+    Returns
+    -------
+    dict
+        The record written (``meta`` with ``sha256``), to :func:`sidecar_path` of ``weights``,
+        as JSON indented by 2 spaces.
+
+    Examples
+    --------
+    >>> write_sidecar("out/model.safetensors", {"unet": {"base": 32}})  # doctest: +SKIP
+    {'unet': {'base': 32}, 'sha256': '...'}
+    """
+    record = dict(meta)
+    record["sha256"] = sha256_file(weights)
+    sidecar_path(weights).write_text(json.dumps(record, indent=2) + ("\n" if newline else ""))
+    return record
+
+
+def read_sidecar(weights: str | Path, *, verify: bool = True, what: str = "weights",
+                 hint: str = "", missing_ok: bool = False) -> dict:
+    """The sidecar of ``weights``, the weights file checked against its ``sha256``.
+
+    Parameters
+    ----------
+    weights : path
+        The weights file.
+    verify : bool
+        Check the file's sha256 against the sidecar's (a sidecar without one is an error).
+    what : str
+        What the file is, for the messages (e.g. ``"regressor weights"``).
+    hint : str
+        Appended to the message of a missing sidecar (e.g. how to write one).
+    missing_ok : bool
+        An optional sidecar: return ``{}`` when there is none, and do not require the weights
+        file unless ``verify``.
+
+    Returns
+    -------
+    dict
+        The sidecar's entries.
+
+    Raises
+    ------
+    WeightsError
+        The weights file or its sidecar is missing, the sidecar has no ``sha256`` (with
+        ``verify``; pass ``verify=False`` to read it anyway), or the file does not match it.
+
+    Examples
+    --------
+    >>> meta = read_sidecar("out/model.safetensors", what="regressor weights")  # doctest: +SKIP
+    >>> meta["sha256"][:12]  # doctest: +SKIP
+    '3f0c2b1d9a8e'
+    """
+    path = Path(weights)
+    side = sidecar_path(path)
+    if missing_ok and not side.is_file():
+        return {}
+    if not missing_ok and not path.is_file():
+        raise WeightsError(f"{what} file not found: {path}")
+    if not side.is_file():
+        raise WeightsError(f"{what} {path} have no sidecar {side.name} (architecture and sha256)"
+                           + hint)
+    meta = json.loads(side.read_text())
+    if verify:
+        if not meta.get("sha256"):
+            raise WeightsError(f"{side} has no sha256; pass verify=False to load it anyway")
+        verify_file(path, meta["sha256"])
+    return meta

@@ -11,12 +11,12 @@ weights, recipe, calibration, fidelity on held-out faces), the form
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ._weights import sidecar_path, write_sidecar
 from .errors import InvalidArgumentError
 from .quality import scorers_of_kind
 
@@ -66,7 +66,7 @@ class OnnxExport:
                "max_abs_diff": self.max_abs_diff, "tolerance": self.tolerance,
                "inputs": self.inputs, "outputs": self.outputs}
         if self.sidecar is not None:
-            rec.update(sidecar=str(self.onnx.with_suffix(".json")),
+            rec.update(sidecar=str(sidecar_path(self.onnx)),
                        sha256=self.sidecar["sha256"],
                        calibration_crops=self.sidecar["calibration"]["crops"],
                        fidelity=self.sidecar["fidelity"])
@@ -112,7 +112,6 @@ def export_int8_onnx(scorer: Any, out: str | os.PathLike, calibration: str | os.
     import numpy as np
     import onnxruntime
 
-    from ._weights import sha256_file
     from .quality import regressor_onnx as ro
 
     out = Path(out)
@@ -125,7 +124,8 @@ def export_int8_onnx(scorer: Any, out: str | os.PathLike, calibration: str | os.
         fidelity = {**ro.int8_fidelity(scorer.model, out, held), "selection": selection}
     else:  # too few faces left over: no fidelity, so precision="auto" never picks this graph
         fidelity = {"spearman": None, "max_abs": None, "faces": len(held), "selection": selection}
-    side = {"file": out.name, "sha256": sha256_file(out), "scorer": scorer.name,
+    # "sha256" (second, as in the shipped sidecar) is filled in by write_sidecar
+    side = {"file": out.name, "sha256": None, "scorer": scorer.name,
             "source_tensor_digest": ro.tensor_digest(scorer.model),
             "source_weights_sha256": scorer.weights_sha256, "int8_version": ro.INT8_VERSION,
             "recipe": ro.INT8_RECIPE, "graph_version": ro.GRAPH_VERSION, "opset": ro.OPSET,
@@ -134,8 +134,7 @@ def export_int8_onnx(scorer: Any, out: str | os.PathLike, calibration: str | os.
                             else f"{calibration_count} evenly spaced",
                             "sha256": hashlib.sha256(crops.tobytes()).hexdigest()},
             "fidelity": fidelity, "onnxruntime": onnxruntime.__version__}
-    out.with_suffix(".json").write_text(json.dumps(side, indent=2) + "\n")
-    return side
+    return write_sidecar(out, side)
 
 
 def export_regressor_onnx(scorer: str, out: str | os.PathLike, *,

@@ -178,14 +178,15 @@ def test_method_targets():
 # -- results unchanged ----------------------------------------------------------------------
 def _tiny_problem():
     from fiqa_sdk.nets.mobilefacenet import load_mobilefacenet
-    from fiqa_sdk.train.distill import _run
+    from fiqa_sdk.embed.base import run_torch_module
 
     rng = np.random.default_rng(0)
     faces = rng.integers(0, 256, (16, 112, 112, 3), dtype=np.uint8)
     ids = np.arange(16) // 4
     labels = rng.random(16)
     bb = load_mobilefacenet()
-    return faces, ids, labels, _run(bb, faces, flip=False).numpy(), _run(bb, faces, flip=True).numpy()
+    return (faces, ids, labels, run_torch_module(bb, faces).numpy(),
+            run_torch_module(bb, faces, flip=True).numpy())
 
 
 #: distill() on :func:`_tiny_problem` with ``DistillConfig(method=M, epochs=2, batch_size=8,

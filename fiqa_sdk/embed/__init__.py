@@ -10,7 +10,7 @@ from typing import Any
 
 from .._registry import Registry
 from ..errors import InvalidTypeError
-from .base import CallableEmbedder, Embedder, l2_normalize
+from .base import CallableEmbedder, Embedder, TorchModuleEmbedder, l2_normalize
 
 EMBEDDERS: Registry[Embedder] = Registry("embedder")
 
@@ -97,4 +97,5 @@ def list_embedders() -> list[str]:
     return EMBEDDERS.names()
 
 
-__all__ = ["Embedder", "CallableEmbedder", "EMBEDDERS", "create_embedder", "list_embedders", "l2_normalize"]
+__all__ = ["Embedder", "CallableEmbedder", "TorchModuleEmbedder", "EMBEDDERS", "create_embedder",
+           "list_embedders", "l2_normalize"]

@@ -15,6 +15,7 @@ import numpy as np
 
 from .._onnx import make_session, rewrite_blocked_prelu, rewrite_grouped_conv, rewritten_bytes
 from .._paths import arcface_onnx_path
+from .._preprocess import insightface_blob
 from .._weights import verify_file
 from ..errors import InvalidArgumentError
 from .base import Embedder
@@ -85,7 +86,6 @@ class ArcFaceEmbedder(Embedder):
         out = np.empty((len(faces), self.dim), dtype=np.float32)
         for i in range(0, len(faces), self.batch_size):
             chunk = faces[i : i + self.batch_size]
-            blob = (chunk.astype(np.float32) - 127.5) / 127.5  # RGB in [-1, 1], insightface's norm
             out[i : i + len(chunk)] = self.session.run(
-                None, {self._input: np.ascontiguousarray(blob.transpose(0, 3, 1, 2))})[0]
+                None, {self._input: insightface_blob(chunk)})[0]  # insightface's rounding
         return out

@@ -30,6 +30,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .._preprocess import insightface_blob
 from ..errors import InvalidArgumentError, InvalidImageError, WeightsError
 
 EMBEDDING_SIZE = 512
@@ -182,14 +183,15 @@ class MobileFaceNet(nn.Module):
 def faces_to_tensor(faces: np.ndarray) -> torch.Tensor:
     """Aligned ``(N, 112, 112, 3)`` uint8 RGB faces -> ``(N, 3, 112, 112)`` float32 in [-1, 1].
 
-    insightface's normalisation ``(x - 127.5) / 127.5``, the same as
+    insightface's normalisation ``(x - 127.5) / 127.5``
+    (:func:`fiqa_sdk._preprocess.insightface_blob`), the same as
     :class:`fiqa_sdk.embed.arcface.ArcFaceEmbedder`.
     """
     faces = np.asarray(faces)
     if faces.ndim != 4 or faces.shape[1:] != (INPUT_SIZE, INPUT_SIZE, 3):
         raise InvalidImageError(f"expected (N, {INPUT_SIZE}, {INPUT_SIZE}, 3) RGB faces, got {faces.shape}")
-    x = torch.from_numpy(np.ascontiguousarray(faces)).permute(0, 3, 1, 2).float()
-    return (x - 127.5) / 127.5
+    # channels_last: the strides of the NHWC crops it was always computed from (same kernels)
+    return torch.from_numpy(insightface_blob(faces)).contiguous(memory_format=torch.channels_last)
 
 
 # -- loading the ONNX weights -------------------------------------------------------------------

@@ -117,22 +117,20 @@ for _reg in ("diffiqa-r", "ediffiqa"):  # fiqa_sdk.quality.fusion.FUSABLE
 def scorer_cards() -> dict[str, dict[str, Any]]:
     """Every scorer's card (:meth:`Registry.cards`), each shipped weights file named with the
     first 16 hex digits of its sha256 (from its ``.json`` sidecar, or of the file itself)."""
-    import json
-
     from .._paths import WEIGHTS_DIR
-    from .._weights import sha256_file
+    from .._weights import read_sidecar, sha256_file
 
     out = SCORERS.cards()
     for card in out.values():
         files = []
         for f in card.get("weights", ()):
-            path, side = WEIGHTS_DIR / f, (WEIGHTS_DIR / f).with_suffix(".json")
+            path = WEIGHTS_DIR / f
             if not path.is_file():
                 files.append(f"{f} (missing)")
                 continue
             digest = None
-            if path.suffix != ".json" and side.is_file():
-                digest = json.loads(side.read_text()).get("sha256")
+            if path.suffix != ".json":
+                digest = read_sidecar(path, verify=False, missing_ok=True).get("sha256")
             files.append(f"{f} (sha256 {(digest or sha256_file(path))[:16]})")
         if files:
             card["weights"] = tuple(files)

@@ -28,7 +28,6 @@ crops), which changes cosines by well under 1e-3.
 from __future__ import annotations
 
 import hashlib
-import json
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -36,7 +35,7 @@ import numpy as np
 import torch
 
 from .._torch import torch_device
-from .._weights import verify_file
+from .._weights import read_sidecar, sidecar_path
 from ..diffusion.schedule import Schedule, stochastic_steps, time_pairs
 from ..diffusion.unet import UNet, UNetConfig
 from ..embed import Embedder, create_embedder
@@ -56,37 +55,23 @@ def load_denoiser(weights: str | Path | None = None, verify: bool = True) -> tup
     """
     from safetensors.torch import load_file
 
-    if weights is None:
-        path = DEFAULT_WEIGHTS
-        if not path.is_file():
-            raise WeightsError(
-                "DifFIQA's denoiser is not trained/shipped yet: "
-                f"{path.name} is not in fiqa_sdk/weights. Train one with "
-                "`fiqa train ddpm --out DIR` and pass "
-                "create_scorer('diffiqa', weights='DIR/diffiqa_unet.safetensors') "
-                "(its .json sidecar must sit next to it)"
-            )
-    else:
-        path = Path(weights).expanduser()
-        if not path.is_file():
-            raise WeightsError(f"DifFIQA weights file not found: {path}")
-    sidecar = path.with_suffix(".json")
-    if not sidecar.is_file():
+    path = DEFAULT_WEIGHTS if weights is None else Path(weights).expanduser()
+    if weights is None and not path.is_file():
         raise WeightsError(
-            f"DifFIQA weights {path} have no sidecar {sidecar.name} (architecture and sha256); "
-            "export weights with fiqa_sdk.train.ddpm.export_weights"
+            "DifFIQA's denoiser is not trained/shipped yet: "
+            f"{path.name} is not in fiqa_sdk/weights. Train one with "
+            "`fiqa train ddpm --out DIR` and pass "
+            "create_scorer('diffiqa', weights='DIR/diffiqa_unet.safetensors') "
+            "(its .json sidecar must sit next to it)"
         )
-    meta = json.loads(sidecar.read_text())
-    if verify:
-        if not meta.get("sha256"):
-            raise WeightsError(f"{sidecar} has no sha256; pass verify=False to load it anyway")
-        verify_file(path, meta["sha256"])
+    meta = read_sidecar(path, verify=verify, what="DifFIQA weights",
+                        hint="; export weights with fiqa_sdk.train.ddpm.export_weights")
     model = UNet(UNetConfig.from_dict(meta["unet"]))
     try:
         model.load_state_dict(load_file(str(path)), strict=True)
     except RuntimeError as exc:
-        raise WeightsError(f"DifFIQA weights {path} do not match the architecture in {sidecar.name}: "
-                           f"{str(exc).splitlines()[0]}") from exc
+        raise WeightsError(f"DifFIQA weights {path} do not match the architecture in "
+                           f"{sidecar_path(path).name}: {str(exc).splitlines()[0]}") from exc
     return model, meta
 
 

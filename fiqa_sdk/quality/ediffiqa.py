@@ -34,6 +34,7 @@ import torch
 from torch import nn
 
 from .._paths import WEIGHTS_DIR  # noqa: F401 - importable from here as before
+from .._preprocess import insightface_blob
 from .._torch import torch_device
 from ..errors import InvalidArgumentError, WeightsError
 from ..types import Face
@@ -250,7 +251,6 @@ class OnnxRegressorScorer(Scorer):
     def _score(self, aligned: np.ndarray, faces: Sequence[Face] | None) -> np.ndarray:
         out = np.empty(len(aligned))
         for i in range(0, len(aligned), self.batch_size):
-            blob = (aligned[i : i + self.batch_size].astype(np.float32) - 127.5) / 127.5
-            out[i : i + len(blob)] = self.session.run(
-                ["quality"], {"input": np.ascontiguousarray(blob.transpose(0, 3, 1, 2))})[0]
+            blob = insightface_blob(aligned[i : i + self.batch_size])
+            out[i : i + len(blob)] = self.session.run(["quality"], {"input": blob})[0]
         return out

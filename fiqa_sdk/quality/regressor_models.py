@@ -7,7 +7,6 @@ and its tail (:func:`split_regressor`). The scorers that run them: :mod:`fiqa_sd
 from __future__ import annotations
 
 import copy
-import json
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -15,7 +14,7 @@ import torch
 from torch import nn
 
 from .._paths import WEIGHTS_DIR
-from .._weights import verify_file
+from .._weights import read_sidecar, sidecar_path, write_sidecar
 from ..errors import InvalidArgumentError, WeightsError
 from .regressor_nets import QualityRegressor, build_backbone
 
@@ -39,8 +38,6 @@ def save_regressor(model: QualityRegressor, path: str | Path, meta: dict,
     if None) to ``path`` (safetensors) and ``meta`` + the file's sha256 to its ``.json``."""
     from safetensors.torch import save_file
 
-    from .._weights import sha256_file
-
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tensors = {f"head.{k}": v.detach().cpu().contiguous() for k, v in model.head.state_dict().items()}
@@ -53,8 +50,7 @@ def save_regressor(model: QualityRegressor, path: str | Path, meta: dict,
     meta = dict(meta)
     meta["head"] = {"kind": model.head_kind, **meta.get("head", {})}
     meta["backbone"] = {**meta.get("backbone", {}), "stored_tensors": len(changed)}
-    meta["sha256"] = sha256_file(path)
-    path.with_suffix(".json").write_text(json.dumps(meta, indent=2) + "\n")
+    write_sidecar(path, meta)
     return path
 
 
@@ -67,17 +63,7 @@ def load_regressor(weights: str | Path, verify: bool = True, backbone: nn.Module
     from safetensors.torch import load_file
 
     path = Path(weights).expanduser()
-    if not path.is_file():
-        raise WeightsError(f"regressor weights file not found: {path}")
-    sidecar = path.with_suffix(".json")
-    if not sidecar.is_file():
-        raise WeightsError(f"regressor weights {path} have no sidecar {sidecar.name} "
-                           "(architecture and sha256)")
-    meta = json.loads(sidecar.read_text())
-    if verify:
-        if not meta.get("sha256"):
-            raise WeightsError(f"{sidecar} has no sha256; pass verify=False to load it anyway")
-        verify_file(path, meta["sha256"])
+    meta = read_sidecar(path, verify=verify, what="regressor weights")
     if meta.get("ensemble"):
         if backbone is not None:
             raise WeightsError(f"{path.name} is an ensemble of MobileFaceNet regressors: do not "
@@ -187,8 +173,6 @@ def save_ensemble(members: Sequence[str | Path], path: str | Path, meta: dict | 
     read from ``w600k_mbf.onnx`` at load time, as for one regressor)."""
     from safetensors.torch import load_file, save_file
 
-    from .._weights import sha256_file
-
     paths = [Path(m).expanduser() for m in members]
     if len(paths) < 2:
         raise InvalidArgumentError(f"an ensemble needs at least 2 members, got {len(paths)}")
@@ -238,8 +222,7 @@ def save_ensemble(members: Sequence[str | Path], path: str | Path, meta: dict | 
         **(meta or {}),
         "members": metas,
     }
-    out["sha256"] = sha256_file(path)
-    path.with_suffix(".json").write_text(json.dumps(out, indent=2) + "\n")
+    write_sidecar(path, out)
     return path
 
 
@@ -250,7 +233,7 @@ def _load_ensemble(path: Path, meta: dict) -> RegressorEnsemble:
     members_meta = meta.get("members") or []
     k = int(spec.get("members", 0))
     if k < 2 or len(members_meta) != k:
-        raise WeightsError(f"{path.with_suffix('.json').name}: an ensemble sidecar needs 'members' "
+        raise WeightsError(f"{sidecar_path(path).name}: an ensemble sidecar needs 'members' "
                            f"with {k} entries (found {len(members_meta)})")
     state = load_file(str(path))
     base = build_backbone(meta.get("backbone", {}))
@@ -278,7 +261,7 @@ def _load_member_state(model: QualityRegressor, state: dict[str, torch.Tensor], 
         missing, unexpected = model.backbone.load_state_dict(bb_state, strict=False)
     except RuntimeError as exc:
         raise WeightsError(f"regressor weights {path} do not match the architecture in "
-                           f"{path.with_suffix('.json').name}: {str(exc).splitlines()[0]}") from exc
+                           f"{sidecar_path(path).name}: {str(exc).splitlines()[0]}") from exc
     if unexpected:
         raise WeightsError(f"regressor weights {path} hold tensors the backbone does not have: "
                            f"{unexpected[:3]}")

@@ -401,12 +401,11 @@ def shipped_int8_meta(model: nn.Module) -> dict | None:
     """The sidecar of the shipped int8 graph of ``model`` (a ``fiqa_sdk/weights/*.int8.json``
     whose ``source_tensor_digest`` is the model's :func:`tensor_digest`), with ``path`` added;
     None if none ships for these weights."""
-    import json
-
+    from .._weights import read_sidecar
 
     digest = tensor_digest(model)
-    for side in sorted(WEIGHTS_DIR.glob("*.int8.json")):
-        meta = json.loads(side.read_text())
+    for side in sorted(WEIGHTS_DIR.glob("*.int8.json")):  # the sidecar of <name>.int8.onnx
+        meta = read_sidecar(side.with_suffix(".onnx"), verify=False, missing_ok=True)
         if meta.get("source_tensor_digest") == digest:
             return {**meta, "path": str(side.with_name(meta["file"]))}
     return None

@@ -23,6 +23,7 @@ from typing import Callable
 
 import numpy as np
 
+from ..embed.base import TorchModuleEmbedder
 from ..errors import InvalidArgumentError
 from .config import (DataConfig, DistillConfig, LabelConfig, OptimConfig, TeacherConfig,
                      TrainingConfig)
@@ -122,20 +123,13 @@ def load_backbone_factory(spec: str):
     return net.eval()
 
 
-class ModuleEmbedder:
+class ModuleEmbedder(TorchModuleEmbedder):
     """A torch FR module as the target model ``M`` for :func:`~.labels.target_embeddings`:
-    raw ``(N, D)`` outputs of ArcFace-style 112x112 RGB crops scaled to [-1, 1]."""
+    raw ``(N, D)`` outputs of ArcFace-style 112x112 RGB crops scaled to [-1, 1]
+    (:class:`~fiqa_sdk.embed.TorchModuleEmbedder`, named ``name``)."""
 
     def __init__(self, module, name: str) -> None:
-        self.module, self.name = module, name
-
-    def embed_raw(self, crops) -> "np.ndarray":
-        import torch
-
-        from .distill import _run
-
-        with torch.inference_mode():
-            return _run(self.module.eval(), crops, flip=False).numpy()
+        super().__init__(module, name)
 
 
 def diffiqa_teacher(weights=None, t: int = 5, n: int | None = None, fast: bool = False,

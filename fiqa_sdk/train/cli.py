@@ -188,6 +188,7 @@ def add_train_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def _cmd_train_ensemble(args: argparse.Namespace) -> int:
+    from .._weights import read_sidecar
     from ..errors import FiqaError
     from ..quality.ediffiqa import save_ensemble
 
@@ -196,7 +197,7 @@ def _cmd_train_ensemble(args: argparse.Namespace) -> int:
         path = save_ensemble(args.members, Path(args.out) / f"{name}.safetensors")
     except FiqaError as exc:
         return _die(str(exc))
-    meta = json.loads(path.with_suffix(".json").read_text())
+    meta = read_sidecar(path, verify=False)  # just written
     print(json.dumps({"weights": str(path), "members": meta["ensemble"]["members"],
                       "seeds": meta["ensemble"]["seeds"], "sha256": meta["sha256"]}))
     return 0

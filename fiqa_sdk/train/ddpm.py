@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import copy
 import csv
-import json
 import math
 import os
 import signal
@@ -425,7 +424,7 @@ def export_weights(model: torch.nn.Module, path: str | os.PathLike, info: dict |
     """
     from safetensors.torch import save_file
 
-    from .._weights import sha256_file
+    from .._weights import write_sidecar
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -434,16 +433,14 @@ def export_weights(model: torch.nn.Module, path: str | os.PathLike, info: dict |
     save_file(sd, str(tmp), metadata={"format": "pt", "model": "fiqa-sdk diffiqa unet"})
     os.replace(tmp, path)
     os.chmod(path, 0o644)
-    sidecar = {
+    write_sidecar(path, {
         "model": "diffiqa-unet",
         "objective": "x0",
         "unet": model.config.to_dict(),
         "parameters": count_parameters(model),
         "schedule": {"kind": "cosine", "T": 1000, "s": 0.008, "max_beta": 0.999},
         **(info or {}),
-        "sha256": sha256_file(path),
-    }
-    path.with_suffix(".json").write_text(json.dumps(sidecar, indent=2))
+    }, newline=False)  # no final newline, as the shipped denoisers' sidecars
     return path
 
 

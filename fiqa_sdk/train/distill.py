@@ -40,10 +40,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..embed.base import run_torch_module
 from ..errors import FiqaError, InvalidArgumentError
 from ..quality.ediffiqa import QualityRegressor, save_regressor
 from .config import DistillConfig, LabelConfig, OptimConfig  # noqa: F401 - re-exported
-from .ddpm import to_model_range
 from .labels import save_npy
 
 
@@ -54,17 +54,6 @@ def split_identities(ids: np.ndarray, fraction: float, seed: int) -> np.ndarray:
     n_val = int(round(fraction * len(uniq)))
     val_ids = rng.choice(uniq, size=n_val, replace=False) if n_val else np.array([], uniq.dtype)
     return np.isin(ids, val_ids)
-
-
-@torch.inference_mode()
-def _run(module: nn.Module, faces: np.ndarray, flip: bool, batch: int = 64) -> torch.Tensor:
-    outs = []
-    for i in range(0, len(faces), batch):
-        x = to_model_range(faces[i : i + batch])
-        if flip:
-            x = x.flip(-1)
-        outs.append(module(x).float())
-    return torch.cat(outs)
 
 
 def _stem_features(stem: nn.Module, faces: np.ndarray, cfg: DistillConfig, frozen: bool,
@@ -86,9 +75,9 @@ def _stem_features(stem: nn.Module, faces: np.ndarray, cfg: DistillConfig, froze
         if paths[0].is_file() and (not cfg.hflip or paths[1].is_file()):
             return (torch.from_numpy(np.load(paths[0])),
                     torch.from_numpy(np.load(paths[1])) if cfg.hflip else None)
-    out = [_run(stem, faces, flip=False).half()]
+    out = [run_torch_module(stem, faces, flip=False).half()]
     if cfg.hflip:
-        out.append(_run(stem, faces, flip=True).half())
+        out.append(run_torch_module(stem, faces, flip=True).half())
     if paths is not None:
         paths[0].parent.mkdir(parents=True, exist_ok=True)
         for p_, t in zip(paths, out):

@@ -46,14 +46,14 @@ def _frozen_backbone():
     return load_mobilefacenet(default_model_path(), verify=True).eval().requires_grad_(False)
 
 
-@torch.inference_mode()
 def raw_embeddings(backbone, faces: np.ndarray, batch: int = 64, log=None) -> np.ndarray:
-    from .ddpm import to_model_range
+    from ..embed.base import run_torch_module
 
     out = np.empty((len(faces), 512), np.float32)
     t0 = time.time()
     for i in range(0, len(faces), batch):
-        out[i : i + batch] = backbone(to_model_range(np.asarray(faces[i : i + batch]))).numpy()
+        chunk = np.asarray(faces[i : i + batch])
+        out[i : i + batch] = run_torch_module(backbone, chunk, batch).numpy()
         if log and (i // batch) % 20 == 0:
             log(f"  embeddings {i + batch}/{len(faces)} ({time.time() - t0:.0f} s)")
     return out
