@@ -15,8 +15,6 @@ before the SDK and its research harness were split (docs/api.md, "Migration").
 from __future__ import annotations
 
 import hashlib
-from typing import Sequence
-
 import numpy as np
 import torch
 from torch import nn
@@ -96,21 +94,9 @@ class StemRegressorScorer(RegressorScorer):
         self.stem = stem
         self.tail = split_regressor(self.model, stem.cut)[1]
 
-    @torch.inference_mode()
-    def _score(self, aligned: np.ndarray, faces: Sequence | None) -> np.ndarray:
-        prev = torch.get_num_threads()
-        if self.threads:
-            torch.set_num_threads(int(self.threads))
-        try:
-            out = np.empty(len(aligned))
-            for i in range(0, len(aligned), self.batch_size):
-                batch = aligned[i : i + self.batch_size]
-                q = self.tail(self.stem(batch).to(self.device))
-                out[i : i + len(batch)] = q.float().cpu().numpy()
-            return out
-        finally:
-            if self.threads:
-                torch.set_num_threads(prev)
+    def torch_quality(self, batch: np.ndarray) -> torch.Tensor:
+        """The regressor's tail on the shared stem's activations of ``batch``."""
+        return self.tail(self.stem(batch).to(self.device))
 
 
 __all__ = ["SharedStem", "StemRegressorScorer"]

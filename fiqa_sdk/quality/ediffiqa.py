@@ -146,10 +146,17 @@ class RegressorScorer(Scorer):
                 self.int8_sha256 = (sha256_bytes(src) if isinstance(src, bytes)
                                     else file_sha256(src))
 
-    @torch.inference_mode()
-    def _score(self, aligned: np.ndarray, faces: Sequence[Face] | None) -> np.ndarray:
+    def torch_quality(self, batch: np.ndarray) -> torch.Tensor:
+        """Quality of one batch of validated crops with the torch model: the step the torch
+        backend repeats over the batches of :meth:`score` (``threads`` already set). A subclass
+        may run the model another way, e.g. the research harness's shared stem
+        (``fiqa_bench.stem``)."""
         from .._preprocess import to_model_range
 
+        return self.model.quality(to_model_range(batch).to(self.device))
+
+    @torch.inference_mode()
+    def _score(self, aligned: np.ndarray, faces: Sequence[Face] | None) -> np.ndarray:
         if self._ort is not None:
             return self._ort.score(aligned, self.batch_size)
         prev = torch.get_num_threads()
@@ -159,8 +166,7 @@ class RegressorScorer(Scorer):
             out = np.empty(len(aligned))
             for i in range(0, len(aligned), self.batch_size):
                 batch = aligned[i : i + self.batch_size]
-                q = self.model.quality(to_model_range(batch).to(self.device))
-                out[i : i + len(batch)] = q.float().cpu().numpy()
+                out[i : i + len(batch)] = self.torch_quality(batch).float().cpu().numpy()
             return out
         finally:
             if self.threads:
