@@ -211,16 +211,49 @@ def test_diffiqa_settings_quick_lfw_pairs(lfw_root, lfw_quick_cache, micro_weigh
     assert (out / "cos_quick_fast_5_1.npz").is_file()
 
 
+def test_ediffiqa_ablation_passes_the_training_options(celeba_root, tmp_path, monkeypatch):
+    """The ``fiqa train ediffiqa`` command of each setting: the --quick training options and
+    ``--degraded-copies``, as the real ``fiqa`` parser reads them (the trainings themselves:
+    the test below; training with degraded copies: test_train_api.py)."""
+    import subprocess
+
+    from fiqa_sdk.cli import build_parser
+
+    class Stop(Exception):
+        pass
+
+    cmds = []
+
+    def fake_run(cmd, **kw):
+        cmds.append(cmd)
+        raise Stop
+
+    monkeypatch.setenv("FIQA_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(subprocess, "run", fake_run)
+    mod = _load_script("ediffiqa_ablation")
+    with pytest.raises(Stop):
+        mod.main(["--quick", "--data", str(celeba_root), "--out", str(tmp_path / "out"),
+                  "--degraded-copies", "2", "--settings", "0.1:0.9"])
+    (cmd,) = cmds
+    assert cmd[1:5] == ["-m", "fiqa_sdk.cli", "train", "ediffiqa"]
+    args = build_parser().parse_args(cmd[3:])
+    assert (args.eps, args.theta, args.epochs, args.degraded_copies) == (0.1, 0.9, 1, 2)
+    assert (args.n, args.fast, args.threads, args.min_count) == (1, True, 1, 1)
+    assert args.out == str(tmp_path / "out" / "eps0.1-theta0.9")
+    data = Path(args.data)  # the quick training folder: QUICK_FACES of QUICK_IDENTITIES people
+    assert data.parent == tmp_path / "out" / "quick-data"
+    assert len(list(data.glob("*/*"))) == mod.QUICK_IDENTITIES * mod.QUICK_FACES
+
+
 def test_ediffiqa_ablation_quick(celeba_root, lfw_root, lfw_quick_cache, tmp_path, monkeypatch,
                                  capsys):
-    """Two eDifFIQA trainings on 30 x 4 celeba faces (+ one degraded copy of each), their
-    held-out table, then the LFW evaluation of ``regressors_lfw.py --quick``."""
+    """Two eDifFIQA trainings on 30 x 4 celeba faces, their held-out table, then the LFW
+    evaluation of ``regressors_lfw.py --quick``."""
     monkeypatch.setenv("FIQA_CACHE", str(tmp_path / "cache"))  # labels, aligned faces
     mod = _load_script("ediffiqa_ablation")
     out = tmp_path / "out"
     assert mod.main(["--quick", "--data", str(celeba_root), "--lfw", str(lfw_root),
-                     "--lfw-cache", str(lfw_quick_cache), "--out", str(out),
-                     "--degraded-copies", "1"]) == 0
+                     "--lfw-cache", str(lfw_quick_cache), "--out", str(out)]) == 0
     names = []
     for eps, theta in mod.QUICK["settings"]:
         meta = json.loads((out / f"eps{eps:g}-theta{theta:g}" / "ediffiqa_mbf.json").read_text())
@@ -229,8 +262,8 @@ def test_ediffiqa_ablation_quick(celeba_root, lfw_root, lfw_quick_cache, tmp_pat
         assert meta["teacher"]["fast"] is True and meta["teacher"]["n"] == 1
         assert meta["data"]["faces"] == mod.QUICK_IDENTITIES * mod.QUICK_FACES
         assert meta["data"]["identities"] == mod.QUICK_IDENTITIES
-        assert meta["data"]["degraded_faces"] == meta["data"]["faces"]
-        assert meta["labels"]["faces"] == 2 * meta["data"]["faces"]
+        assert "degraded_faces" not in meta["data"]  # no --degraded-copies
+        assert meta["labels"]["faces"] == meta["data"]["faces"]
         (final,) = meta["history"]
         assert 0 <= final["val_pauc_0.2"] <= 2 and 0 <= final["val_pauc_0.3"] <= 2
         assert -1 <= final["val_spearman_q"] <= 1

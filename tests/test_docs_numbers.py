@@ -78,10 +78,16 @@ def test_lfw_all_threshold_quick(lfw_root):
 
 
 # -- ddpm_checks.py ----------------------------------------------------------------------------
-def test_ddpm_identity_loss_degradations_and_residual_start(tmp_path):
+def test_ddpm_identity_loss_degradations_and_residual_start():
+    """On the ``--quick`` run (24 synthetic faces, both mix_T, 8 PSNR faces, 1 step each of
+    the residual and the plain UNet)."""
     mod = _load_script("ddpm_checks")
-    faces = mod.synthetic_faces(20)
-    ident = {m: mod.identity_val_loss(faces, m, tmp_path) for m in (1000, 100)}
+    run = quick_run("ddpm_checks")
+    assert run.exit_code == 0
+    r = run.results
+    assert r["n_faces"] == 24 and r["faces"] == "synthetic (--quick)"
+    ident = {int(m): v for m, v in r["identity_val_loss"].items()}
+    assert sorted(ident) == sorted(mod.QUICK["mix_t"]) == [100, 1000]
     for v in ident.values():
         assert v["max_abs_diff_from_mse_x_t_x"] < 1e-7  # EMA of the fresh residual UNet = identity
         losses = [v[k] for k in ("t0", "t4", "t19", "t49", "t99")]
@@ -90,23 +96,15 @@ def test_ddpm_identity_loss_degradations_and_residual_start(tmp_path):
     # t = 0 has no degradation mixed in with either mix_T; t = 99 is fully degraded at mix_T 100
     assert ident[100]["t0"] == pytest.approx(ident[1000]["t0"], rel=1e-6)
     assert ident[100]["t99"] > ident[1000]["t99"]
-    deg = mod.degradation_psnr(faces, 8)
+    deg = r["degradation_psnr_db"]
     assert deg["faces"] == 8
     for k in ("degrade", "degrade_train"):
         assert 5 < deg[k]["q25"] <= deg[k]["median"] <= deg[k]["q75"] < 60
-    res = mod.smoke_run(faces, True, 1, tmp_path)
-    plain = mod.smoke_run(faces, False, 1, tmp_path)
+    res, plain = r["smoke"]
+    assert (res["residual"], plain["residual"]) == (True, False)
     assert res["steps"] == plain["steps"] == 1
     # the residual UNet starts near the identity, the plain one far from it
     assert res["val"]["mean"] < 2 * ident[1000]["mean"] < plain["val"]["mean"]
-
-
-def test_ddpm_checks_quick_main():
-    run = quick_run("ddpm_checks")
-    assert run.exit_code == 0
-    r = run.results
-    assert set(r["identity_val_loss"]) == {"1000"} and r["degradation_psnr_db"]["faces"] == 8
-    assert [(s["residual"], s["steps"]) for s in r["smoke"]] == [(True, 1), (False, 1)]
 
 
 # -- prelu_rewrites.py -------------------------------------------------------------------------
