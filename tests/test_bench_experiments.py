@@ -7,8 +7,8 @@ session's temporary ``$FIQA_CACHE``, so LFW detections computed by one run are r
 next; models and libraries are loaded once, not in a fresh process per experiment) and checks
 that it exits 0 and writes a result file with the harness's fields. What the numbers must
 satisfy is checked by tests/test_benchmarks_quick.py, test_benchmarks_smoke.py,
-test_docs_numbers.py and test_docs_scripts.py, on the same run where they check the plain
-``--quick`` run. The console entry itself (``python -m fiqa_bench``, a fresh process that imports
+test_docs_numbers.py and test_docs_scripts.py, on this same run wherever they check a plain
+``--quick`` run (other options: runs of their own). The console entry itself (``python -m fiqa_bench``, a fresh process that imports
 every experiment module) is run by test_list_and_usage and test_run_in_a_fresh_process.
 Experiments that need what a CI machine does not have declare ``requires=`` and are skipped
 with that reason.
