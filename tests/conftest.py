@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 _TMP = tempfile.mkdtemp(prefix="fiqa-tests-")
@@ -87,11 +89,15 @@ def lfw_root() -> Path:
 
 
 @pytest.fixture(scope="session")
-def lfw_quick_cache(tmp_path_factory) -> Path:
+def lfw_quick_cache() -> Path:
     """One feature cache for the benchmarks' ``--quick`` smoke tests: they use the same 200
     LFW pairs (``protocols.pairs_subset(pairs, 10)``), so detections and embeddings computed by
-    the first are reused by the next."""
-    return tmp_path_factory.mktemp("lfw-quick-cache")
+    the first are reused by the next. It is the session's ``$FIQA_CACHE/lfw``, the default
+    cache of the experiments' plain ``--quick`` runs (:func:`quick_run`), so those images are
+    detected and embedded once per session, not once per cache."""
+    path = Path(_TMP) / "cache" / "lfw"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
 
 
 @pytest.fixture(scope="session")
@@ -150,6 +156,100 @@ def load_script(name: str, prefix: str = "") -> ExperimentModule:
     """The experiment ``name`` of fiqa_bench (formerly ``benchmarks/<name>.py``), with
     ``main(argv)`` (``prefix``: unused, kept for the callers)."""
     return ExperimentModule(name)
+
+
+#: Experiments that build derived data in ``$FIQA_CACHE`` (lfw-xq images, training folders and
+#: their label / aligned-face caches, exported graphs): their quick runs get a cache of their own,
+#: so that e.g. the 60 lfw-xq images of xq_severity_spearman do not become the lfw-xq copy that
+#: another test builds from a small LFW folder (``lfw-xq-v1`` is keyed by version, not source).
+OWN_CACHE = {"xq_severity_spearman", "ediffiqa_ablation", "diffiqa_settings", "regressor_backends",
+             "lfw_xq_stats"}
+
+
+@dataclass
+class QuickRun:
+    """One ``fiqa-bench run NAME --quick --out OUT`` in this process (:func:`quick_run`)."""
+
+    name: str
+    out: Path  # the --out folder (OUT/NAME.json and the extra files)
+    cache: Path  # its $FIQA_CACHE
+    tmp: Path  # its tempfile.gettempdir()
+    exit_code: int
+    stdout: str
+    stderr: str
+    env_after: dict  # os.environ as the run left it (restored after)
+
+    @property
+    def record(self) -> dict:
+        """The result file (harness fields and ``results``)."""
+        import json
+
+        return json.loads((self.out / f"{self.name}.json").read_text())
+
+    @property
+    def results(self) -> dict:
+        return self.record["results"]
+
+
+_QUICK_RUNS: dict[str, QuickRun | BaseException] = {}
+_QUICK_ROOT = Path(_TMP) / "quick-runs"
+
+
+def quick_run(name: str) -> QuickRun:
+    """``fiqa-bench run NAME --quick --out OUT`` run once per test session, in this process.
+
+    The smoke test of every experiment (tests/test_bench_experiments.py) and the tests that
+    check an experiment's ``--quick`` numbers share this one run instead of running it twice.
+    It runs with the session's ``$FIQA_CACHE`` (LFW detections and embeddings computed by one
+    experiment are reused by the next), or a cache of its own for :data:`OWN_CACHE`; in a
+    temporary working folder and temporary-file folder; with one torch thread. What an
+    experiment changes in the process (environment, working folder, torch / OpenCV threads) is
+    restored after it, and its stdout and stderr are kept in the returned :class:`QuickRun`."""
+    if name in _QUICK_RUNS:
+        run = _QUICK_RUNS[name]
+        if isinstance(run, BaseException):
+            pytest.fail(f"fiqa-bench run {name} --quick raised {run!r} in an earlier test")
+        return run
+    import contextlib
+    import io
+
+    import cv2
+    import torch
+
+    from fiqa_bench.harness import main
+
+    base = _QUICK_ROOT / name
+    out, work, tmp = base / "out", base / "work", base / "tmp"
+    work.mkdir(parents=True)
+    tmp.mkdir()
+    cache = base / "cache" if name in OWN_CACHE else Path(os.environ["FIQA_CACHE"])
+    env, cwd, tempdir = dict(os.environ), os.getcwd(), tempfile.tempdir
+    threads, cv_threads = torch.get_num_threads(), cv2.getNumThreads()
+    stdout, stderr = io.StringIO(), io.StringIO()
+    os.environ["FIQA_CACHE"] = str(cache)
+    os.chdir(work)
+    tempfile.tempdir = str(tmp)
+    torch.set_num_threads(1)
+    try:
+        with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+            rc = main(["run", name, "--quick", "--out", str(out)])
+    except BaseException as e:
+        _QUICK_RUNS[name] = e
+        print(stdout.getvalue()[-4000:])
+        print(stderr.getvalue()[-4000:], file=sys.stderr)
+        raise
+    finally:
+        env_after = dict(os.environ)
+        os.chdir(cwd)
+        tempfile.tempdir = tempdir
+        os.environ.clear()
+        os.environ.update(env)
+        torch.set_num_threads(threads)
+        cv2.setNumThreads(cv_threads)
+    run = _QUICK_RUNS[name] = QuickRun(name=name, out=out, cache=cache, tmp=tmp, exit_code=rc,
+                                       stdout=stdout.getvalue(), stderr=stderr.getvalue(),
+                                       env_after=env_after)
+    return run
 
 
 def bench_results(path) -> dict:

@@ -1,13 +1,17 @@
 """The research harness (fiqa_bench): its registry, command line and result files, and a smoke
 run of every registered experiment.
 
-Each smoke test runs ``python -m fiqa_bench run NAME --quick --out TMP`` in a fresh process (the
-environment of conftest: ``$FIQA_LFW``, ``$FIQA_CELEBA`` and the session's temporary
-``$FIQA_CACHE``, so LFW detections computed by one run are reused by the next) and checks that
-it exits 0 and writes a result file with the harness's fields. What the numbers must satisfy is
-checked in-process by tests/test_benchmarks_quick.py, test_benchmarks_smoke.py,
-test_docs_numbers.py and test_docs_scripts.py. Experiments that need what a CI machine does not
-have declare ``requires=`` and are skipped with that reason.
+Each smoke test runs ``fiqa-bench run NAME --quick --out TMP`` once in this process
+(``conftest.quick_run``: the environment of conftest, ``$FIQA_LFW``, ``$FIQA_CELEBA`` and the
+session's temporary ``$FIQA_CACHE``, so LFW detections computed by one run are reused by the
+next; models and libraries are loaded once, not in a fresh process per experiment) and checks
+that it exits 0 and writes a result file with the harness's fields. What the numbers must
+satisfy is checked by tests/test_benchmarks_quick.py, test_benchmarks_smoke.py,
+test_docs_numbers.py and test_docs_scripts.py, on this same run wherever they check a plain
+``--quick`` run (other options: runs of their own). The console entry itself (``python -m fiqa_bench``, a fresh process that imports
+every experiment module) is run by test_list_and_usage and test_run_in_a_fresh_process.
+Experiments that need what a CI machine does not have declare ``requires=`` and are skipped
+with that reason.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import quick_run
 from fiqa_bench import harness
 from fiqa_sdk.errors import InvalidArgumentError
 
@@ -36,12 +41,6 @@ EXPERIMENTS = harness.load_experiments()
 #: (test_benchmarks_quick.py::test_ediffiqa_ablation_quick, test_docs_scripts.py's profiler
 #: run, test_docs_numbers.py's --bound-only run).
 SLOW = {"ediffiqa_ablation", "ray_filter", "regressor_backends"}
-
-#: Experiments that build derived data in ``$FIQA_CACHE`` (lfw-xq images, training folders and
-#: their label / aligned-face caches, exported graphs): their smoke runs get a cache of their own,
-#: so that e.g. the 60 lfw-xq images of xq_severity_spearman do not become the lfw-xq copy that
-#: another test builds from a small LFW folder (``lfw-xq-v1`` is keyed by version, not source).
-OWN_CACHE = {"xq_severity_spearman", "ediffiqa_ablation", "diffiqa_settings", "regressor_backends"}
 
 HARNESS_FIELDS = {"experiment", "description", "command", "date", "versions", "machine", "quick",
                   "arguments", "seconds", "exit_code", "files", "results"}
@@ -68,15 +67,10 @@ def _smoke_params():
         yield pytest.param(name, marks=marks, id=name)
 
 
-@pytest.mark.parametrize("name", list(_smoke_params()))
-def test_quick_run(name, tmp_path):
+def check_record(rec: dict, name: str, out: Path) -> None:
+    """The harness fields of the result file of ``fiqa-bench run NAME --quick --out OUT``."""
     import fiqa_sdk
 
-    out = tmp_path / "out"
-    proc = bench("run", name, "--quick", "--out", str(out), cwd=tmp_path,
-                 cache=tmp_path / "cache" if name in OWN_CACHE else None)
-    assert proc.returncode == 0, f"{name} --quick failed:\n{proc.stderr[-4000:]}"
-    rec = json.loads((out / f"{name}.json").read_text())
     assert HARNESS_FIELDS <= set(rec)
     assert rec["experiment"] == name and rec["quick"] is True and rec["exit_code"] == 0
     assert rec["command"] == f"fiqa-bench run {name} --quick --out {out}"
@@ -88,6 +82,23 @@ def test_quick_run(name, tmp_path):
     assert rec["arguments"]["quick"] is True and rec["seconds"] >= 0
     assert isinstance(rec["results"], dict) and rec["results"]
     assert all(Path(f).is_file() for f in rec["files"])
+
+
+@pytest.mark.parametrize("name", list(_smoke_params()))
+def test_quick_run(name):
+    run = quick_run(name)
+    assert run.exit_code == 0, f"{name} --quick failed:\n{run.stderr[-4000:]}"
+    check_record(run.record, name, run.out)
+
+
+def test_run_in_a_fresh_process(tmp_path):
+    """``python -m fiqa_bench run NAME --quick`` as a user runs it: a fresh process, the result
+    file written."""
+    out = tmp_path / "out"
+    proc = bench("run", "bench_edc", "--quick", "--out", str(out), cwd=tmp_path, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    check_record(json.loads((out / "bench_edc.json").read_text()), "bench_edc", out)
+    assert "FNMR-EDC + FMR-EDC" in proc.stdout
 
 
 # --------------------------------------------------------------------------------------------
@@ -114,15 +125,17 @@ def test_quick_parameters_name_options():
             assert set(exp.quick) <= dests, name
 
 
-def test_list_and_usage(tmp_path):
-    proc = bench("list", cwd=tmp_path, timeout=300)
+def test_list_and_usage(tmp_path, capsys):
+    proc = bench("list", cwd=tmp_path, timeout=300)  # a fresh process imports every experiment
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
     assert [line.split()[0] for line in lines] == list(EXPERIMENTS)
     assert any("[requires " in line for line in lines)
-    assert bench("run", cwd=tmp_path, timeout=300).returncode == 2
-    proc = bench("run", "no_such_experiment", cwd=tmp_path, timeout=300)
-    assert proc.returncode == 2 and "unknown experiment" in proc.stderr
+    capsys.readouterr()
+    assert harness.main(["run"]) == 2
+    assert capsys.readouterr().err.startswith("usage: fiqa-bench run NAME")
+    assert harness.main(["run", "no_such_experiment"]) == 2
+    assert "unknown experiment" in capsys.readouterr().err
 
 
 def test_console_script_declared():

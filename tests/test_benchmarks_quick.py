@@ -1,12 +1,15 @@
 """The ``--quick`` mode of the fiqa_bench experiments, with checks of their outputs.
 
-Each test runs ``fiqa-bench run NAME --quick ...`` in this process
-(``conftest.load_script(NAME).main([...])``) end to end on its tiny input and checks
-the script's outputs: their structure, the counts the tiny input implies, and values that must
-hold (finite, in range, consistent with each other). Caches and outputs go to pytest's tmp
-folders; the LFW scripts share one feature cache (``lfw_quick_cache``: the 200-pair subset of
-the other ``--quick`` benchmarks), so only the first of them detects and embeds those images.
-Real data: ``../shared/data/lfw`` and ``../shared/data/celeba-subset`` (skipped when absent).
+Each test runs ``fiqa-bench run NAME --quick ...`` in this process end to end on its tiny input
+and checks the script's outputs: their structure, the counts the tiny input implies, and values
+that must hold (finite, in range, consistent with each other). The plain ``--quick`` run of an
+experiment is ``conftest.quick_run(NAME)``, the one run that its smoke test in
+test_bench_experiments.py also checks; runs with other options go through
+``conftest.load_script(NAME).main([...])``. Caches and outputs go to temporary folders; the LFW
+scripts share one feature cache (``lfw_quick_cache``, the session's ``$FIQA_CACHE/lfw``: the
+200-pair subset of the other ``--quick`` benchmarks), so only the first of them detects and
+embeds those images. Real data: ``../shared/data/lfw`` and ``../shared/data/celeba-subset``
+(skipped when absent).
 """
 
 from __future__ import annotations
@@ -26,7 +29,7 @@ from conftest import fake_lfw as make_fake_lfw  # noqa: E402
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
-from conftest import bench_results, load_script  # noqa: E402
+from conftest import bench_results, load_script, quick_run  # noqa: E402
 
 
 def _load_script(name: str):
@@ -88,10 +91,10 @@ def fake_lfw4(astronaut, tmp_path_factory) -> Path:
 
 
 # -- no data / synthetic data ---------------------------------------------------------------
-def test_bench_edc_quick(capsys):
-    mod = _load_script("bench_edc")
-    assert mod.main(["--quick"]) == 0
-    lines = capsys.readouterr().out.strip().splitlines()
+def test_bench_edc_quick():
+    run = quick_run("bench_edc")
+    assert run.exit_code == 0
+    lines = run.stdout.strip().splitlines()
     pat = re.compile(r"^(.+): ([\d.]+) s median of 1 \(M=2,500, K=100,000; pAUC@0\.2 "
                      r"norm=([\d.]+), threshold=([\d.-]+), fmr_achieved=([\d.e+-]+)\)$")
     rows = [pat.match(line) for line in lines]
@@ -116,15 +119,12 @@ def test_arcface_prelu_quick(fake_lfw4, capsys):
     assert res["max_abs_diff"] < 1e-3 and res["min_cosine"] > 0.9999  # the rewrite is exact
 
 
-def test_diffusion_presets_quick(tmp_path, monkeypatch, capsys):
-    import tempfile
-
+def test_diffusion_presets_quick():
     from fiqa_sdk.diffusion.unet import UNet, count_parameters
 
-    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))  # the trainer's scratch folder
-    mod = _load_script("diffusion_presets")
-    assert mod.main(["--quick", "--threads", "1"]) == 0
-    out = capsys.readouterr().out
+    run = quick_run("diffusion_presets")
+    assert run.exit_code == 0
+    out = run.stdout
     (row,) = [b for b in _json_blocks(out) if isinstance(b, dict)]
     assert row["preset"] == "tiny"
     assert row["params_M"] == round(count_parameters(UNet("tiny")) / 1e6, 2)
@@ -132,19 +132,19 @@ def test_diffusion_presets_quick(tmp_path, monkeypatch, capsys):
         assert row[k] > 0
     assert row["diffiqa_s_per_face"] == pytest.approx(row["fwd20_ms"] * 6 / 1000, abs=0.051)
     assert f"| tiny | {row['params_M']}M | {row['fwd20_ms']} (CPU" in out
-    assert list(tmp_path.glob("fiqa-bench-*"))  # scratch went to the tmp folder
+    assert list(run.tmp.glob("fiqa-bench-*"))  # the trainer's scratch went to the tmp folder
 
 
 # -- celeba-subset --------------------------------------------------------------------------
-def test_diffiqa_settings_quick(celeba_root, tmp_path):
+def test_diffiqa_settings_quick(celeba_root):
     """Held-out celeba identities, the shipped denoiser, one chain and one one-step setting."""
     from fiqa_sdk.train.data import list_training_images
     from fiqa_sdk.train.distill import split_identities
 
     mod = _load_script("diffiqa_settings")
-    out = tmp_path / "out"
-    assert mod.main(["--quick", "--data", str(celeba_root), "--cache", str(tmp_path / "cache"),
-                     "--out", str(out)]) == 0
+    run = quick_run("diffiqa_settings")  # $FIQA_CELEBA, a cache of its own
+    assert run.exit_code == 0
+    out = run.out
     # the tiny set: QUICK_FACES images of each of QUICK_IDENTITIES held-out identities
     rows, _ = list_training_images(celeba_root)
     ident = {path.name: i for _, path, i in rows}
@@ -211,16 +211,49 @@ def test_diffiqa_settings_quick_lfw_pairs(lfw_root, lfw_quick_cache, micro_weigh
     assert (out / "cos_quick_fast_5_1.npz").is_file()
 
 
+def test_ediffiqa_ablation_passes_the_training_options(celeba_root, tmp_path, monkeypatch):
+    """The ``fiqa train ediffiqa`` command of each setting: the --quick training options and
+    ``--degraded-copies``, as the real ``fiqa`` parser reads them (the trainings themselves:
+    the test below; training with degraded copies: test_train_api.py)."""
+    import subprocess
+
+    from fiqa_sdk.cli import build_parser
+
+    class Stop(Exception):
+        pass
+
+    cmds = []
+
+    def fake_run(cmd, **kw):
+        cmds.append(cmd)
+        raise Stop
+
+    monkeypatch.setenv("FIQA_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(subprocess, "run", fake_run)
+    mod = _load_script("ediffiqa_ablation")
+    with pytest.raises(Stop):
+        mod.main(["--quick", "--data", str(celeba_root), "--out", str(tmp_path / "out"),
+                  "--degraded-copies", "2", "--settings", "0.1:0.9"])
+    (cmd,) = cmds
+    assert cmd[1:5] == ["-m", "fiqa_sdk.cli", "train", "ediffiqa"]
+    args = build_parser().parse_args(cmd[3:])
+    assert (args.eps, args.theta, args.epochs, args.degraded_copies) == (0.1, 0.9, 1, 2)
+    assert (args.n, args.fast, args.threads, args.min_count) == (1, True, 1, 1)
+    assert args.out == str(tmp_path / "out" / "eps0.1-theta0.9")
+    data = Path(args.data)  # the quick training folder: QUICK_FACES of QUICK_IDENTITIES people
+    assert data.parent == tmp_path / "out" / "quick-data"
+    assert len(list(data.glob("*/*"))) == mod.QUICK_IDENTITIES * mod.QUICK_FACES
+
+
 def test_ediffiqa_ablation_quick(celeba_root, lfw_root, lfw_quick_cache, tmp_path, monkeypatch,
                                  capsys):
-    """Two eDifFIQA trainings on 30 x 4 celeba faces (+ one degraded copy of each), their
-    held-out table, then the LFW evaluation of ``regressors_lfw.py --quick``."""
+    """Two eDifFIQA trainings on 30 x 4 celeba faces, their held-out table, then the LFW
+    evaluation of ``regressors_lfw.py --quick``."""
     monkeypatch.setenv("FIQA_CACHE", str(tmp_path / "cache"))  # labels, aligned faces
     mod = _load_script("ediffiqa_ablation")
     out = tmp_path / "out"
     assert mod.main(["--quick", "--data", str(celeba_root), "--lfw", str(lfw_root),
-                     "--lfw-cache", str(lfw_quick_cache), "--out", str(out),
-                     "--degraded-copies", "1"]) == 0
+                     "--lfw-cache", str(lfw_quick_cache), "--out", str(out)]) == 0
     names = []
     for eps, theta in mod.QUICK["settings"]:
         meta = json.loads((out / f"eps{eps:g}-theta{theta:g}" / "ediffiqa_mbf.json").read_text())
@@ -229,8 +262,8 @@ def test_ediffiqa_ablation_quick(celeba_root, lfw_root, lfw_quick_cache, tmp_pat
         assert meta["teacher"]["fast"] is True and meta["teacher"]["n"] == 1
         assert meta["data"]["faces"] == mod.QUICK_IDENTITIES * mod.QUICK_FACES
         assert meta["data"]["identities"] == mod.QUICK_IDENTITIES
-        assert meta["data"]["degraded_faces"] == meta["data"]["faces"]
-        assert meta["labels"]["faces"] == 2 * meta["data"]["faces"]
+        assert "degraded_faces" not in meta["data"]  # no --degraded-copies
+        assert meta["labels"]["faces"] == meta["data"]["faces"]
         (final,) = meta["history"]
         assert 0 <= final["val_pauc_0.2"] <= 2 and 0 <= final["val_pauc_0.3"] <= 2
         assert -1 <= final["val_spearman_q"] <= 1
@@ -252,12 +285,10 @@ def test_ediffiqa_ablation_quick(celeba_root, lfw_root, lfw_quick_cache, tmp_pat
 
 
 # -- LFW ------------------------------------------------------------------------------------
-def test_lfw_verification_quick(lfw_root, lfw_quick_cache, tmp_path):
-    mod = _load_script("lfw_verification")
-    out = tmp_path / "v.json"
-    assert mod.main(["--quick", "--lfw", str(lfw_root), "--cache", str(lfw_quick_cache),
-                     "--out", str(out)]) == 0
-    (row,) = bench_results(out)["rows"]
+def test_lfw_verification_quick(lfw_root):
+    run = quick_run("lfw_verification")  # $FIQA_LFW, the session's cache
+    assert run.exit_code == 0
+    (row,) = run.results["rows"]
     assert (row["detector"], row["embedder"]) == ("retinaface", "arcface")
     assert row["pairs"] == 200 and row["images"] == len(_quick_pairs(lfw_root).paths)
     assert row["accuracy"] >= 0.95 and 0 <= row["std"] < 0.1  # ArcFace on LFW: ~99.5 %
@@ -323,26 +354,25 @@ def test_gate_filter_lfw_quick(lfw_root, lfw_quick_cache, tmp_path):
     assert tv["max_abs_pauc_diff"] < 1e-3
 
 
-def test_lfw_detection_rate_quick(lfw_root, lfw_quick_cache, tmp_path, capsys):
+def test_lfw_detection_rate_quick(lfw_root):
     mod = _load_script("lfw_detection_rate")
-    out = tmp_path / "rate.json"
-    assert mod.main(["--quick", "--lfw", str(lfw_root), "--cache", str(lfw_quick_cache),
-                     "--out", str(out)]) == 0
-    rows = bench_results(out)["rows"]
+    run = quick_run("lfw_detection_rate")
+    assert run.exit_code == 0
+    rows = run.results["rows"]
     assert [r["detector"] for r in rows] == ["retinaface", "mtcnn"]
     for r in rows:
         assert r["images"] == mod.QUICK_IMAGES == 20
         assert r["rate"] == r["found"] / r["images"] and len(r["missed"]) == r["images"] - r["found"]
         assert r["found"] >= 18  # LFW: one centred face per image
     assert rows[0]["found"] == 20  # RetinaFace finds all 13,233
-    assert "| retinaface | 20 | 20 | 100.00 % |" in capsys.readouterr().out
+    assert "| retinaface | 20 | 20 | 100.00 % |" in run.stdout
 
 
-def test_pipeline_throughput_quick(lfw_root, tmp_path):
+def test_pipeline_throughput_quick(lfw_root):
     mod = _load_script("pipeline_throughput")
-    out = tmp_path / "tp.json"
-    assert mod.main(["--quick", "--lfw", str(lfw_root), "--out", str(out)]) == 0
-    rows = bench_results(out)["rows"]
+    run = quick_run("pipeline_throughput")
+    assert run.exit_code == 0
+    rows = run.results["rows"]
     assert [r["detector"] for r in rows] == mod.QUICK["detectors"] == ["retinaface", "scrfd"]
     for r in rows:
         stages = [r[f"{k}_ms"] for k in ("decode", "detect", "align", "embed")]
@@ -351,12 +381,12 @@ def test_pipeline_throughput_quick(lfw_root, tmp_path):
         assert r["images_per_s"] == pytest.approx(1000 / r["total_ms"], rel=0.01, abs=0.06)
 
 
-def test_score_ranges_quick(lfw_root, capsys):
+def test_score_ranges_quick(lfw_root):
     import fiqa_sdk as fq
 
-    mod = _load_script("score_ranges")
-    assert mod.main(["--quick", "--lfw", str(lfw_root)]) == 0
-    out = capsys.readouterr().out
+    run = quick_run("score_ranges")
+    assert run.exit_code == 0
+    out = run.stdout
     assert out.startswith("4 LFW images of 4 identities (seed 0)")
     rows = {}
     for line in out.splitlines():
@@ -373,19 +403,17 @@ def test_score_ranges_quick(lfw_root, capsys):
         assert rows[name][4] < rows[name][3], name
 
 
-def test_xq_severity_spearman_quick(lfw_root, tmp_path, monkeypatch, capsys):
+def test_xq_severity_spearman_quick(lfw_root):
     from fiqa_sdk.eval.evaluate import BASELINE_SCORERS
 
-    monkeypatch.setenv("FIQA_CACHE", str(tmp_path / "cache"))  # lfw-xq images and features
     mod = _load_script("xq_severity_spearman")
-    out = tmp_path / "xq.json"
-    assert mod.main(["--quick", "--lfw", str(lfw_root), "--out", str(out)]) == 0
-    built = list((tmp_path / "cache").glob("lfw-xq-*/images/*/*.jpg"))
+    run = quick_run("xq_severity_spearman")  # a cache of its own: lfw-xq images and features
+    assert run.exit_code == 0
+    built = list(run.cache.glob("lfw-xq-*/images/*/*.jpg"))
     assert len(built) == mod.QUICK_IMAGES == 60  # only the quick images were degraded
-    m = re.search(r"^lfw-xq lfw-xq-\S+: 60 images, (\d+) degraded$", capsys.readouterr().out,
-                  flags=re.M)
+    m = re.search(r"^lfw-xq lfw-xq-\S+: 60 images, (\d+) degraded$", run.stdout, flags=re.M)
     assert m and 10 <= int(m[1]) <= 50  # about half of lfw-xq is degraded
-    rows = {r["scorer"]: r for r in bench_results(out)["rows"]}
+    rows = {r["scorer"]: r for r in run.results["rows"]}
     assert list(rows) == list(BASELINE_SCORERS)
     for r in rows.values():
         assert -1 <= r["spearman_all"] <= 1 and -1 <= r["spearman_degraded"] <= 1
@@ -395,11 +423,10 @@ def test_xq_severity_spearman_quick(lfw_root, tmp_path, monkeypatch, capsys):
 
 
 # -- one-off derivations / parity checks ----------------------------------------------------
-def test_mbf_torch_vs_onnx_quick(lfw_root, monkeypatch, capsys):
-    monkeypatch.setenv("FIQA_LFW", str(lfw_root))
-    mod = _load_script("mbf_torch_vs_onnx")
-    assert mod.main(["--quick", "--threads", "1"]) == 0
-    out = capsys.readouterr().out
+def test_mbf_torch_vs_onnx_quick(lfw_root):
+    run = quick_run("mbf_torch_vs_onnx")  # $FIQA_LFW, --threads 1 (the default)
+    assert run.exit_code == 0
+    out = run.stdout
     assert out.startswith("batch 8 aligned LFW faces, 1 thread(s), median of 1 ")
     res = json.loads(out.strip().splitlines()[-1])
     assert set(res["faces_per_s"]) == {"torch", "onnxruntime"}
@@ -408,13 +435,13 @@ def test_mbf_torch_vs_onnx_quick(lfw_root, monkeypatch, capsys):
     assert res["min_cos"] > 0.9999  # the torch port is the ONNX model
 
 
-def test_derive_dlib_template_quick(lfw_root, capsys):
+def test_derive_dlib_template_quick(lfw_root):
     pytest.importorskip("dlib")
     from fiqa_sdk.embed.dlib import DLIB_CHIP_TEMPLATE
 
-    mod = _load_script("derive_dlib_template")
-    assert mod.main(["--quick", "--lfw", str(lfw_root)]) == 0
-    out = capsys.readouterr().out
+    run = quick_run("derive_dlib_template")
+    assert run.exit_code == 0
+    out = run.stdout
     m = re.search(r"^faces: (\d+) of 10 images$", out, flags=re.M)
     assert m and int(m[1]) >= 8
     m = re.search(r"mean \|pixel diff\| ([\d.]+) \(of 255\)", out)
@@ -430,17 +457,18 @@ def test_ensemble_cost_quick(tmp_path, capsys, monkeypatch):
     """``ensemble_cost.py --quick``: the shipped diffiqa-r + ediffiqa-free as a two-member
     ``RegressorEnsemble`` (checked equal to the mean of its members), timed side by side with
     the first member alone, in torch and in onnxruntime."""
-    monkeypatch.setenv("FIQA_CACHE", str(tmp_path / "cache"))  # the onnxruntime graphs
-    mod = _load_script("ensemble_cost")
-    out = tmp_path / "cost.json"
-    assert mod.main(["--quick", "--out", str(out)]) == 0
-    res = bench_results(out)
+    run = quick_run("ensemble_cost")
+    assert run.exit_code == 0
+    res = run.results
     assert res["members"] == 2 and res["faces"] == 32 and res["rounds"] == 2
     assert all(len(v) == 2 and all(x > 0 for x in v) for v in res["all_ms_per_face"].values())
     assert res["ratio"] == pytest.approx(res["ms_per_face"]["ensemble"] / res["ms_per_face"]["single"],
                                          abs=2e-3)
     assert res["backend"] == "torch"
     # the same through onnxruntime (both exported once), two inferences at once
+    monkeypatch.setenv("FIQA_CACHE", str(tmp_path / "cache"))  # the onnxruntime graphs
+    mod = _load_script("ensemble_cost")
+    out = tmp_path / "cost.json"
     assert mod.main(["--quick", "--backend", "onnxruntime", "--threads", "2", "--out", str(out)]) == 0
     res = bench_results(out)
     assert res["backend"] == "onnxruntime" and res["threads"] == 2 and res["ratio"] > 0
@@ -452,13 +480,12 @@ def test_ensemble_cost_quick(tmp_path, capsys, monkeypatch):
                      "--regressor", str(shipped_weights("diffiqa-r"))]) == 2
 
 
-def test_paired_pauc_ci_quick(lfw_root, lfw_quick_cache, tmp_path):
+def test_paired_pauc_ci_quick(lfw_root, lfw_quick_cache):
     """``paired_pauc_ci.py --quick``: the identity bootstrap over the quick all-vs-all images."""
     mod = _load_script("paired_pauc_ci")
-    out = tmp_path / "ci.json"
-    assert mod.main(["--quick", "--lfw", str(lfw_root), "--cache", str(lfw_quick_cache),
-                     "--out", str(out)]) == 0
-    res = bench_results(out)
+    run = quick_run("paired_pauc_ci")
+    assert run.exit_code == 0
+    res = run.results
     assert (res["a"], res["b"], res["boot"]) == ("inter-eye", "random", 50)
     assert res["failing_mated_pairs"] >= 1 and 1 <= res["identities_with_failing_pairs"]
     assert res["identities"] == len(np.unique(_quick_all_vs_all(lfw_root).labels[
@@ -473,33 +500,31 @@ def test_paired_pauc_ci_quick(lfw_root, lfw_quick_cache, tmp_path):
 
 
 @pytest.mark.lfw
-def test_lfw_gate_defaults_quick(lfw_root, tmp_path, capsys):
+def test_lfw_gate_defaults_quick(lfw_root):
     mod = _load_script("lfw_gate_defaults")
-    out = tmp_path / "g.json"
-    assert mod.main(["--quick", "--lfw", str(lfw_root), "--policies", "largest",
-                     "--out", str(out)]) == 0
-    r = bench_results(out)
+    run = quick_run("lfw_gate_defaults")  # --quick compares --policies largest
+    assert run.exit_code == 0 and mod.QUICK == {"policies": ["largest"]}
+    r = run.results
     assert r["pairs"] == 200 and 250 < r["images"] <= 400
     default, largest = r["rows"]
     assert default["face_policy"] == "subject (default)" and largest["face_policy"] == "largest"
     assert 0.9 <= default["accuracy"] <= 1.0 and default["differs_from_default"] == 0
     assert 0 <= largest["differs_from_default"] <= r["images_with_several_faces"]
     assert r["ambiguous_images"] <= r["images_with_several_faces"] < r["images"]
-    assert "| subject (default) |" in capsys.readouterr().out
+    assert "| subject (default) |" in run.stdout
 
 
 @pytest.mark.lfw
-def test_default_speed_quick(lfw_root, tmp_path, capsys):
-    mod = _load_script("default_speed")
-    out = tmp_path / "s.json"
-    assert mod.main(["--quick", "--lfw", str(lfw_root), "--out", str(out)]) == 0
-    r = bench_results(out)
+def test_default_speed_quick(lfw_root):
+    run = quick_run("default_speed")
+    assert run.exit_code == 0
+    r = run.results
     assert r["gate"]["joint"] and r["gate"]["face_policy"] == "subject"
     assert r["scorer"]["backend"] == "onnxruntime"
     assert r["pipeline_ms"] > 0 and r["gate_assess_ms"] > 0
     assert r["ratio"] == pytest.approx(r["gate_assess_ms"] / r["pipeline_ms"])
     assert r["scorer_crops"] == 32 and r["scorer_faces_s"] > 0 and r["filter_images_s"] > 0
-    assert "ratio gate / pipeline" in capsys.readouterr().out
+    assert "ratio gate / pipeline" in run.stdout
 
 
 @pytest.mark.slow  # three fresh processes, two local Ray instances: ~40 s on 2 busy cores

@@ -56,7 +56,7 @@ def fake_lfw(astronaut, tmp_path_factory) -> Path:
     return make_fake_lfw(tmp_path_factory.mktemp("lfw"), astronaut, 3)
 
 
-from conftest import bench_results, load_script  # noqa: E402
+from conftest import bench_results, load_script, quick_run  # noqa: E402
 
 
 def _load_script(name: str):
@@ -237,9 +237,11 @@ def test_runtime_cli_and_script(fake_lfw, micro_weights, tmp_path, capsys):
 
     args = ["--weights", str(micro_weights), "--lfw", str(fake_lfw), "--images", "1",
             "--repeats", "1", "--n", "1", "--fast-n", "1", "--threads", "1", "--no-gate"]
-    assert bench_main(["runtime", *args, "--out", str(tmp_path / "cli")]) == 0
+    # --quick: its sizes, where the options above do not give them (test_runtime_quick_mode)
+    assert bench_main(["runtime", "--quick", *args, "--out", str(tmp_path / "cli")]) == 0
     res = json.loads((tmp_path / "cli" / "runtime.json").read_text())
     assert res["command"].startswith("fiqa-bench runtime") and res["gate_images"] == 0
+    assert res["quick"] is True and res["images"] == 1
     assert (tmp_path / "cli" / "runtime.md").read_text().startswith("1 LFW images")
     mod = _load_script("runtime")
     assert mod.main([*args, "--out", str(tmp_path / "rt.json")]) == 0
@@ -248,14 +250,15 @@ def test_runtime_cli_and_script(fake_lfw, micro_weights, tmp_path, capsys):
     assert bench_main(["runtime", "--regressor", "bogus=x", "--out", str(tmp_path)]) == 1
 
 
-def test_runtime_quick_mode(fake_lfw, micro_weights, tmp_path):
-    """`fiqa-bench runtime --quick` itself (the CI smoke run of the breakdown benchmark)."""
-    from fiqa_bench.cli import main as bench_main
+def test_runtime_quick_mode():
+    """``--quick`` of the breakdown benchmark: its sizes (the run of the smoke test,
+    ``fiqa-bench run runtime --quick``: the shipped denoiser, LFW; ``fiqa-bench runtime``
+    parses the same options, test_runtime_cli_and_script)."""
     from fiqa_bench import runtime as rt
 
-    assert bench_main(["runtime", "--quick", "--weights", str(micro_weights), "--lfw",
-                 str(fake_lfw), "--threads", "1", "--out", str(tmp_path / "q")]) == 0
-    res = json.loads((tmp_path / "q" / "runtime.json").read_text())
+    run = quick_run("runtime")
+    assert run.exit_code == 0
+    res = run.results
     assert res["quick"] is True and res["images"] == rt.QUICK_IMAGES
     assert res["repeats"] == rt.QUICK_REPEATS and res["gate_images"] == rt.QUICK_GATE_IMAGES
     rows = {r["scorer"]: r for r in res["scorers"]}
@@ -266,16 +269,12 @@ if __name__ == "__main__":  # pragma: no cover
     sys.exit(pytest.main([__file__, "-q"]))
 
 
-def test_regressors_lfw_quick(lfw_root, lfw_quick_cache, tmp_path, capsys):
+def test_regressors_lfw_quick(lfw_root):
     """``fiqa-bench run regressors_lfw --quick``: the shipped regressors and three baselines on
     200 real LFW pairs, end to end (detection, alignment, embeddings, EDC)."""
-    regressors_lfw = load_script("regressors_lfw")
-
-    out = tmp_path / "out"
-    rc = regressors_lfw.main(["--quick", "--out", str(out), "--lfw", str(lfw_root),
-                              "--cache", str(lfw_quick_cache)])
-    assert rc == 0
-    res = bench_results(out)["lfw-pairs-arcface"]
+    run = quick_run("regressors_lfw")  # $FIQA_LFW, the session's cache ($FIQA_CACHE/lfw)
+    assert run.exit_code == 0
+    res = run.results["lfw-pairs-arcface"]
     assert res["n_mated"] == 100 and res["n_nonmated"] == 100
     rows = {r["scorer"]: r for r in res["results"]}
     assert set(rows) == {"ediffiqa", "diffiqa-r", "ediffiqa-free", "random", "inter-eye",
@@ -283,7 +282,7 @@ def test_regressors_lfw_quick(lfw_root, lfw_quick_cache, tmp_path, capsys):
     assert rows["ediffiqa"]["setting"] == "same-model"
     for r in rows.values():
         assert math.isfinite(r["fnmr0"]) and r["n_mated"] == 100
-    assert "| ediffiqa |" in capsys.readouterr().out
+    assert "| ediffiqa |" in run.stdout
 
 
 # -- DifFIQA settings / eq. 7 terms ---------------------------------------------------------

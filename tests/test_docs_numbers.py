@@ -19,7 +19,7 @@ REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
-from conftest import bench_results, load_script  # noqa: E402
+from conftest import bench_results, load_script, quick_run  # noqa: E402
 
 
 def _load_script(name: str):
@@ -66,12 +66,10 @@ def test_failing_breakdown_counts():
 
 
 @pytest.mark.lfw
-def test_lfw_all_threshold_quick(lfw_root, lfw_quick_cache, tmp_path):
-    mod = _load_script("lfw_all_threshold")
-    out = tmp_path / "thr.json"
-    assert mod.main(["--quick", "--lfw", str(lfw_root), "--cache", str(lfw_quick_cache),
-                     "--repeats", "1", "--out", str(out)]) == 0
-    r = bench_results(out)
+def test_lfw_all_threshold_quick(lfw_root):
+    run = quick_run("lfw_all_threshold")  # $FIQA_LFW, the session's cache
+    assert run.exit_code == 0
+    r = run.results
     n = r["images"]
     assert 250 < n <= 400
     assert 0 < r["n_nonmated"] < n * (n - 1) // 2
@@ -80,10 +78,16 @@ def test_lfw_all_threshold_quick(lfw_root, lfw_quick_cache, tmp_path):
 
 
 # -- ddpm_checks.py ----------------------------------------------------------------------------
-def test_ddpm_identity_loss_degradations_and_residual_start(tmp_path):
+def test_ddpm_identity_loss_degradations_and_residual_start():
+    """On the ``--quick`` run (24 synthetic faces, both mix_T, 8 PSNR faces, 1 step each of
+    the residual and the plain UNet)."""
     mod = _load_script("ddpm_checks")
-    faces = mod.synthetic_faces(20)
-    ident = {m: mod.identity_val_loss(faces, m, tmp_path) for m in (1000, 100)}
+    run = quick_run("ddpm_checks")
+    assert run.exit_code == 0
+    r = run.results
+    assert r["n_faces"] == 24 and r["faces"] == "synthetic (--quick)"
+    ident = {int(m): v for m, v in r["identity_val_loss"].items()}
+    assert sorted(ident) == sorted(mod.QUICK["mix_t"]) == [100, 1000]
     for v in ident.values():
         assert v["max_abs_diff_from_mse_x_t_x"] < 1e-7  # EMA of the fresh residual UNet = identity
         losses = [v[k] for k in ("t0", "t4", "t19", "t49", "t99")]
@@ -92,24 +96,15 @@ def test_ddpm_identity_loss_degradations_and_residual_start(tmp_path):
     # t = 0 has no degradation mixed in with either mix_T; t = 99 is fully degraded at mix_T 100
     assert ident[100]["t0"] == pytest.approx(ident[1000]["t0"], rel=1e-6)
     assert ident[100]["t99"] > ident[1000]["t99"]
-    deg = mod.degradation_psnr(faces, 8)
+    deg = r["degradation_psnr_db"]
     assert deg["faces"] == 8
     for k in ("degrade", "degrade_train"):
         assert 5 < deg[k]["q25"] <= deg[k]["median"] <= deg[k]["q75"] < 60
-    res = mod.smoke_run(faces, True, 1, tmp_path)
-    plain = mod.smoke_run(faces, False, 1, tmp_path)
+    res, plain = r["smoke"]
+    assert (res["residual"], plain["residual"]) == (True, False)
     assert res["steps"] == plain["steps"] == 1
     # the residual UNet starts near the identity, the plain one far from it
     assert res["val"]["mean"] < 2 * ident[1000]["mean"] < plain["val"]["mean"]
-
-
-def test_ddpm_checks_quick_main(tmp_path):
-    mod = _load_script("ddpm_checks")
-    out = tmp_path / "ddpm.json"
-    assert mod.main(["--quick", "--smoke-steps", "0", "0", "--out", str(out)]) == 0
-    r = bench_results(out)
-    assert set(r["identity_val_loss"]) == {"1000"} and r["smoke"] == []
-    assert r["degradation_psnr_db"]["faces"] == 8
 
 
 # -- prelu_rewrites.py -------------------------------------------------------------------------
@@ -150,11 +145,11 @@ def test_prelu_rewrites_are_the_same_function(tmp_path):
         mod.rewrite_prelu(onnx.load_from_string(buf.getvalue()), "nope")
 
 
-def test_prelu_rewrites_quick(tmp_path):
+def test_prelu_rewrites_quick():
     mod = _load_script("prelu_rewrites")
-    out = tmp_path / "prelu.json"
-    assert mod.main(["--quick", "--out", str(out)]) == 0
-    r = bench_results(out)
+    run = quick_run("prelu_rewrites")
+    assert run.exit_code == 0
+    r = run.results
     assert set(r["ms_per_face"]) == set(mod.VARIANTS)
     assert all(v > 0 for v in r["ms_per_face"].values())
     assert all(v < 1e-4 for v in r["max_abs_diff_vs_torch"].values())  # same function
@@ -166,15 +161,11 @@ def test_prelu_rewrites_quick(tmp_path):
 
 
 # -- onnx_export_checks.py ---------------------------------------------------------------------
-def test_onnx_export_checks_quick(tmp_path, monkeypatch):
-    import os
-
-    monkeypatch.setenv("FIQA_CACHE", str(tmp_path / "cache"))
-    mod = _load_script("onnx_export_checks")
-    out = tmp_path / "export.json"
-    assert mod.main(["--quick", "--out", str(out)]) == 0
-    assert os.environ["FIQA_CACHE"] == str(tmp_path / "cache")  # restored
-    r = bench_results(out)
+def test_onnx_export_checks_quick():
+    run = quick_run("onnx_export_checks")
+    assert run.exit_code == 0
+    assert run.env_after["FIQA_CACHE"] == str(run.cache)  # restored
+    r = run.results
     s = r["setup"]
     assert len(s["cache_files"]) == 1 and s["cache_files"][0].endswith(".onnx")
     assert s["onnxruntime_empty_cache_s"] > s["onnxruntime_cached_s"] > 0  # export vs load
@@ -185,12 +176,12 @@ def test_onnx_export_checks_quick(tmp_path, monkeypatch):
 
 
 # -- teacher_flip_spearman.py ------------------------------------------------------------------
-def test_teacher_flip_spearman_quick(tmp_path):
+def test_teacher_flip_spearman_quick():
     mod = _load_script("teacher_flip_spearman")
-    out = tmp_path / "sp.json"
-    assert mod.main(["--quick", "--n", "4", "--out", str(out)]) == 0
-    r = bench_results(out)
-    assert r["n"] == 4 and r["teacher"] == {"method": "diffiqa", "t": 5, "n": 1, "flip": True,
+    run = quick_run("teacher_flip_spearman")
+    assert run.exit_code == 0
+    r = run.results
+    assert r["n"] == mod.QUICK["n"] == 8 and r["teacher"] == {"method": "diffiqa", "t": 5, "n": 1, "flip": True,
                                              "seed": 0}
     assert set(r["spearman_with_teacher"]) == {"flip-consistency", "embedding-norm"}
     assert all(-1 <= v <= 1 for v in r["spearman_with_teacher"].values())

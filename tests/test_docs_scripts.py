@@ -18,7 +18,7 @@ REPO = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
-from conftest import bench_results, load_script  # noqa: E402
+from conftest import bench_results, load_script, quick_run  # noqa: E402
 
 
 def _load_script(name: str):
@@ -47,9 +47,9 @@ def test_color_order(tmp_path, monkeypatch, capsys):
     printed = capsys.readouterr().out
     assert "| embedding-norm | 22.52" in printed and "cosine of the two ArcFace embeddings" in printed
     # --quick: embedding-norm only, the same embeddings
-    quick = tmp_path / "quick.json"
-    assert mod.main(["--quick", "--out", str(quick)]) == 0
-    q = bench_results(quick)
+    run = quick_run("color_order")
+    assert run.exit_code == 0
+    q = run.results
     assert [r["scorer"] for r in q["rows"]] == ["embedding-norm"]
     assert q["embedding_cosine"] == pytest.approx(res["embedding_cosine"], abs=1e-6)
 
@@ -126,20 +126,19 @@ def test_unet_pass_size_quick(tmp_path, monkeypatch, capsys):
     assert "| torch, pass of 8 |" in capsys.readouterr().out
 
 
-def test_lfw_xq_stats_quick(lfw_root, tmp_path, monkeypatch, capsys):
+def test_lfw_xq_stats_quick(lfw_root):
     """``--quick``: the lfw-xq build time of 10 images (into a temporary folder that is removed
-    again) and the RetinaFace inter-eye distance of 100 pairs.txt images (cached in the test's
-    cache), near the 42 px that lfw-xq takes as LFW's nominal distance."""
-    monkeypatch.setenv("FIQA_CACHE", str(tmp_path / "cache"))
-    mod = _load_script("lfw_xq_stats")
-    out = tmp_path / "xq.json"
-    assert mod.main(["--quick", "--lfw", str(lfw_root), "--out", str(out)]) == 0
-    res = bench_results(out)
+    again) and the RetinaFace inter-eye distance of 100 pairs.txt images (cached in the run's
+    own cache), near the 42 px that lfw-xq takes as LFW's nominal distance."""
+    run = quick_run("lfw_xq_stats")
+    assert run.exit_code == 0
+    res = run.results
     assert res["build"]["images"] == 10 and res["build"]["ms_per_image"] > 0
     eye = res["inter_eye"]
     assert eye["images"] == 100 and eye["with_face"] == 100
     assert eye["q1_px"] <= eye["median_px"] <= eye["q3_px"]
     assert 38 < eye["median_px"] < 48
-    assert not list(tmp_path.glob("lfw-xq*"))  # built in a temporary folder, not the cache
-    assert (tmp_path / "cache" / "lfw").is_dir()  # landmarks cached with the other benchmarks
-    assert "inter-eye distance, 100 of 100" in capsys.readouterr().out
+    # built in a temporary folder that is removed again, not in the cache
+    assert not list(run.tmp.glob("lfw-xq*")) and not list(run.cache.glob("lfw-xq*"))
+    assert (run.cache / "lfw").is_dir()  # landmarks cached with the other benchmarks
+    assert "inter-eye distance, 100 of 100" in run.stdout

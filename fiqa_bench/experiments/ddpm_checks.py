@@ -36,7 +36,7 @@ from ..harness import experiment
 
 
 #: ``--quick`` defaults (options given explicitly still win)
-QUICK = {"psnr_faces": 8, "smoke_steps": [1, 1], "mix_t": [1000]}
+QUICK = {"psnr_faces": 8, "smoke_steps": [1, 1], "mix_t": [1000, 100]}
 
 
 def synthetic_faces(n: int, seed: int = 0) -> np.ndarray:

@@ -2,7 +2,7 @@
 the 6,000 pairs of pairs.txt, and which face each face policy picks.
 
     fiqa-bench run lfw_gate_defaults --out results/lfw_gate_defaults.json
-    fiqa-bench run lfw_gate_defaults --quick     # smoke run (CI): 200 pairs
+    fiqa-bench run lfw_gate_defaults --quick     # smoke run (CI): 200 pairs, --policies largest
 
 Every image of pairs.txt goes through ``fq.QualityGate().filter(paths, discard=0.0)`` (the
 default detector, face policy, embedder and scorer; ``color`` does not apply to files). A pair
@@ -67,9 +67,13 @@ def arguments(ap) -> None:
     ap.add_argument("--policies", nargs="*", default=[], help="other face policies to compare")
 
 
+#: ``--quick``: the 200-pair subset (``QUICK_PAIRS_PER_FOLD``), one other face policy
+QUICK = {"policies": ["largest"]}
+
+
 @experiment("lfw_gate_defaults", "LFW through the public gate with its defaults: 10-fold "
             "accuracy",
-            arguments=arguments)
+            arguments=arguments, quick=QUICK)
 def run(args, ctx) -> dict:
     """10-fold accuracy of the default gate and of each other face policy."""
     log = ctx.log
