@@ -258,12 +258,17 @@ def test_grouped_conv_rewrite_is_the_conv(k, groups):
     np.testing.assert_allclose(make_session(data).run(["y"], {"x": x.numpy()})[0], ref, atol=1e-5)
 
 
-def test_int8_recipe_on_a_tiny_regressor(real_crops, tmp_path):
+def test_int8_recipe_on_a_tiny_regressor(real_crops, tmp_path, monkeypatch):
     """quantize_int8 via the scorer: the splittable grouped conv is split and int8, the other
     one and its PReLU stay fp32, the rest is
     QDQ int8, scores follow fp32, the graph is cached by model + calibration, and the model
     and crops passed are not modified."""
     import onnx
+
+    # a temporary-file folder of this test's own: "nothing left behind" below must not see
+    # what other processes on the machine create in the shared /tmp
+    (tmp_path / "tmp").mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
 
     from fiqa_sdk.quality import regressor_onnx as ro
 
