@@ -281,7 +281,9 @@ def test_int8_recipe_on_a_tiny_regressor(real_crops, tmp_path, monkeypatch):
                          calibration=calib)
     assert s.precision == "int8" and isinstance(s.int8_sha256, str)
     path = s._ort.source
-    assert path.parent == fq.eval.features.default_cache_dir() / "onnx" and "-int8v1-c" in path.name
+    from fiqa_sdk.eval.features import default_cache_dir
+
+    assert path.parent == default_cache_dir() / "onnx" and "-int8v1-c" in path.name
     g = onnx.load(str(path)).graph
     inits = {i.name for i in g.initializer}
     grouped = [n for n in g.node if n.op_type == "Conv"
