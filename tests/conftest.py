@@ -222,7 +222,7 @@ def quick_run(name: str) -> QuickRun:
     out, work, tmp = base / "out", base / "work", base / "tmp"
     work.mkdir(parents=True)
     tmp.mkdir()
-    cache = base / "cache" if name in OWN_CACHE else Path(os.environ["FIQA_CACHE"])
+    cache = base / "cache" if name in OWN_CACHE else Path(_TMP) / "cache"  # the session's
     env, cwd, tempdir = dict(os.environ), os.getcwd(), tempfile.tempdir
     threads, cv_threads = torch.get_num_threads(), cv2.getNumThreads()
     stdout, stderr = io.StringIO(), io.StringIO()
