@@ -53,7 +53,7 @@ PIPELINE_STAGES = ("decode", "detect", "align", "embed")
 DIFFIQA_STAGES = ("forward", "backward", "quality")
 #: Defaults of the full and the quick mode.
 DEFAULT_IMAGES, DEFAULT_REPEATS = 20, 5
-QUICK_IMAGES, QUICK_REPEATS, QUICK_GATE_IMAGES = 2, 2, 1
+QUICK_IMAGES, QUICK_REPEATS, QUICK_GATE_IMAGES = 2, 1, 1
 GATE_DISCARD = 0.2
 #: Defaults of the regressor throughput mode (full / quick).
 THROUGHPUT_IMAGES, THROUGHPUT_ROUNDS, THROUGHPUT_BATCHES = 64, 7, (1, 16, 64)
