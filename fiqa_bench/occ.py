@@ -43,11 +43,9 @@ parameter. Stored as JPEG quality 95 (4:4:4) under the original name in
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import json
 import math
-import os
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -55,6 +53,8 @@ import numpy as np
 from PIL import Image
 
 from fiqa_sdk.errors import FiqaError
+
+from .xq import atomic_write, write_set_index
 
 OCC_VERSION = "v1"
 FINAL_JPEG_QUALITY = 95
@@ -264,24 +264,11 @@ def build_lfw_occ(lfw_root: str | Path, cache_dir: str | Path,
             buf, format="JPEG", quality=FINAL_JPEG_QUALITY, subsampling=0)
         data = buf.getvalue()
         dst.parent.mkdir(parents=True, exist_ok=True)
-        tmp = dst.with_name(dst.name + f".{os.getpid()}.tmp")
-        tmp.write_bytes(data)
-        os.replace(tmp, dst)
+        atomic_write(dst, data)
         files[rel] = hashlib.sha256(data).hexdigest()
         changed = True
     if changed or not man_path.is_file():
         out.mkdir(parents=True, exist_ok=True)
-        tmp = out / f"params.csv.{os.getpid()}.tmp"
-        with open(tmp, "w", newline="", encoding="utf-8") as fh:
-            wr = csv.writer(fh)
-            wr.writerow(("file",) + PARAM_FIELDS)
-            for rel in sorted(files):
-                p = occ_params(rel)
-                wr.writerow([rel] + [p[k] for k in PARAM_FIELDS])
-        os.replace(tmp, out / "params.csv")
-        tmp = out / f"manifest.json.{os.getpid()}.tmp"
-        tmp.write_text(json.dumps({"version": OCC_VERSION, "spec": OCC_SPEC,
-                                   "n_images": len(files), "files": dict(sorted(files.items()))},
-                                  indent=1))
-        os.replace(tmp, man_path)
+        write_set_index(out, files, lambda rel: map(occ_params(rel).get, PARAM_FIELDS),
+                        PARAM_FIELDS, {"version": OCC_VERSION, "spec": OCC_SPEC})
     return out

@@ -351,6 +351,29 @@ def _fmt(v: Any) -> str:
     return str(v)
 
 
+def atomic_write(path: Path, data: bytes | str) -> None:
+    """Write ``path`` (text as UTF-8) through a temporary file beside it and a rename, so that a
+    reader never sees half a file and an interrupted build leaves the old one."""
+    tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
+    tmp.write_bytes(data.encode("utf-8") if isinstance(data, str) else data)
+    os.replace(tmp, path)
+
+
+def write_set_index(out: Path, files: dict[str, str], row: Any, fields: tuple[str, ...],
+                    manifest: dict[str, Any]) -> None:
+    """``out/params.csv`` (``file`` and ``fields``, one row per file: ``row(relpath)``) and
+    ``out/manifest.json`` (``manifest`` plus ``n_images`` and each file's sha256) of a derived
+    copy of LFW (lfw-xq, lfw-occ), each written with :func:`atomic_write`."""
+    buf = io.StringIO(newline="")
+    wr = csv.writer(buf)
+    wr.writerow(("file",) + tuple(fields))
+    for rel in sorted(files):
+        wr.writerow([rel] + list(row(rel)))
+    atomic_write(out / "params.csv", buf.getvalue())
+    atomic_write(out / "manifest.json", json.dumps(
+        {**manifest, "n_images": len(files), "files": dict(sorted(files.items()))}, indent=1))
+
+
 def build_lfw_xq(lfw_root: str | Path, cache_dir: str | Path, relpaths: Iterable[str] | None = None,
                  progress: bool = False) -> Path:
     """Build (or complete) ``lfw-xq`` from an LFW folder and return its root.
@@ -412,25 +435,12 @@ def build_lfw_xq(lfw_root: str | Path, cache_dir: str | Path, relpaths: Iterable
         deg, _ = degrade_xq(img, rel)
         data = _jpeg_bytes(deg, FINAL_JPEG_QUALITY, subsampling=0)  # 4:4:4
         dst.parent.mkdir(parents=True, exist_ok=True)
-        tmp = dst.with_name(dst.name + f".{os.getpid()}.tmp")
-        tmp.write_bytes(data)
-        os.replace(tmp, dst)
+        atomic_write(dst, data)
         files[rel] = hashlib.sha256(data).hexdigest()
     if (src / "pairs.txt").is_file():
         shutil.copyfile(src / "pairs.txt", out / "pairs.txt")
-    tmp = out / f"params.csv.{os.getpid()}.tmp"
-    with open(tmp, "w", newline="", encoding="utf-8") as fh:
-        wr = csv.writer(fh)
-        wr.writerow(("file",) + PARAM_FIELDS)
-        for rel in sorted(files):
-            p = xq_params(rel)
-            wr.writerow([rel] + [_fmt(p[k]) for k in PARAM_FIELDS])
-    os.replace(tmp, out / "params.csv")
-    man = {"version": XQ_VERSION, "spec": XQ_SPEC, "source": str(src),
-           "n_images": len(files), "files": dict(sorted(files.items()))}
-    tmp = out / f"manifest.json.{os.getpid()}.tmp"
-    tmp.write_text(json.dumps(man, indent=1))
-    os.replace(tmp, manifest_path)
+    write_set_index(out, files, lambda rel: [_fmt(v) for v in map(xq_params(rel).get, PARAM_FIELDS)],
+                    PARAM_FIELDS, {"version": XQ_VERSION, "spec": XQ_SPEC, "source": str(src)})
     return out
 
 
