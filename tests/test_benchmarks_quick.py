@@ -215,8 +215,7 @@ def test_ediffiqa_ablation_passes_the_training_options(celeba_root, tmp_path, mo
     """The ``fiqa train ediffiqa`` command of each setting: the --quick training options and
     ``--degraded-copies``, as the real ``fiqa`` parser reads them (the trainings themselves:
     the test below; training with degraded copies: test_train_api.py)."""
-    import subprocess
-
+    import fiqa_sdk.cli
     from fiqa_sdk.cli import build_parser
 
     class Stop(Exception):
@@ -224,19 +223,19 @@ def test_ediffiqa_ablation_passes_the_training_options(celeba_root, tmp_path, mo
 
     cmds = []
 
-    def fake_run(cmd, **kw):
-        cmds.append(cmd)
+    def fake_fiqa(argv):
+        cmds.append(argv)
         raise Stop
 
     monkeypatch.setenv("FIQA_CACHE", str(tmp_path / "cache"))
-    monkeypatch.setattr(subprocess, "run", fake_run)
+    monkeypatch.setattr(fiqa_sdk.cli, "main", fake_fiqa)
     mod = _load_script("ediffiqa_ablation")
     with pytest.raises(Stop):
         mod.main(["--quick", "--data", str(celeba_root), "--out", str(tmp_path / "out"),
                   "--degraded-copies", "2", "--settings", "0.1:0.9"])
     (cmd,) = cmds
-    assert cmd[1:5] == ["-m", "fiqa_sdk.cli", "train", "ediffiqa"]
-    args = build_parser().parse_args(cmd[3:])
+    assert cmd[:2] == ["train", "ediffiqa"]
+    args = build_parser().parse_args(cmd)
     assert (args.eps, args.theta, args.epochs, args.degraded_copies) == (0.1, 0.9, 1, 2)
     assert (args.n, args.fast, args.threads, args.min_count) == (1, True, 1, 1)
     assert args.out == str(tmp_path / "out" / "eps0.1-theta0.9")

@@ -1,7 +1,8 @@
 """The scripts in examples/ run offline with their defaults and print what they claim.
 
-Each example runs in a subprocess (as a user would run it) with HOME, FIQA_CACHE and TMPDIR in
-pytest's tmp_path, on the bundled sample face or inputs it generates itself.
+Each example runs with HOME, FIQA_CACHE and TMPDIR in pytest's tmp_path, on the bundled sample
+face or inputs it generates itself: ``--help`` of every example and the sample run of assess.py
+in a fresh process (as a user runs them), the others in the test process (``run_example``).
 """
 
 from __future__ import annotations
@@ -34,26 +35,81 @@ FLOAT = r"(-?\d+(?:\.\d+)?(?:e[-+]?\d+)?)"
 _GRAPHS = Path(os.environ["FIQA_CACHE"]).parent / "examples-onnx"
 
 
-def run_example(name: str, tmp_path: Path, *args: str, expect_rc: int = 0) -> str:
-    env = dict(os.environ)
-    env.update(HOME=str(tmp_path / "home"), FIQA_CACHE=str(tmp_path / "cache"),
-               TMPDIR=str(tmp_path), OMP_NUM_THREADS=env.get("OMP_NUM_THREADS", "1"))
+def run_example(name: str, tmp_path: Path, *args: str, expect_rc: int = 0,
+                fresh_process: bool = False) -> str:
+    """Run ``examples/NAME ARGS`` with HOME, FIQA_CACHE and TMPDIR in ``tmp_path`` and return
+    its stdout (its exit code must be ``expect_rc``, its stderr free of tracebacks).
+
+    ``fresh_process=True``: in a subprocess, exactly as a user runs it. Otherwise in this
+    process, as ``python NAME`` runs it (``runpy``, ``__name__ == "__main__"``, ``sys.argv``,
+    working folder ``tmp_path``; the environment, working folder, ``sys.argv``, temporary
+    folder and torch / OpenCV threads are restored after it), so that the examples share the
+    imported libraries and loaded models instead of paying ~3 s of start-up each; the
+    ``--help`` and sample runs below check every example in a fresh process."""
+    env = {"HOME": str(tmp_path / "home"), "FIQA_CACHE": str(tmp_path / "cache"),
+           "TMPDIR": str(tmp_path)}
     (tmp_path / "home").mkdir(exist_ok=True)
     graphs = tmp_path / "cache" / "onnx"
     graphs.mkdir(parents=True, exist_ok=True)
     for g in _GRAPHS.glob("*.onnx"):
         shutil.copyfile(g, graphs / g.name)
-    proc = subprocess.run([sys.executable, str(EXAMPLES / name), *map(str, args)], cwd=tmp_path,
-                          env=env, capture_output=True, text=True, timeout=300)
+    if fresh_process:
+        proc = subprocess.run(
+            [sys.executable, str(EXAMPLES / name), *map(str, args)], cwd=tmp_path,
+            env={**os.environ, **env, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")},
+            capture_output=True, text=True, timeout=300)
+        code, stdout, stderr = proc.returncode, proc.stdout, proc.stderr
+    else:
+        code, stdout, stderr = _run_in_process(EXAMPLES / name, list(map(str, args)), tmp_path, env)
     _GRAPHS.mkdir(exist_ok=True)
     for g in graphs.glob("*.onnx"):
         if not (_GRAPHS / g.name).is_file():
             shutil.copyfile(g, _GRAPHS / f".{g.name}.tmp")
             os.replace(_GRAPHS / f".{g.name}.tmp", _GRAPHS / g.name)
-    assert proc.returncode == expect_rc, \
-        f"{name} exited {proc.returncode}:\n{proc.stdout}\n{proc.stderr}"
-    assert "Traceback" not in proc.stderr, proc.stderr
-    return proc.stdout
+    assert code == expect_rc, f"{name} exited {code}:\n{stdout}\n{stderr}"
+    assert "Traceback" not in stderr, stderr
+    return stdout
+
+
+def _run_in_process(script: Path, argv: list[str], cwd: Path, env: dict) -> tuple[int, str, str]:
+    """``python SCRIPT ARGV`` in this process: (exit code, stdout, stderr). An exception the
+    script does not handle propagates (the test fails with its traceback)."""
+    import contextlib
+    import io
+    import runpy
+    import tempfile
+
+    import cv2
+    import torch
+
+    saved_env = {k: os.environ.get(k) for k in env}
+    saved = (list(sys.argv), os.getcwd(), tempfile.tempdir, torch.get_num_threads(),
+             cv2.getNumThreads())
+    stdout, stderr = io.StringIO(), io.StringIO()
+    os.environ.update(env)
+    tempfile.tempdir = None  # re-read from $TMPDIR
+    sys.argv = [str(script), *argv]
+    os.chdir(cwd)
+    code = 0
+    try:
+        with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+            try:
+                runpy.run_path(str(script), run_name="__main__")
+            except SystemExit as e:
+                if isinstance(e.code, str):
+                    print(e.code, file=sys.stderr)
+                code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    finally:
+        sys.argv, cwd0, tempfile.tempdir, threads, cv_threads = saved
+        os.chdir(cwd0)
+        torch.set_num_threads(threads)
+        cv2.setNumThreads(cv_threads)
+        for k, v in saved_env.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    return code, stdout.getvalue(), stderr.getvalue()
 
 
 def grab(pattern: str, text: str) -> list[str]:
@@ -69,12 +125,12 @@ def test_every_example_has_docstring_and_help(name, tmp_path):
     assert doc and "Run::" in doc and f"examples/{name}" in doc
     code_lines = [ln for ln in src.splitlines() if "import" in ln and "fiqa_sdk" in ln]
     assert code_lines == ["import fiqa_sdk as fq"], code_lines  # public names only: fq.*
-    out = run_example(name, tmp_path, "--help")
+    out = run_example(name, tmp_path, "--help", fresh_process=True)
     assert "usage:" in out
 
 
 def test_assess_sample(tmp_path):
-    out = run_example("assess.py", tmp_path)
+    out = run_example("assess.py", tmp_path, fresh_process=True)  # the README's first run
     score, accepted, reason, x1, y1, x2, y2 = grab(
         rf"^sample:astronaut  score={FLOAT}  accepted=(\w+)  reason=(\w+)  "
         rf"bbox=\({FLOAT}, {FLOAT}, {FLOAT}, {FLOAT}\)", out)

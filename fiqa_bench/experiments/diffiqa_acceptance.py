@@ -1,6 +1,6 @@
 """DifFIQA acceptance (issue 4): denoiser PSNR and "quality follows degradation" on LFW.
 
-    fiqa-bench run diffiqa_acceptance --quick   # smoke run (CI): 4 + 6 faces, n = 1
+    fiqa-bench run diffiqa_acceptance --quick   # smoke run (CI): 2 + 4 faces, n = 1
     fiqa-bench run diffiqa_acceptance           # 200 faces, n = 10: ~1.5-2 h on 1 thread
     fiqa-bench run diffiqa_acceptance --weights RUN/diffiqa_unet.safetensors \
         --regressor ediffiqa=RUN/ediffiqa_mbf.safetensors --regressor ediffiqa-free=...
@@ -23,7 +23,7 @@ from ..harness import experiment
 
 #: ``--quick`` (the CI smoke run): faces of the PSNR and of the degradation check; DifFIQA
 #: repeats as ``fiqa_bench.diffiqa_checks.QUICK_N``
-QUICK_PSNR_FACES, QUICK_QUALITY_FACES = 4, 6
+QUICK_PSNR_FACES, QUICK_QUALITY_FACES = 2, 4
 
 def arguments(ap) -> None:
     """The experiment's own options (the harness adds ``--quick`` and ``--out``)."""

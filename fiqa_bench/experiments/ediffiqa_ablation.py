@@ -1,8 +1,8 @@
 """eDifFIQA ablation over eps (label optimization) and theta (loss balance), like the paper's Table 10.
 
-Trains one eDifFIQA regressor per setting with ``fiqa train ediffiqa`` (pseudo-labels, target
-embeddings and frozen-stem activations are cached, so each run costs only the tail training),
-then evaluates all of them side by side on LFW with the ``regressors_lfw`` experiment.
+Trains one eDifFIQA regressor per setting with ``fiqa train ediffiqa``, run in this process
+(pseudo-labels, target embeddings and frozen-stem activations are cached, so each run costs only
+the tail training), then evaluates all of them side by side on LFW with the ``regressors_lfw`` experiment.
 
     fiqa-bench run ediffiqa_ablation --weights DENOISER.safetensors --n 1 \\
         --out results/ablation
@@ -33,11 +33,10 @@ numbers are meaningless; it checks the plumbing:
 from __future__ import annotations
 
 import argparse
-import subprocess
 import sys
 from pathlib import Path
 
-from fiqa_sdk.errors import InvalidArgumentError
+from fiqa_sdk.errors import EvaluationError, InvalidArgumentError
 
 from ..harness import experiment, run_experiment
 
@@ -74,6 +73,23 @@ def quick_training_folder(root: Path, dest: Path, identities: int = QUICK_IDENTI
     from fiqa_sdk.train.data import subset_folder
 
     return subset_folder(root, dest, identities, faces)
+
+
+def train(argv: list[str]) -> None:
+    """Run ``fiqa ARGV`` (one ``fiqa train ediffiqa``) in this process, so that the settings
+    share its loaded models (teacher, FR model, stem) instead of loading them per setting.
+
+    Raises
+    ------
+    EvaluationError
+        When ``fiqa`` exits with a non-zero code (its error is on stderr).
+    """
+    from fiqa_sdk.cli import main as fiqa
+
+    print("fiqa " + " ".join(argv), file=sys.stderr, flush=True)
+    code = fiqa(argv)
+    if code:
+        raise EvaluationError(f"`fiqa {' '.join(argv)}` exited with code {code}")
 
 
 def held_out_table(runs: list[tuple[float, float, Path]]) -> str:
@@ -171,10 +187,8 @@ def run(args, ctx) -> dict:
         run = out / f"eps{eps:g}-theta{theta:g}"
         runs.append((eps, theta, run))
         if not args.skip_training:
-            cmd = [sys.executable, "-m", "fiqa_sdk.cli", "train", "ediffiqa", "--out", str(run),
-                   "--eps", str(eps), "--theta", str(theta), "--epochs", str(args.epochs), *teacher]
-            print(" ".join(cmd), file=sys.stderr, flush=True)
-            subprocess.run(cmd, check=True)
+            train(["train", "ediffiqa", "--out", str(run), "--eps", str(eps), "--theta",
+                   str(theta), "--epochs", str(args.epochs), *teacher])
         regressors += ["--regressor", f"eps={eps:g} theta={theta:g}={run / 'ediffiqa_mbf.safetensors'}"]
     table = held_out_table(runs)
     out.mkdir(parents=True, exist_ok=True)
