@@ -54,6 +54,8 @@ DIFFIQA_STAGES = ("forward", "backward", "quality")
 #: Defaults of the full and the quick mode.
 DEFAULT_IMAGES, DEFAULT_REPEATS = 20, 5
 QUICK_IMAGES, QUICK_REPEATS, QUICK_GATE_IMAGES = 2, 1, 1
+#: ``--quick``: DifFIQA repeats (``--n``; the same stages as the default 10, fewer UNet passes)
+QUICK_N = 2
 GATE_DISCARD = 0.2
 #: Defaults of the regressor throughput mode (full / quick).
 THROUGHPUT_IMAGES, THROUGHPUT_ROUNDS, THROUGHPUT_BATCHES = 64, 7, (1, 16, 64)
@@ -538,7 +540,8 @@ def add_runtime_arguments(parser, threads_default: int | None = None) -> None:
                         help="images of the QualityGate timing (default: --images)")
     parser.add_argument("--no-gate", action="store_true", help="skip the QualityGate timing")
     parser.add_argument("--t", type=int, default=5, help="DifFIQA forward steps (default 5)")
-    parser.add_argument("--n", type=int, default=10, help="DifFIQA repeats (default 10)")
+    parser.add_argument("--n", type=int, default=None,
+                        help=f"DifFIQA repeats (default 10; --quick {QUICK_N})")
     parser.add_argument("--fast-n", type=int, default=2, help="fast-mode repeats (default 2)")
     parser.add_argument("--unet-batch", type=int, nargs="+", default=[], metavar="B",
                         help="extra rows diffiqa@unet_batch=B: default-mode DifFIQA with the UNet "
@@ -608,7 +611,8 @@ def run_from_args(args, log: Callable[[str], None] | None = None) -> dict:
     return run_runtime_bench(
         weights=weights, regressors=parse_regressors(args.regressor), images=images,
         repeats=repeats, gate_images=args.gate_images or (QUICK_GATE_IMAGES if args.quick else None),
-        t=args.t, n=args.n, fast_n=args.fast_n, threads=args.threads, lfw_root=args.lfw,
+        t=args.t, n=args.n or (QUICK_N if args.quick else 10), fast_n=args.fast_n,
+        threads=args.threads, lfw_root=args.lfw,
         seed=args.seed, gate=not args.no_gate, quick=args.quick,
         regressor_backends=getattr(args, "regressor_backend", None) or ("torch",),
         diffiqa_unet_batches=getattr(args, "unet_batch", None) or (), log=log)

@@ -502,9 +502,9 @@ def test_paired_pauc_ci_quick(lfw_root, lfw_quick_cache):
 def test_lfw_gate_defaults_quick(lfw_root):
     mod = _load_script("lfw_gate_defaults")
     run = quick_run("lfw_gate_defaults")  # --quick compares --policies largest
-    assert run.exit_code == 0 and mod.QUICK == {"policies": ["largest"]}
+    assert run.exit_code == 0 and mod.QUICK == {"policies": ["largest"], "pairs_per_fold": 3}
     r = run.results
-    assert r["pairs"] == 200 and 250 < r["images"] <= 400
+    assert r["pairs"] == 60 and 60 < r["images"] <= 120
     default, largest = r["rows"]
     assert default["face_policy"] == "subject (default)" and largest["face_policy"] == "largest"
     assert 0.9 <= default["accuracy"] <= 1.0 and default["differs_from_default"] == 0

@@ -262,7 +262,9 @@ def test_runtime_quick_mode():
     assert res["quick"] is True and res["images"] == rt.QUICK_IMAGES
     assert res["repeats"] == rt.QUICK_REPEATS and res["gate_images"] == rt.QUICK_GATE_IMAGES
     rows = {r["scorer"]: r for r in res["scorers"]}
-    assert rows["diffiqa"]["unet_passes_per_face"] == 120 and rows["diffiqa"]["gate_ms"] > 0
+    # t = 5 chain steps + the restoring pass, for each of n copies and of their mirrors
+    assert rows["diffiqa"]["unet_passes_per_face"] == 2 * 6 * rt.QUICK_N
+    assert rows["diffiqa"]["gate_ms"] > 0
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -79,13 +79,13 @@ def test_lfw_all_threshold_quick(lfw_root):
 
 # -- ddpm_checks.py ----------------------------------------------------------------------------
 def test_ddpm_identity_loss_degradations_and_residual_start():
-    """On the ``--quick`` run (24 synthetic faces, both mix_T, 8 PSNR faces, 1 step each of
-    the residual and the plain UNet)."""
+    """On the ``--quick`` run (24 synthetic faces, validation batches of 8, both mix_T, 8 PSNR
+    faces, 1 step each of the residual and the plain UNet)."""
     mod = _load_script("ddpm_checks")
     run = quick_run("ddpm_checks")
     assert run.exit_code == 0
     r = run.results
-    assert r["n_faces"] == 24 and r["faces"] == "synthetic (--quick)"
+    assert r["n_faces"] == 24 and r["faces"] == "synthetic (--quick)" and r["val_size"] == 8
     ident = {int(m): v for m, v in r["identity_val_loss"].items()}
     assert sorted(ident) == sorted(mod.QUICK["mix_t"]) == [100, 1000]
     for v in ident.values():

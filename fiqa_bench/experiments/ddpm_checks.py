@@ -36,7 +36,7 @@ from ..harness import experiment
 
 
 #: ``--quick`` defaults (options given explicitly still win)
-QUICK = {"psnr_faces": 8, "smoke_steps": [1, 1], "mix_t": [1000, 100]}
+QUICK = {"psnr_faces": 8, "smoke_steps": [1, 1], "mix_t": [1000, 100], "val_size": 8}
 
 
 def synthetic_faces(n: int, seed: int = 0) -> np.ndarray:
@@ -89,14 +89,14 @@ def validation_batches(tr) -> list:
                           rng=np.random.default_rng([cfg.seed, 3, tv])) for tv in cfg.val_t]
 
 
-def identity_val_loss(faces: np.ndarray, mix_t: int, work: Path) -> dict:
+def identity_val_loss(faces: np.ndarray, mix_t: int, work: Path, val_size: int = 16) -> dict:
     """``val.csv``'s losses of the output = input model (the residual UNet before step 1)."""
     import torch
 
     from fiqa_sdk.train.ddpm import DDPMTrainer, TrainConfig
 
     tr = DDPMTrainer(faces, work / f"identity-mix{mix_t}",
-                     TrainConfig(preset="tiny", mix_T=mix_t, seed=0, steps=0))
+                     TrainConfig(preset="tiny", mix_T=mix_t, seed=0, steps=0, val_size=val_size))
     val = tr.validate()
     # the same numbers straight from the batch: MSE(x_t, x)
     direct = {f"t{tv}": float(torch.mean((x_t - x) ** 2)) for tv, (x_t, _, x) in
@@ -105,12 +105,13 @@ def identity_val_loss(faces: np.ndarray, mix_t: int, work: Path) -> dict:
     return {**val, "max_abs_diff_from_mse_x_t_x": gap}
 
 
-def smoke_run(faces: np.ndarray, residual: bool, steps: int, work: Path) -> dict:
+def smoke_run(faces: np.ndarray, residual: bool, steps: int, work: Path,
+              val_size: int = 16) -> dict:
     """Validation loss of the tiny preset after ``steps`` training steps."""
     from fiqa_sdk.train.ddpm import DDPMTrainer, TrainConfig
 
     cfg = TrainConfig(preset="tiny", unet={"residual": residual}, steps=steps, seed=0,
-                      checkpoint_every=10**9)
+                      checkpoint_every=10**9, val_size=val_size)
     tr = DDPMTrainer(faces, work / f"smoke-{'res' if residual else 'plain'}-{steps}", cfg)
     t0 = time.perf_counter()
     losses = [tr.train_step()[0] for _ in range(steps)]
@@ -127,6 +128,8 @@ def arguments(ap) -> None:
     ap.add_argument("--psnr-faces", type=int, default=500)
     ap.add_argument("--smoke-steps", type=int, nargs=2, default=[20, 55], metavar=("RESIDUAL", "PLAIN"),
                     help="training steps of the residual and of the plain tiny UNet (20 55)")
+    ap.add_argument("--val-size", type=int, default=16,
+                    help="faces of each validation batch (default 16, fiqa train's)")
     ap.add_argument("--threads", type=int, default=1)
 
 
@@ -152,15 +155,16 @@ def run(args, ctx) -> dict:
     try:
         with tempfile.TemporaryDirectory(prefix="ddpm-checks-") as tmp:
             work = Path(tmp)
-            identity = {str(m): identity_val_loss(faces, m, work) for m in args.mix_t}
+            identity = {str(m): identity_val_loss(faces, m, work, args.val_size)
+                        for m in args.mix_t}
             deg = degradation_psnr(faces, args.psnr_faces)
-            smoke = [smoke_run(faces, res, s, work)
+            smoke = [smoke_run(faces, res, s, work, args.val_size)
                      for res, s in zip((True, False), args.smoke_steps) if s > 0]
     finally:
         torch.set_num_threads(prev)
     result = {"benchmark": "ddpm-checks", "faces": source, "n_faces": int(len(faces)),
               "identity_val_loss": identity, "degradation_psnr_db": deg, "smoke": smoke,
-              "threads": args.threads,
+              "val_size": args.val_size, "threads": args.threads,
               "seconds": round(time.perf_counter() - t_start, 1)}
     print(json.dumps(result, indent=2))
     keys = ["t0", "t4", "t19", "t49", "t99", "mean"]

@@ -2,7 +2,7 @@
 the 6,000 pairs of pairs.txt, and which face each face policy picks.
 
     fiqa-bench run lfw_gate_defaults --out results/lfw_gate_defaults.json
-    fiqa-bench run lfw_gate_defaults --quick     # smoke run (CI): 200 pairs, --policies largest
+    fiqa-bench run lfw_gate_defaults --quick     # smoke run (CI): 60 pairs, --policies largest
 
 Every image of pairs.txt goes through ``fq.QualityGate().filter(paths, discard=0.0)`` (the
 default detector, face policy, embedder and scorer; ``color`` does not apply to files). A pair
@@ -22,7 +22,8 @@ import time
 import numpy as np
 
 import fiqa_sdk as fq
-from fiqa_sdk.eval.protocols import QUICK_PAIRS_PER_FOLD, default_lfw_root, pairs_subset, read_lfw_pairs
+from fiqa_sdk.errors import InvalidArgumentError
+from fiqa_sdk.eval.protocols import default_lfw_root, pairs_subset, read_lfw_pairs
 from fiqa_sdk.eval.verification import kfold_accuracy
 
 from ..harness import experiment
@@ -65,10 +66,12 @@ def arguments(ap) -> None:
     """The experiment's own options (the harness adds ``--quick`` and ``--out``)."""
     ap.add_argument("--lfw", default=None, help="LFW root (default $FIQA_LFW)")
     ap.add_argument("--policies", nargs="*", default=[], help="other face policies to compare")
+    ap.add_argument("--pairs-per-fold", type=int, default=None, metavar="K",
+                    help="the first K mated and K non-mated pairs of each fold (default: all)")
 
 
-#: ``--quick``: the 200-pair subset (``QUICK_PAIRS_PER_FOLD``), one other face policy
-QUICK = {"policies": ["largest"]}
+#: ``--quick``: 3 mated + 3 non-mated pairs of each fold (60 pairs), one other face policy
+QUICK = {"policies": ["largest"], "pairs_per_fold": 3}
 
 
 @experiment("lfw_gate_defaults", "LFW through the public gate with its defaults: 10-fold "
@@ -78,8 +81,10 @@ def run(args, ctx) -> dict:
     """10-fold accuracy of the default gate and of each other face policy."""
     log = ctx.log
     proto = read_lfw_pairs(args.lfw or default_lfw_root())
-    if args.quick:
-        proto = pairs_subset(proto, QUICK_PAIRS_PER_FOLD)
+    if args.pairs_per_fold is not None:
+        if args.pairs_per_fold < 1:
+            raise InvalidArgumentError(f"--pairs-per-fold must be >= 1, got {args.pairs_per_fold}")
+        proto = pairs_subset(proto, args.pairs_per_fold)
     paths = [str(p) for p in proto.paths]
     default = run_policy(paths, None, log)
     acc, std, missing = accuracy(proto, default["reports"])

@@ -1,6 +1,6 @@
 """Runtime breakdown per face (issue 7; DifFIQA supplementary Table 4 style).
 
-    fiqa-bench run runtime --quick          # ~1 min: 2 images, 2 runs, gate on 1 image
+    fiqa-bench run runtime --quick          # 2 images, 1 run, DifFIQA n = 2, gate on 1 image
     fiqa-bench run runtime                  # 20 images, 5 runs (~25 min on 1 thread)
     fiqa-bench run runtime --regressor ediffiqa=RUN/ediffiqa_mbf.safetensors \
         --regressor ediffiqa-free=RUN/ediffiqa_free_mbf.safetensors
