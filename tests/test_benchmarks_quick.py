@@ -164,8 +164,8 @@ def test_diffiqa_settings_quick(celeba_root):
     assert n - 3 <= ev["faces"] <= n  # an image without a detected face would be skipped
     arc = ev["arcface"]
     assert arc["mated"] > 0 and arc["nonmated"] > 0 and 0 < arc["fnmr0"] < 1
-    assert set(res["settings"]) == {"chain:5:1", "fast:5:1"}
-    assert res["settings"]["chain:5:1"]["unet_passes_per_face"] == 2 * 6
+    assert set(res["settings"]) == {"chain:2:1", "fast:5:1"}
+    assert res["settings"]["chain:2:1"]["unet_passes_per_face"] == 2 * 3  # 2 DDIM steps + x0
     assert res["settings"]["fast:5:1"]["unet_passes_per_face"] == 2
     for s in res["settings"].values():
         assert s["s_per_face"] > 0
@@ -179,10 +179,10 @@ def test_diffiqa_settings_quick(celeba_root):
     refs = res["references"]
     assert set(refs) == {"embedding-norm", "random (mean over seeds)", "random (std over seeds)"}
     assert 0.5 < refs["random (mean over seeds)"]["arcface"]["pauc_0.2"] < 1.5
-    assert sorted(p.name for p in out.glob("cos_*.npz")) == ["cos_quick_chain_5_1.npz",
+    assert sorted(p.name for p in out.glob("cos_*.npz")) == ["cos_quick_chain_2_1.npz",
                                                              "cos_quick_fast_5_1.npz"]
     md = (out / "settings.md").read_text()
-    assert "| chain:5:1 | 12 |" in md and "| fast:5:1 | 2 |" in md
+    assert "| chain:2:1 | 6 |" in md and "| fast:5:1 | 2 |" in md
 
 
 def test_diffiqa_settings_quick_lfw_pairs(lfw_root, lfw_quick_cache, micro_weights, tmp_path):

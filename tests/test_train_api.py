@@ -105,9 +105,13 @@ def test_bad_options(face_folder, tmp_path, kwargs, match):
 
 def test_train_ediffiqa_on_a_folder(face_folder, cache, tmp_path):
     """The recipe end to end (1-repeat teacher, 2 epochs) and the scorer it gives."""
+    import torch
+
     logs = []
+    threads = torch.get_num_threads()
     result = fq.train_ediffiqa(face_folder, tmp_path / "run", epochs=2, teacher_n=1, min_count=1,
-                               threads=1, cache=cache, log=logs.append)
+                               threads=threads + 1, cache=cache, log=logs.append)
+    assert torch.get_num_threads() == threads  # threads= applied while training only
     assert isinstance(result, fq.TrainedRegressor) and result.method == "ediffiqa"
     assert result.weights == tmp_path / "run" / "ediffiqa_mbf.safetensors"
     assert result.weights.is_file() and result.weights.with_suffix(".json").is_file()

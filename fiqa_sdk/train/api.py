@@ -15,6 +15,7 @@ keyword arguments.
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import os
 from dataclasses import dataclass, field
@@ -196,6 +197,24 @@ def _degraded(faces_set, n: int, copies: int, seed: int, log):
     return degraded_copies(faces_set, copies, seed)
 
 
+def _restores_torch_threads(fn):
+    """``fn`` (which sets torch's process-wide intra-op threads to its ``threads=``) with
+    torch's thread count put back as it was when ``fn`` returns or raises."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        import torch
+
+        prev = torch.get_num_threads()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            torch.set_num_threads(prev)
+
+    return wrapper
+
+
+@_restores_torch_threads
 def train_regressor(
     data,
     out: str | os.PathLike,
@@ -236,7 +255,8 @@ def train_regressor(
         ``(N, 3, 112, 112)`` RGB crops in [-1, 1] to ``(N, D)`` embeddings. It is also the
         target model ``M``. A copy is fine-tuned: the module passed is not modified.
     threads : int, default 2
-        CPU threads of torch and onnxruntime.
+        CPU threads of torch and onnxruntime while training (torch's process-wide thread
+        count is put back when this returns).
     cache : str or path, optional
         Cache folder (default ``$FIQA_CACHE`` or ``~/.cache/fiqa-sdk``).
     name : str, optional
