@@ -237,7 +237,7 @@ def test_ediffiqa_ablation_passes_the_training_options(celeba_root, tmp_path, mo
     assert cmd[:2] == ["train", "ediffiqa"]
     args = build_parser().parse_args(cmd)
     assert (args.eps, args.theta, args.epochs, args.degraded_copies) == (0.1, 0.9, 1, 2)
-    assert (args.n, args.fast, args.threads, args.min_count) == (1, True, 1, 1)
+    assert (args.n, args.fast, args.threads, args.min_count) == (1, True, 2, 1)
     assert args.out == str(tmp_path / "out" / "eps0.1-theta0.9")
     data = Path(args.data)  # the quick training folder: QUICK_FACES of QUICK_IDENTITIES people
     assert data.parent == tmp_path / "out" / "quick-data"

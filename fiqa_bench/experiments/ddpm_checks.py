@@ -36,7 +36,8 @@ from ..harness import experiment
 
 
 #: ``--quick`` defaults (options given explicitly still win)
-QUICK = {"psnr_faces": 8, "smoke_steps": [1, 1], "mix_t": [1000, 100], "val_size": 8}
+QUICK = {"psnr_faces": 8, "smoke_steps": [1, 1], "mix_t": [1000, 100], "val_size": 8,
+         "threads": 2}
 
 
 def synthetic_faces(n: int, seed: int = 0) -> np.ndarray:

@@ -56,7 +56,8 @@ def arguments(ap) -> None:
 
 @experiment("diffiqa_acceptance", "DifFIQA acceptance: denoiser PSNR and quality follows "
             "degradation on LFW",
-            arguments=arguments, default_out="results/diffiqa_acceptance.json")
+            arguments=arguments, quick={"threads": 2},
+            default_out="results/diffiqa_acceptance.json")
 def run(args, ctx) -> dict:
     """The result of :func:`fiqa_bench.diffiqa_checks.run_acceptance`."""
     from .. import diffiqa_checks as dc

@@ -58,7 +58,7 @@ TERMS = ("eq7", "no-flip", "restored", "noisy", "flip")
 #: ``--quick``: held-out identities and images per identity, LFW pairs per fold and class
 #: (``--lfw-pairs``), and the option defaults
 QUICK_IDENTITIES, QUICK_FACES, QUICK_LFW_PAIRS_PER_FOLD = 6, 6, 3
-QUICK = {"settings": ["chain:2:1", "fast:5:1"], "random_seeds": 10}
+QUICK = {"settings": ["chain:2:1", "fast:5:1"], "random_seeds": 10, "threads": 2}
 
 
 def parse_setting(text: str) -> tuple[str, int, int]:

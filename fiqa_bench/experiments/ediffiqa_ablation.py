@@ -24,8 +24,9 @@ the shipped denoiser) runs the same steps on a tiny set: 30 training identities 
 (the first identities of ``--data`` with that many, copied to ``OUT/quick-data``; 3 of them are
 held out), a one-step teacher (``--fast --n 1``), settings 0.5:0.5 and 0:0.5, one epoch, class
 centres from every face (``--p 1 --min-count 1``: a set this small has too few top-label faces
-per identity for the defaults), then ``regressors_lfw.py --quick`` (200 lfw-pairs pairs). Its
-numbers are meaningless; it checks the plumbing:
+per identity for the defaults), then ``regressors_lfw.py --quick`` (200 lfw-pairs pairs), on
+two CPU threads (``--threads 2``: a CI machine's two cores). Its numbers are meaningless; it
+checks the plumbing:
 
     fiqa-bench run ediffiqa_ablation --quick --out /tmp/ablation-quick
 """
@@ -45,7 +46,7 @@ GRID = [(eps, theta) for theta in (0.1, 0.5, 0.9) for eps in (0.0, 0.1, 0.5, 1.0
 
 #: ``--quick``: training identities and images per identity, and the option defaults
 QUICK_IDENTITIES, QUICK_FACES = 30, 4
-QUICK = {"settings": [(0.5, 0.5), (0.0, 0.5)], "epochs": 1, "n": 1, "fast": True,
+QUICK = {"settings": [(0.5, 0.5), (0.0, 0.5)], "epochs": 1, "n": 1, "fast": True, "threads": 2,
          "protocols": ["lfw-pairs"]}
 
 
