@@ -52,7 +52,7 @@ from .diffiqa_checks import lfw_sample, machine_info, parse_regressors, weights_
 PIPELINE_STAGES = ("decode", "detect", "align", "embed")
 DIFFIQA_STAGES = ("forward", "backward", "quality")
 #: Defaults of the full and the quick mode.
-DEFAULT_IMAGES, DEFAULT_REPEATS = 20, 5
+DEFAULT_IMAGES, DEFAULT_REPEATS, DEFAULT_N = 20, 5, 10
 QUICK_IMAGES, QUICK_REPEATS, QUICK_GATE_IMAGES = 2, 1, 1
 #: ``--quick``: DifFIQA repeats (``--n``; the same stages as the default 10, fewer UNet passes)
 QUICK_N = 2
@@ -128,7 +128,8 @@ def _median(values: Sequence[float]) -> float:
 def run_runtime_bench(weights: str | Path | None = None,
                       regressors: Mapping[str, str] | Sequence[str] | None = None,
                       images: int = DEFAULT_IMAGES, repeats: int = DEFAULT_REPEATS,
-                      gate_images: int | None = None, t: int = 5, n: int = 10, fast_n: int = 2,
+                      gate_images: int | None = None, t: int = 5, n: int = DEFAULT_N,
+                      fast_n: int = 2,
                       threads: int | None = None, regressor_batch: int = 64,
                       diffiqa_batch: int = 40, lfw_root: str | Path | None = None,
                       paths: Sequence[str | Path] | None = None, seed: int = 0,
@@ -541,7 +542,7 @@ def add_runtime_arguments(parser, threads_default: int | None = None) -> None:
     parser.add_argument("--no-gate", action="store_true", help="skip the QualityGate timing")
     parser.add_argument("--t", type=int, default=5, help="DifFIQA forward steps (default 5)")
     parser.add_argument("--n", type=int, default=None,
-                        help=f"DifFIQA repeats (default 10; --quick {QUICK_N})")
+                        help=f"DifFIQA repeats (default {DEFAULT_N}; --quick {QUICK_N})")
     parser.add_argument("--fast-n", type=int, default=2, help="fast-mode repeats (default 2)")
     parser.add_argument("--unet-batch", type=int, nargs="+", default=[], metavar="B",
                         help="extra rows diffiqa@unet_batch=B: default-mode DifFIQA with the UNet "
@@ -611,8 +612,8 @@ def run_from_args(args, log: Callable[[str], None] | None = None) -> dict:
     return run_runtime_bench(
         weights=weights, regressors=parse_regressors(args.regressor), images=images,
         repeats=repeats, gate_images=args.gate_images or (QUICK_GATE_IMAGES if args.quick else None),
-        t=args.t, n=args.n or (QUICK_N if args.quick else 10), fast_n=args.fast_n,
-        threads=args.threads, lfw_root=args.lfw,
+        t=args.t, n=args.n if args.n is not None else (QUICK_N if args.quick else DEFAULT_N),
+        fast_n=args.fast_n, threads=args.threads, lfw_root=args.lfw,
         seed=args.seed, gate=not args.no_gate, quick=args.quick,
         regressor_backends=getattr(args, "regressor_backend", None) or ("torch",),
         diffiqa_unet_batches=getattr(args, "unet_batch", None) or (), log=log)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import sys
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 _TMP = tempfile.mkdtemp(prefix="fiqa-tests-")
@@ -191,6 +193,53 @@ class QuickRun:
         return self.record["results"]
 
 
+@dataclass
+class Captured:
+    """What a run under :func:`in_process` printed, and the environment it left."""
+
+    stdout: io.StringIO = field(default_factory=io.StringIO)
+    stderr: io.StringIO = field(default_factory=io.StringIO)
+    env_after: dict = field(default_factory=dict)
+
+
+@contextlib.contextmanager
+def in_process(captured: Captured, env: dict, cwd: Path, tempdir: str | None, *,
+               argv: list[str] | None = None, torch_threads: int | None = None):
+    """Run the body as a fresh process would, in this one: ``env`` added to the environment,
+    working folder ``cwd``, ``tempfile.tempdir`` = ``tempdir`` (None: re-read from
+    ``$TMPDIR``), ``sys.argv`` = ``argv`` if given, torch's threads = ``torch_threads`` if
+    given, stdout and stderr into ``captured``. The environment (whole), working folder,
+    temporary folder, ``sys.argv`` and torch / OpenCV threads are put back afterwards, also when
+    the body raises; ``captured.env_after`` keeps the environment the body left.
+
+    Shared by :func:`quick_run` (the experiments' ``--quick`` runs) and
+    tests/test_examples.py (the examples)."""
+    import cv2
+    import torch
+
+    saved = (dict(os.environ), os.getcwd(), tempfile.tempdir, list(sys.argv),
+             torch.get_num_threads(), cv2.getNumThreads())
+    os.environ.update(env)
+    os.chdir(cwd)
+    tempfile.tempdir = tempdir
+    if argv is not None:
+        sys.argv = list(argv)
+    if torch_threads is not None:
+        torch.set_num_threads(torch_threads)
+    try:
+        with contextlib.redirect_stdout(captured.stdout), \
+                contextlib.redirect_stderr(captured.stderr):
+            yield captured
+    finally:
+        captured.env_after = dict(os.environ)
+        environ, cwd0, tempfile.tempdir, sys.argv, threads, cv_threads = saved
+        os.chdir(cwd0)
+        os.environ.clear()
+        os.environ.update(environ)
+        torch.set_num_threads(threads)
+        cv2.setNumThreads(cv_threads)
+
+
 _QUICK_RUNS: dict[str, QuickRun | BaseException] = {}
 _QUICK_ROOT = Path(_TMP) / "quick-runs"
 
@@ -204,18 +253,13 @@ def quick_run(name: str) -> QuickRun:
     experiment are reused by the next), or a cache of its own for :data:`OWN_CACHE`; in a
     temporary working folder and temporary-file folder; with one torch thread. What an
     experiment changes in the process (environment, working folder, torch / OpenCV threads) is
-    restored after it, and its stdout and stderr are kept in the returned :class:`QuickRun`."""
+    restored after it (:func:`in_process`), and its stdout and stderr are kept in the returned
+    :class:`QuickRun`."""
     if name in _QUICK_RUNS:
         run = _QUICK_RUNS[name]
         if isinstance(run, BaseException):
             pytest.fail(f"fiqa-bench run {name} --quick raised {run!r} in an earlier test")
         return run
-    import contextlib
-    import io
-
-    import cv2
-    import torch
-
     from fiqa_bench.harness import main
 
     base = _QUICK_ROOT / name
@@ -223,32 +267,18 @@ def quick_run(name: str) -> QuickRun:
     work.mkdir(parents=True)
     tmp.mkdir()
     cache = base / "cache" if name in OWN_CACHE else Path(_TMP) / "cache"  # the session's
-    env, cwd, tempdir = dict(os.environ), os.getcwd(), tempfile.tempdir
-    threads, cv_threads = torch.get_num_threads(), cv2.getNumThreads()
-    stdout, stderr = io.StringIO(), io.StringIO()
-    os.environ["FIQA_CACHE"] = str(cache)
-    os.chdir(work)
-    tempfile.tempdir = str(tmp)
-    torch.set_num_threads(1)
+    cap = Captured()
     try:
-        with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+        with in_process(cap, {"FIQA_CACHE": str(cache)}, work, str(tmp), torch_threads=1):
             rc = main(["run", name, "--quick", "--out", str(out)])
     except BaseException as e:
         _QUICK_RUNS[name] = e
-        print(stdout.getvalue()[-4000:])
-        print(stderr.getvalue()[-4000:], file=sys.stderr)
+        print(cap.stdout.getvalue()[-4000:])
+        print(cap.stderr.getvalue()[-4000:], file=sys.stderr)
         raise
-    finally:
-        env_after = dict(os.environ)
-        os.chdir(cwd)
-        tempfile.tempdir = tempdir
-        os.environ.clear()
-        os.environ.update(env)
-        torch.set_num_threads(threads)
-        cv2.setNumThreads(cv_threads)
     run = _QUICK_RUNS[name] = QuickRun(name=name, out=out, cache=cache, tmp=tmp, exit_code=rc,
-                                       stdout=stdout.getvalue(), stderr=stderr.getvalue(),
-                                       env_after=env_after)
+                                       stdout=cap.stdout.getvalue(),
+                                       stderr=cap.stderr.getvalue(), env_after=cap.env_after)
     return run
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import graded_crops  # noqa: E402
+from conftest import Captured, graded_crops, in_process  # noqa: E402
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 SCRIPTS = ["assess.py", "filter_folder.py", "enrolment.py", "video_best_frame.py",
@@ -72,44 +72,21 @@ def run_example(name: str, tmp_path: Path, *args: str, expect_rc: int = 0,
 
 
 def _run_in_process(script: Path, argv: list[str], cwd: Path, env: dict) -> tuple[int, str, str]:
-    """``python SCRIPT ARGV`` in this process: (exit code, stdout, stderr). An exception the
-    script does not handle propagates (the test fails with its traceback)."""
-    import contextlib
-    import io
+    """``python SCRIPT ARGV`` in this process (:func:`conftest.in_process`): (exit code,
+    stdout, stderr). An exception the script does not handle propagates (the test fails with
+    its traceback)."""
     import runpy
-    import tempfile
 
-    import cv2
-    import torch
-
-    saved_env = {k: os.environ.get(k) for k in env}
-    saved = (list(sys.argv), os.getcwd(), tempfile.tempdir, torch.get_num_threads(),
-             cv2.getNumThreads())
-    stdout, stderr = io.StringIO(), io.StringIO()
-    os.environ.update(env)
-    tempfile.tempdir = None  # re-read from $TMPDIR
-    sys.argv = [str(script), *argv]
-    os.chdir(cwd)
+    cap = Captured()
     code = 0
-    try:
-        with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
-            try:
-                runpy.run_path(str(script), run_name="__main__")
-            except SystemExit as e:
-                if isinstance(e.code, str):
-                    print(e.code, file=sys.stderr)
-                code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
-    finally:
-        sys.argv, cwd0, tempfile.tempdir, threads, cv_threads = saved
-        os.chdir(cwd0)
-        torch.set_num_threads(threads)
-        cv2.setNumThreads(cv_threads)
-        for k, v in saved_env.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-    return code, stdout.getvalue(), stderr.getvalue()
+    with in_process(cap, env, cwd, None, argv=[str(script), *argv]):  # tempdir from $TMPDIR
+        try:
+            runpy.run_path(str(script), run_name="__main__")
+        except SystemExit as e:
+            if isinstance(e.code, str):
+                print(e.code, file=sys.stderr)
+            code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    return code, cap.stdout.getvalue(), cap.stderr.getvalue()
 
 
 def grab(pattern: str, text: str) -> list[str]:

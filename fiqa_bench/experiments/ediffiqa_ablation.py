@@ -2,7 +2,8 @@
 
 Trains one eDifFIQA regressor per setting with ``fiqa train ediffiqa``, run in this process
 (pseudo-labels, target embeddings and frozen-stem activations are cached, so each run costs only
-the tail training), then evaluates all of them side by side on LFW with the ``regressors_lfw`` experiment.
+the tail training), then evaluates all of them side by side on LFW with the ``regressors_lfw``
+experiment.
 
     fiqa-bench run ediffiqa_ablation --weights DENOISER.safetensors --n 1 \\
         --out results/ablation

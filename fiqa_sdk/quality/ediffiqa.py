@@ -153,7 +153,7 @@ class RegressorScorer(Scorer):
         (``fiqa_bench.stem``)."""
         from .._preprocess import to_model_range
 
-        return self.model.quality(to_model_range(batch).to(self.device))
+        return self.model.quality(to_model_range(batch, device=self.device))
 
     @torch.inference_mode()
     def _score(self, aligned: np.ndarray, faces: Sequence[Face] | None) -> np.ndarray:
